@@ -1,0 +1,292 @@
+//! The PresenceTracker actor: who is connected, their status, who is in
+//! which room (by user, not by connection) and who is typing.
+//!
+//! It answers questions and keeps state; it never sends to other actors.
+//! The RoomRegistry asks it and fans the answers out, so the message graph
+//! stays one-directional (session -> registry -> tracker).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use crate::broker::{PresenceStore, UserPresence};
+use crate::metrics::Metrics;
+use crate::protocol::{CustomStatus, Member, Status};
+
+/// A typing list: (room, thread).
+type TypingKey = (Arc<str>, Option<String>);
+
+pub struct PresenceTracker {
+    store: Box<dyn PresenceStore>,
+    /// (room, thread) -> user -> when their typing entry expires
+    typing: HashMap<TypingKey, HashMap<Arc<str>, Instant>>,
+    typing_timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl PresenceTracker {
+    pub fn new(
+        store: Box<dyn PresenceStore>,
+        typing_timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        PresenceTracker {
+            store,
+            typing: HashMap::new(),
+            typing_timeout,
+            metrics,
+        }
+    }
+
+    fn typing_users(entries: &HashMap<Arc<str>, Instant>) -> Vec<Arc<str>> {
+        let mut users: Vec<Arc<str>> = entries.keys().cloned().collect();
+        users.sort();
+        users
+    }
+
+    /// Removes `user` from every typing list of `room`; returns the lists
+    /// that changed.
+    fn stop_typing_in(&mut self, room: &str, user: &str) -> Vec<TypingChange> {
+        let mut changes = Vec::new();
+        self.typing.retain(|(r, thread), entries| {
+            if &**r == room && entries.remove(user).is_some() {
+                changes.push(TypingChange {
+                    room: r.clone(),
+                    thread_id: thread.clone(),
+                    users: Self::typing_users(entries),
+                });
+            }
+            !entries.is_empty()
+        });
+        changes
+    }
+}
+
+impl Actor for PresenceTracker {
+    type Context = Context<Self>;
+}
+
+/// A typing list that changed and must be sent to the room.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TypingChange {
+    pub room: Arc<str>,
+    pub thread_id: Option<String>,
+    pub users: Vec<Arc<str>>,
+}
+
+/// A connection of `user` opened; it is implicitly in `personal_room`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TrackConnect {
+    pub user: Arc<str>,
+    pub name: Option<Arc<str>>,
+    pub personal_room: Arc<str>,
+}
+
+impl Handler<TrackConnect> for PresenceTracker {
+    type Result = ();
+    fn handle(&mut self, msg: TrackConnect, _: &mut Context<Self>) {
+        self.metrics.presence_mailbox.handled();
+        self.store.connect(&msg.user, msg.name);
+        self.store.join(&msg.personal_room, &msg.user);
+    }
+}
+
+/// A connection of `user` closed while in `rooms` (its personal room included).
+#[derive(Message)]
+#[rtype(result = "Vec<LeaveOutcome>")]
+pub struct TrackDisconnect {
+    pub user: Arc<str>,
+    pub rooms: Vec<Arc<str>>,
+}
+
+impl Handler<TrackDisconnect> for PresenceTracker {
+    type Result = MessageResult<TrackDisconnect>;
+    fn handle(&mut self, msg: TrackDisconnect, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.presence_mailbox.handled();
+        let outcomes = msg
+            .rooms
+            .into_iter()
+            .map(|room| self.leave(room, &msg.user))
+            .collect();
+        self.store.disconnect(&msg.user);
+        MessageResult(outcomes)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct JoinOutcome {
+    /// The user's first connection in the room: announce `user:joined`.
+    pub first: bool,
+    pub members: Vec<Member>,
+}
+
+#[derive(Message)]
+#[rtype(result = "JoinOutcome")]
+pub struct TrackJoin {
+    pub room: Arc<str>,
+    pub user: Arc<str>,
+}
+
+impl Handler<TrackJoin> for PresenceTracker {
+    type Result = MessageResult<TrackJoin>;
+    fn handle(&mut self, msg: TrackJoin, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.presence_mailbox.handled();
+        let first = self.store.join(&msg.room, &msg.user);
+        MessageResult(JoinOutcome {
+            first,
+            members: self.store.members(&msg.room),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LeaveOutcome {
+    pub room: Arc<str>,
+    /// The user's last connection in the room left: announce `user:left`.
+    pub last: bool,
+    /// Typing lists that lost this user.
+    pub typing: Vec<TypingChange>,
+}
+
+impl PresenceTracker {
+    fn leave(&mut self, room: Arc<str>, user: &str) -> LeaveOutcome {
+        let last = self.store.leave(&room, user);
+        let typing = if last {
+            self.stop_typing_in(&room, user)
+        } else {
+            Vec::new()
+        };
+        LeaveOutcome { room, last, typing }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "LeaveOutcome")]
+pub struct TrackLeave {
+    pub room: Arc<str>,
+    pub user: Arc<str>,
+}
+
+impl Handler<TrackLeave> for PresenceTracker {
+    type Result = MessageResult<TrackLeave>;
+    fn handle(&mut self, msg: TrackLeave, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.presence_mailbox.handled();
+        MessageResult(self.leave(msg.room, &msg.user))
+    }
+}
+
+/// Sets a user's status; answers the new presence (None: user unknown).
+#[derive(Message)]
+#[rtype(result = "Option<UserPresence>")]
+pub struct SetStatus {
+    pub user: Arc<str>,
+    pub status: Status,
+    pub custom_status: Option<CustomStatus>,
+}
+
+impl Handler<SetStatus> for PresenceTracker {
+    type Result = Option<UserPresence>;
+    fn handle(&mut self, msg: SetStatus, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.presence_mailbox.handled();
+        if self
+            .store
+            .set_status(&msg.user, msg.status, msg.custom_status)
+        {
+            self.store.user(&msg.user)
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Vec<Member>")]
+pub struct GetMembers {
+    pub room: Arc<str>,
+}
+
+impl Handler<GetMembers> for PresenceTracker {
+    type Result = MessageResult<GetMembers>;
+    fn handle(&mut self, msg: GetMembers, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.presence_mailbox.handled();
+        MessageResult(self.store.members(&msg.room))
+    }
+}
+
+/// typing:start / typing:stop; answers the new list when it changed.
+#[derive(Message)]
+#[rtype(result = "Option<TypingChange>")]
+pub struct SetTyping {
+    pub room: Arc<str>,
+    pub thread_id: Option<String>,
+    pub user: Arc<str>,
+    pub active: bool,
+}
+
+impl Handler<SetTyping> for PresenceTracker {
+    type Result = Option<TypingChange>;
+    fn handle(&mut self, msg: SetTyping, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.presence_mailbox.handled();
+        let key = (msg.room.clone(), msg.thread_id.clone());
+        let changed = if msg.active {
+            let entries = self.typing.entry(key.clone()).or_default();
+            entries
+                .insert(msg.user, Instant::now() + self.typing_timeout)
+                .is_none()
+        } else {
+            match self.typing.get_mut(&key) {
+                Some(entries) => entries.remove(&msg.user).is_some(),
+                None => false,
+            }
+        };
+        let users = self
+            .typing
+            .get(&key)
+            .map(Self::typing_users)
+            .unwrap_or_default();
+        if self.typing.get(&key).is_some_and(HashMap::is_empty) {
+            self.typing.remove(&key);
+        }
+        changed.then_some(TypingChange {
+            room: msg.room,
+            thread_id: msg.thread_id,
+            users,
+        })
+    }
+}
+
+/// Drops the expired entries of one typing list; answers the new list when
+/// it changed.
+#[derive(Message)]
+#[rtype(result = "Option<TypingChange>")]
+pub struct ExpireTyping {
+    pub room: Arc<str>,
+    pub thread_id: Option<String>,
+}
+
+impl Handler<ExpireTyping> for PresenceTracker {
+    type Result = Option<TypingChange>;
+    fn handle(&mut self, msg: ExpireTyping, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.presence_mailbox.handled();
+        let key = (msg.room, msg.thread_id);
+        let entries = self.typing.get_mut(&key)?;
+        let now = Instant::now();
+        let before = entries.len();
+        entries.retain(|_, expires| *expires > now);
+        if entries.len() == before {
+            return None;
+        }
+        let users = Self::typing_users(entries);
+        if entries.is_empty() {
+            self.typing.remove(&key);
+        }
+        Some(TypingChange {
+            room: key.0,
+            thread_id: key.1,
+            users,
+        })
+    }
+}

@@ -1,0 +1,980 @@
+//! The RoomRegistry actor: rooms and their member sessions.
+//!
+//! It authorizes joins, enforces room limits, has the [`MessageLog`] assign
+//! each message its per-room `seq`, and fans events out: each event is
+//! serialised once and the same shared bytes go to every member. Delivery
+//! uses `try_send`, never `do_send`, so a member whose mailbox is full is
+//! found at once: it is a slow consumer, skipped from then on and closed
+//! (see `docs/architecture.md`).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use bytestring::ByteString;
+use chrono::Utc;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::presence::{
+    ExpireTyping, GetMembers, LeaveOutcome, PresenceTracker, SetStatus, SetTyping, TrackConnect,
+    TrackDisconnect, TrackJoin, TrackLeave, TypingChange,
+};
+use super::session::{ConnHandle, ConnId, Deliver, Session, Shutdown};
+use crate::auth::{pattern_matches, Identity};
+use crate::broker::{LogError, MessageLog, NewMessage};
+use crate::config::Settings;
+use crate::metrics::{add, inc, Metrics};
+use crate::protocol::{
+    close, encode, timestamp, CommandError, CustomStatus, ErrorCode, Event, Member, MessageRecord,
+    Notification, RawJson, Status,
+};
+
+/// The registry's share of the settings.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    pub public_rooms: Vec<String>,
+    pub max_users_default: usize,
+    pub max_users: Vec<(String, usize)>,
+    pub max_rooms_per_connection: usize,
+    pub recovery_max: usize,
+    pub typing_timeout: Duration,
+    pub slow_consumer_grace: Duration,
+}
+
+impl RegistryConfig {
+    pub fn from_settings(s: &Settings) -> Self {
+        RegistryConfig {
+            public_rooms: s.rooms.public.clone(),
+            max_users_default: s.limits.max_users_per_room,
+            max_users: s
+                .rooms
+                .max_users
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+            max_rooms_per_connection: s.limits.max_rooms_per_connection,
+            recovery_max: s.limits.recovery_max,
+            typing_timeout: Duration::from_millis(s.typing.timeout_ms),
+            slow_consumer_grace: Duration::from_millis(s.limits.slow_consumer_grace_ms),
+        }
+    }
+
+    fn max_users(&self, room: &str) -> usize {
+        self.max_users
+            .iter()
+            .find(|(pattern, _)| pattern_matches(pattern, room))
+            .map_or(self.max_users_default, |(_, n)| *n)
+    }
+}
+
+/// Where a member's events go.
+#[derive(Clone)]
+struct Target {
+    addr: Addr<Session>,
+    handle: Arc<ConnHandle>,
+}
+
+#[derive(Default)]
+struct Room {
+    members: HashMap<ConnId, Target>,
+    /// user -> connections of that user in the room
+    users: HashMap<Arc<str>, usize>,
+}
+
+struct Conn {
+    identity: Arc<Identity>,
+    target: Target,
+    personal_room: Arc<str>,
+    /// Joined rooms, the personal room not included.
+    rooms: HashSet<Arc<str>>,
+    info: ConnectionInfo,
+}
+
+pub struct RoomRegistry {
+    cfg: RegistryConfig,
+    log: Arc<dyn MessageLog>,
+    presence: Addr<PresenceTracker>,
+    metrics: Arc<Metrics>,
+    rooms: HashMap<Arc<str>, Room>,
+    conns: HashMap<ConnId, Conn>,
+    users: HashMap<Arc<str>, HashSet<ConnId>>,
+}
+
+impl Actor for RoomRegistry {
+    type Context = Context<Self>;
+}
+
+type Reply<T> = ResponseActFuture<RoomRegistry, Result<T, CommandError>>;
+
+fn reply<T: 'static>(r: Result<T, CommandError>) -> Reply<T> {
+    Box::pin(fut::ready(r))
+}
+
+fn tracker_down(e: MailboxError) -> CommandError {
+    CommandError::new(
+        ErrorCode::Internal,
+        format!("presence tracker unavailable: {e}"),
+    )
+}
+
+fn log_down(e: LogError) -> CommandError {
+    CommandError::new(ErrorCode::Unavailable, e.to_string())
+}
+
+impl RoomRegistry {
+    pub fn new(
+        cfg: RegistryConfig,
+        log: Arc<dyn MessageLog>,
+        presence: Addr<PresenceTracker>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        RoomRegistry {
+            cfg,
+            log,
+            presence,
+            metrics,
+            rooms: HashMap::new(),
+            conns: HashMap::new(),
+            users: HashMap::new(),
+        }
+    }
+
+    /// Sends to the tracker through its bounded mailbox, counting depth.
+    fn track<M>(&self, msg: M) -> Request<PresenceTracker, M>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        PresenceTracker: Handler<M>,
+    {
+        self.metrics.presence_mailbox.sent();
+        self.presence.send(msg)
+    }
+
+    fn conn(&self, id: ConnId) -> Result<&Conn, CommandError> {
+        self.conns
+            .get(&id)
+            .ok_or_else(|| CommandError::new(ErrorCode::Internal, "connection is not registered"))
+    }
+
+    fn member_of(&self, id: ConnId, room: &str) -> Result<&Conn, CommandError> {
+        let conn = self.conn(id)?;
+        if conn.rooms.contains(room) || *conn.personal_room == *room {
+            Ok(conn)
+        } else {
+            Err(CommandError::new(
+                ErrorCode::NotInRoom,
+                format!("join `{room}` before sending to it"),
+            ))
+        }
+    }
+
+    fn may_access(&self, id: ConnId, room: &str) -> Result<&Conn, CommandError> {
+        let conn = self.conn(id)?;
+        if conn.identity.may_access(room, &self.cfg.public_rooms) {
+            Ok(conn)
+        } else {
+            Err(CommandError::new(
+                ErrorCode::Forbidden,
+                format!("room `{room}` is not allowed for this user"),
+            ))
+        }
+    }
+
+    fn add_member(&mut self, id: ConnId, room: &Arc<str>) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if *conn.personal_room != **room {
+            conn.rooms.insert(room.clone());
+        }
+        let r = self.rooms.entry(room.clone()).or_default();
+        r.members.insert(id, conn.target.clone());
+        *r.users.entry(conn.identity.user_id.clone()).or_insert(0) += 1;
+    }
+
+    /// Removes one membership; true when it existed.
+    fn remove_member(&mut self, id: ConnId, room: &str) -> bool {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return false;
+        };
+        conn.rooms.remove(room);
+        let Some(r) = self.rooms.get_mut(room) else {
+            return false;
+        };
+        if r.members.remove(&id).is_none() {
+            return false;
+        }
+        let user = &conn.identity.user_id;
+        if let Some(n) = r.users.get_mut(user) {
+            *n -= 1;
+            if *n == 0 {
+                r.users.remove(user);
+            }
+        }
+        if r.members.is_empty() {
+            self.rooms.remove(room);
+        }
+        true
+    }
+
+    /// Hands `frame` to one session; false when it could not take it.
+    fn deliver(&self, id: ConnId, target: &Target, frame: &ByteString) -> bool {
+        if target.handle.is_slow() {
+            return false;
+        }
+        match target.addr.try_send(Deliver(frame.clone())) {
+            Ok(()) => {
+                self.metrics.session_mailbox.sent();
+                true
+            }
+            Err(SendError::Full(_)) => {
+                self.slow_consumer(id, target);
+                false
+            }
+            Err(SendError::Closed(_)) => false,
+        }
+    }
+
+    fn slow_consumer(&self, id: ConnId, target: &Target) {
+        if !target.handle.mark_slow() {
+            return;
+        }
+        inc(&self.metrics.slow_consumer_closes);
+        log::warn!(
+            "slow consumer conn={} user={}: mailbox full, closing with 4009",
+            id,
+            self.conns.get(&id).map_or("?", |c| &*c.identity.user_id)
+        );
+        // The session closes itself with 4009 the next time it runs. If its
+        // socket is jammed it never runs again: shut the socket down then.
+        let handle = target.handle.clone();
+        let grace = self.cfg.slow_consumer_grace;
+        actix::spawn(async move {
+            actix::clock::sleep(grace).await;
+            handle.shut_down_socket();
+        });
+    }
+
+    /// Sends `frame` to every member of `room` but `except`; returns how
+    /// many sessions took it.
+    fn fan_out(&self, room: &str, except: Option<ConnId>, frame: &ByteString) -> usize {
+        let Some(r) = self.rooms.get(room) else {
+            return 0;
+        };
+        let mut delivered = 0;
+        for (id, target) in &r.members {
+            if Some(*id) != except && self.deliver(*id, target, frame) {
+                delivered += 1;
+            }
+        }
+        add(&self.metrics.messages_out, delivered as u64);
+        delivered
+    }
+
+    fn announce_leave(&self, outcome: &LeaveOutcome, user: &str) {
+        if outcome.last {
+            let frame = encode(&Event::UserLeft {
+                room: &outcome.room,
+                user_id: user,
+            });
+            self.fan_out(&outcome.room, None, &frame);
+        }
+        for change in &outcome.typing {
+            self.announce_typing(change, None);
+        }
+    }
+
+    fn announce_typing(&self, change: &TypingChange, except: Option<ConnId>) {
+        let frame = encode(&Event::Typing {
+            room: &change.room,
+            thread_id: change.thread_id.as_deref(),
+            users: &change.users,
+        });
+        self.fan_out(&change.room, except, &frame);
+    }
+
+    fn schedule_typing_expiry(
+        &self,
+        ctx: &mut Context<Self>,
+        room: Arc<str>,
+        thread_id: Option<String>,
+    ) {
+        // A little after the deadline, so the entry has expired when checked.
+        let after = self.cfg.typing_timeout + Duration::from_millis(20);
+        ctx.run_later(after, move |act, ctx| {
+            let expire = act.track(ExpireTyping { room, thread_id });
+            ctx.spawn(expire.into_actor(act).map(|res, act, _| {
+                if let Ok(Some(change)) = res {
+                    act.announce_typing(&change, None);
+                }
+            }));
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Connections
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionInfo {
+    pub connection_id: String,
+    pub user_id: Arc<str>,
+    pub remote_addr: Option<String>,
+    pub user_agent: Option<String>,
+    pub connected_at: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rooms: Vec<Arc<str>>,
+}
+
+/// A session started. Sent with `do_send` on purpose: it must not be lost
+/// or overtaken by the session's first command.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Connect {
+    pub id: ConnId,
+    pub identity: Arc<Identity>,
+    pub addr: Addr<Session>,
+    pub handle: Arc<ConnHandle>,
+    pub info: ConnectionInfo,
+}
+
+impl Handler<Connect> for RoomRegistry {
+    type Result = ();
+    fn handle(&mut self, msg: Connect, _: &mut Context<Self>) {
+        self.metrics.registry_mailbox.handled();
+        let user = msg.identity.user_id.clone();
+        let personal_room: Arc<str> = msg.identity.personal_room().into();
+        self.conns.insert(
+            msg.id,
+            Conn {
+                identity: msg.identity.clone(),
+                target: Target {
+                    addr: msg.addr,
+                    handle: msg.handle,
+                },
+                personal_room: personal_room.clone(),
+                rooms: HashSet::new(),
+                info: msg.info,
+            },
+        );
+        self.users.entry(user.clone()).or_default().insert(msg.id);
+        self.add_member(msg.id, &personal_room);
+        let track = self.track(TrackConnect {
+            user,
+            name: msg.identity.name.clone(),
+            personal_room,
+        });
+        actix::spawn(async move {
+            let _ = track.await;
+        });
+    }
+}
+
+/// A session ended, whichever way. Removes every trace of it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Disconnect {
+    pub id: ConnId,
+}
+
+impl Handler<Disconnect> for RoomRegistry {
+    type Result = ();
+    fn handle(&mut self, msg: Disconnect, ctx: &mut Context<Self>) {
+        self.metrics.registry_mailbox.handled();
+        let Some(conn) = self.conns.get(&msg.id) else {
+            return;
+        };
+        let user = conn.identity.user_id.clone();
+        let mut rooms: Vec<Arc<str>> = conn.rooms.iter().cloned().collect();
+        rooms.push(conn.personal_room.clone());
+        for room in &rooms {
+            self.remove_member(msg.id, room);
+        }
+        self.conns.remove(&msg.id);
+        if let Some(set) = self.users.get_mut(&user) {
+            set.remove(&msg.id);
+            if set.is_empty() {
+                self.users.remove(&user);
+            }
+        }
+        let track = self.track(TrackDisconnect {
+            user: user.clone(),
+            rooms,
+        });
+        ctx.spawn(track.into_actor(self).map(move |res, act, _| {
+            for outcome in res.unwrap_or_default() {
+                act.announce_leave(&outcome, &user);
+            }
+        }));
+    }
+}
+
+/// auth:refresh brought new claims (rooms, role, name).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UpdateIdentity {
+    pub id: ConnId,
+    pub identity: Arc<Identity>,
+}
+
+impl Handler<UpdateIdentity> for RoomRegistry {
+    type Result = ();
+    fn handle(&mut self, msg: UpdateIdentity, _: &mut Context<Self>) {
+        self.metrics.registry_mailbox.handled();
+        if let Some(conn) = self.conns.get_mut(&msg.id) {
+            conn.identity = msg.identity;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Room commands
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinReply {
+    pub room: Arc<str>,
+    pub seq: u64,
+    pub members: Vec<Member>,
+    pub missed: Vec<Arc<MessageRecord>>,
+    pub recovered: bool,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<JoinReply, CommandError>")]
+pub struct Join {
+    pub id: ConnId,
+    pub room: String,
+    pub since: Option<u64>,
+}
+
+impl Handler<Join> for RoomRegistry {
+    type Result = Reply<JoinReply>;
+    fn handle(&mut self, msg: Join, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.registry_mailbox.handled();
+        let conn = match self.may_access(msg.id, &msg.room) {
+            Ok(conn) => conn,
+            Err(e) => return reply(Err(e)),
+        };
+        let user = conn.identity.user_id.clone();
+        let already = conn.rooms.contains(msg.room.as_str()) || *conn.personal_room == *msg.room;
+        if !already {
+            if conn.rooms.len() >= self.cfg.max_rooms_per_connection {
+                return reply(Err(CommandError::new(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "a connection may be in at most {} rooms; leave one first",
+                        self.cfg.max_rooms_per_connection
+                    ),
+                )));
+            }
+            let max = self.cfg.max_users(&msg.room);
+            let room_users = self.rooms.get(msg.room.as_str());
+            let present = room_users.is_some_and(|r| r.users.contains_key(&user));
+            if !present && room_users.map_or(0, |r| r.users.len()) >= max {
+                return reply(Err(CommandError::new(
+                    ErrorCode::RoomFull,
+                    format!("room `{}` is full ({max} users)", msg.room),
+                )));
+            }
+        }
+        let room: Arc<str> = self
+            .rooms
+            .get_key_value(msg.room.as_str())
+            .map_or_else(|| msg.room.as_str().into(), |(k, _)| k.clone());
+        let recover = self.log.recover(&room, msg.since, self.cfg.recovery_max);
+        let members = if already {
+            self.track(GetMembers { room: room.clone() })
+                .into_actor(self)
+                .map(|res, _, _| res.map(|members| (false, members)))
+                .boxed_local()
+        } else {
+            self.add_member(msg.id, &room);
+            self.track(TrackJoin {
+                room: room.clone(),
+                user: user.clone(),
+            })
+            .into_actor(self)
+            .map(|res, _, _| res.map(|o| (o.first, o.members)))
+            .boxed_local()
+        };
+        let id = msg.id;
+        Box::pin(members.then(move |members, act, _| {
+            recover.into_actor(act).map(move |recovery, act, _| {
+                let (first, members) = members.map_err(tracker_down)?;
+                let recovery = match recovery {
+                    Ok(r) => r,
+                    Err(e) => {
+                        if !already && act.remove_member(id, &room) {
+                            let track = act.track(TrackLeave {
+                                room: room.clone(),
+                                user,
+                            });
+                            actix::spawn(async move {
+                                let _ = track.await;
+                            });
+                        }
+                        return Err(log_down(e));
+                    }
+                };
+                if first {
+                    let frame = encode(&Event::UserJoined {
+                        room: &room,
+                        user_id: &user,
+                    });
+                    act.fan_out(&room, Some(id), &frame);
+                }
+                Ok(JoinReply {
+                    room,
+                    seq: recovery.latest,
+                    members,
+                    missed: recovery.messages,
+                    recovered: recovery.complete,
+                })
+            })
+        }))
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<(), CommandError>")]
+pub struct Leave {
+    pub id: ConnId,
+    pub room: String,
+}
+
+impl Handler<Leave> for RoomRegistry {
+    type Result = Reply<()>;
+    fn handle(&mut self, msg: Leave, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.registry_mailbox.handled();
+        let conn = match self.member_of(msg.id, &msg.room) {
+            Ok(conn) => conn,
+            Err(e) => return reply(Err(e)),
+        };
+        if *conn.personal_room == *msg.room {
+            return reply(Err(CommandError::bad_request(
+                "the personal room cannot be left",
+            )));
+        }
+        let user = conn.identity.user_id.clone();
+        self.remove_member(msg.id, &msg.room);
+        let track = self.track(TrackLeave {
+            room: msg.room.into(),
+            user: user.clone(),
+        });
+        Box::pin(track.into_actor(self).map(move |res, act, _| {
+            let outcome = res.map_err(tracker_down)?;
+            act.announce_leave(&outcome, &user);
+            Ok(())
+        }))
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Published {
+    pub message_id: String,
+    pub seq: u64,
+    pub timestamp: String,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<Published, CommandError>")]
+pub struct Publish {
+    pub id: ConnId,
+    pub room: String,
+    pub content: String,
+    pub thread_id: Option<String>,
+    pub metadata: Option<RawJson>,
+    pub client_msg_id: Option<String>,
+}
+
+impl Handler<Publish> for RoomRegistry {
+    type Result = Reply<Published>;
+    fn handle(&mut self, msg: Publish, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.registry_mailbox.handled();
+        let conn = match self.member_of(msg.id, &msg.room) {
+            Ok(conn) => conn,
+            Err(e) => return reply(Err(e)),
+        };
+        let room: Arc<str> = self
+            .rooms
+            .get_key_value(msg.room.as_str())
+            .map_or_else(|| msg.room.as_str().into(), |(k, _)| k.clone());
+        let append = self.log.append(NewMessage {
+            room,
+            user_id: conn.identity.user_id.clone(),
+            content: msg.content,
+            thread_id: msg.thread_id,
+            metadata: msg.metadata,
+            client_msg_id: msg.client_msg_id,
+        });
+        Box::pin(append.into_actor(self).map(|res, act, _| {
+            let appended = res.map_err(log_down)?;
+            let record = appended.record;
+            if !appended.duplicate {
+                inc(&act.metrics.messages_in);
+                let frame = encode(&Event::MessageNew(&record));
+                act.fan_out(&record.room, None, &frame);
+            }
+            Ok(Published {
+                message_id: record.message_id.clone(),
+                seq: record.seq,
+                timestamp: record.timestamp.clone(),
+            })
+        }))
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<(), CommandError>")]
+pub struct Typing {
+    pub id: ConnId,
+    pub room: String,
+    pub thread_id: Option<String>,
+    pub active: bool,
+}
+
+impl Handler<Typing> for RoomRegistry {
+    type Result = Reply<()>;
+    fn handle(&mut self, msg: Typing, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.registry_mailbox.handled();
+        let conn = match self.member_of(msg.id, &msg.room) {
+            Ok(conn) => conn,
+            Err(e) => return reply(Err(e)),
+        };
+        let set = self.track(SetTyping {
+            room: msg.room.into(),
+            thread_id: msg.thread_id,
+            user: conn.identity.user_id.clone(),
+            active: msg.active,
+        });
+        let (origin, active) = (msg.id, msg.active);
+        Box::pin(set.into_actor(self).map(move |res, act, ctx| {
+            if let Some(change) = res.map_err(tracker_down)? {
+                act.announce_typing(&change, Some(origin));
+                if active {
+                    act.schedule_typing_expiry(ctx, change.room, change.thread_id);
+                }
+            }
+            Ok(())
+        }))
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<(), CommandError>")]
+pub struct UpdatePresence {
+    pub id: ConnId,
+    pub status: Status,
+    pub custom_status: Option<CustomStatus>,
+}
+
+impl Handler<UpdatePresence> for RoomRegistry {
+    type Result = Reply<()>;
+    fn handle(&mut self, msg: UpdatePresence, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.registry_mailbox.handled();
+        let user = match self.conn(msg.id) {
+            Ok(conn) => conn.identity.user_id.clone(),
+            Err(e) => return reply(Err(e)),
+        };
+        let set = self.track(SetStatus {
+            user: user.clone(),
+            status: msg.status,
+            custom_status: msg.custom_status,
+        });
+        let origin = msg.id;
+        Box::pin(set.into_actor(self).map(move |res, act, _| {
+            let Some(presence) = res.map_err(tracker_down)? else {
+                return Ok(());
+            };
+            let frame = encode(&Event::PresenceChanged {
+                user_id: &user,
+                status: presence.status,
+                custom_status: presence.custom_status.as_ref(),
+            });
+            // Everyone who shares a room with any of the user's connections, once.
+            let mut receivers: HashMap<ConnId, &Target> = HashMap::new();
+            for conn_id in act.users.get(&user).into_iter().flatten() {
+                let Some(conn) = act.conns.get(conn_id) else {
+                    continue;
+                };
+                for room in conn
+                    .rooms
+                    .iter()
+                    .chain(std::iter::once(&conn.personal_room))
+                {
+                    if let Some(r) = act.rooms.get(room) {
+                        receivers.extend(r.members.iter().map(|(id, t)| (*id, t)));
+                    }
+                }
+            }
+            receivers.remove(&origin);
+            let delivered = receivers
+                .iter()
+                .filter(|(id, target)| act.deliver(**id, target, &frame))
+                .count();
+            add(&act.metrics.messages_out, delivered as u64);
+            Ok(())
+        }))
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<Vec<Member>, CommandError>")]
+pub struct PresenceOf {
+    pub id: ConnId,
+    pub room: String,
+}
+
+impl Handler<PresenceOf> for RoomRegistry {
+    type Result = Reply<Vec<Member>>;
+    fn handle(&mut self, msg: PresenceOf, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.registry_mailbox.handled();
+        if let Err(e) = self.may_access(msg.id, &msg.room) {
+            return reply(Err(e));
+        }
+        let get = self.track(GetMembers {
+            room: msg.room.into(),
+        });
+        Box::pin(
+            get.into_actor(self)
+                .map(|res, _, _| res.map_err(tracker_down)),
+        )
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<Vec<Arc<MessageRecord>>, CommandError>")]
+pub struct History {
+    pub id: ConnId,
+    pub room: String,
+    pub before: Option<u64>,
+    pub limit: usize,
+}
+
+impl Handler<History> for RoomRegistry {
+    type Result = Reply<Vec<Arc<MessageRecord>>>;
+    fn handle(&mut self, msg: History, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.registry_mailbox.handled();
+        if let Err(e) = self.may_access(msg.id, &msg.room) {
+            return reply(Err(e));
+        }
+        let history = self.log.history(&msg.room, msg.before, msg.limit);
+        Box::pin(
+            history
+                .into_actor(self)
+                .map(|res, _, _| res.map_err(log_down)),
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Admin
+
+/// Closes every connection of a user with 4003; answers how many.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Kick {
+    pub user_id: String,
+    pub reason: String,
+}
+
+impl Handler<Kick> for RoomRegistry {
+    type Result = usize;
+    fn handle(&mut self, msg: Kick, _: &mut Context<Self>) -> usize {
+        self.metrics.registry_mailbox.handled();
+        let Some(ids) = self.users.get(msg.user_id.as_str()) else {
+            return 0;
+        };
+        let mut kicked = 0;
+        for id in ids {
+            let Some(conn) = self.conns.get(id) else {
+                continue;
+            };
+            let shutdown = Shutdown {
+                code: close::KICKED,
+                reason: msg.reason.clone(),
+            };
+            match conn.target.addr.try_send(shutdown) {
+                Ok(()) => self.metrics.session_mailbox.sent(),
+                // A session too far behind to take the kick: drop its socket.
+                Err(SendError::Full(_)) => conn.target.handle.shut_down_socket(),
+                Err(SendError::Closed(_)) => continue,
+            }
+            kicked += 1;
+            log::info!(
+                "kick conn={} user={} reason={:?}",
+                id,
+                msg.user_id,
+                msg.reason
+            );
+        }
+        add(&self.metrics.kicks, kicked as u64);
+        kicked
+    }
+}
+
+/// Delivers a notification to every connection of a user; answers how many.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Notify {
+    pub user_id: String,
+    pub notification: Notification,
+}
+
+impl Handler<Notify> for RoomRegistry {
+    type Result = usize;
+    fn handle(&mut self, msg: Notify, _: &mut Context<Self>) -> usize {
+        self.metrics.registry_mailbox.handled();
+        inc(&self.metrics.notifications);
+        let frame = encode(&Event::Notification(&msg.notification));
+        self.fan_out(&crate::auth::personal_room(&msg.user_id), None, &frame)
+    }
+}
+
+/// Sends a `broadcast` event to a room, or to every connection.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Broadcast {
+    pub room: Option<String>,
+    pub event: String,
+    pub data: Value,
+}
+
+impl Handler<Broadcast> for RoomRegistry {
+    type Result = usize;
+    fn handle(&mut self, msg: Broadcast, _: &mut Context<Self>) -> usize {
+        self.metrics.registry_mailbox.handled();
+        inc(&self.metrics.broadcasts);
+        let frame = encode(&Event::Broadcast {
+            room: msg.room.as_deref(),
+            event: &msg.event,
+            data: &msg.data,
+            timestamp: timestamp(Utc::now()),
+        });
+        match &msg.room {
+            Some(room) => self.fan_out(room, None, &frame),
+            None => {
+                let delivered = self
+                    .conns
+                    .iter()
+                    .filter(|(id, conn)| self.deliver(**id, &conn.target, &frame))
+                    .count();
+                add(&self.metrics.messages_out, delivered as u64);
+                delivered
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomInfo {
+    pub room: Arc<str>,
+    pub users: usize,
+    pub connections: usize,
+}
+
+#[derive(Message)]
+#[rtype(result = "Vec<RoomInfo>")]
+pub struct ListRooms;
+
+impl Handler<ListRooms> for RoomRegistry {
+    type Result = MessageResult<ListRooms>;
+    fn handle(&mut self, _: ListRooms, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.registry_mailbox.handled();
+        let mut rooms: Vec<RoomInfo> = self
+            .rooms
+            .iter()
+            .map(|(name, r)| RoomInfo {
+                room: name.clone(),
+                users: r.users.len(),
+                connections: r.members.len(),
+            })
+            .collect();
+        rooms.sort_by(|a, b| a.room.cmp(&b.room));
+        MessageResult(rooms)
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Vec<ConnectionInfo>")]
+pub struct ListConnections {
+    pub user_id: Option<String>,
+}
+
+impl Handler<ListConnections> for RoomRegistry {
+    type Result = MessageResult<ListConnections>;
+    fn handle(&mut self, msg: ListConnections, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.registry_mailbox.handled();
+        let mut list: Vec<ConnectionInfo> = self
+            .conns
+            .values()
+            .filter(|c| {
+                msg.user_id
+                    .as_deref()
+                    .is_none_or(|u| *c.identity.user_id == *u)
+            })
+            .map(|c| {
+                let mut info = c.info.clone();
+                info.rooms = c.rooms.iter().cloned().collect();
+                info.rooms.sort();
+                info
+            })
+            .collect();
+        list.sort_by(|a, b| a.connected_at.cmp(&b.connected_at));
+        MessageResult(list)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryStats {
+    pub connections: usize,
+    pub users: usize,
+    pub rooms: usize,
+}
+
+#[derive(Message)]
+#[rtype(result = "RegistryStats")]
+pub struct Stats;
+
+impl Handler<Stats> for RoomRegistry {
+    type Result = MessageResult<Stats>;
+    fn handle(&mut self, _: Stats, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.registry_mailbox.handled();
+        MessageResult(RegistryStats {
+            connections: self.conns.len(),
+            users: self.users.len(),
+            rooms: self.rooms.len(),
+        })
+    }
+}
+
+/// Server shutdown: tells every session to close with 1001.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct CloseAll;
+
+impl Handler<CloseAll> for RoomRegistry {
+    type Result = usize;
+    fn handle(&mut self, _: CloseAll, _: &mut Context<Self>) -> usize {
+        self.metrics.registry_mailbox.handled();
+        let mut n = 0;
+        for conn in self.conns.values() {
+            let shutdown = Shutdown {
+                code: close::GOING_AWAY,
+                reason: "server shutting down".into(),
+            };
+            if conn.target.addr.try_send(shutdown).is_err() {
+                conn.target.handle.shut_down_socket();
+            }
+            n += 1;
+        }
+        n
+    }
+}

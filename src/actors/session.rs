@@ -1,0 +1,585 @@
+//! The Session actor: one per WebSocket connection.
+//!
+//! It parses each frame once into a typed command, answers with a reply or
+//! an error, forwards room work to the RoomRegistry and writes the events
+//! the registry hands it. Every way out (client close, protocol error,
+//! heartbeat timeout, expired token, kick, slow consumer, shutdown) ends in
+//! `stopped()`, which runs the one cleanup: the registry forgets the
+//! connection and the connection slot is released.
+
+use std::net::{Shutdown as SocketShutdown, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_http::ws::{CloseCode, CloseReason, Item};
+use actix_web::web::{Bytes, BytesMut};
+use actix_web_actors::ws;
+use bytestring::ByteString;
+use chrono::Utc;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::room_registry::{
+    Connect, ConnectionInfo, Disconnect, History, Join, Leave, PresenceOf, Publish, RoomRegistry,
+    Typing, UpdateIdentity, UpdatePresence,
+};
+use crate::auth::{now_secs, Auth, AuthError, Identity};
+use crate::limits::{ConnectionGuard, RateLimiters};
+use crate::metrics::{inc, Metrics};
+use crate::protocol::{
+    close, decode, encode, timestamp, Command, CommandError, CommandId, DecodeLimits, ErrorCode,
+    Event, Request, PROTOCOL_VERSION,
+};
+
+pub type ConnId = uuid::Uuid;
+
+/// How long a command may wait for the registry before `UNAVAILABLE`.
+const REGISTRY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// State shared between a session and the registry that does not need the
+/// session to run: the registry marks a slow consumer here, and a timer
+/// shuts the socket down if the session is too jammed to close itself.
+pub struct ConnHandle {
+    slow: AtomicBool,
+    closed: AtomicBool,
+    /// A duplicate of the connection's socket descriptor, kept only so that
+    /// a jammed connection can be shut down from outside the session.
+    socket: Mutex<Option<Arc<TcpStream>>>,
+}
+
+impl ConnHandle {
+    pub fn new(socket: Option<Arc<TcpStream>>) -> Arc<Self> {
+        Arc::new(ConnHandle {
+            slow: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            socket: Mutex::new(socket),
+        })
+    }
+
+    pub fn is_slow(&self) -> bool {
+        self.slow.load(Ordering::Relaxed)
+    }
+
+    /// Marks the connection slow; true only the first time.
+    pub fn mark_slow(&self) -> bool {
+        !self.slow.swap(true, Ordering::AcqRel)
+    }
+
+    /// Shuts the TCP connection down unless the session already ended. The
+    /// blocked write then fails, the connection is dropped and the session
+    /// stops, running its cleanup.
+    pub fn shut_down_socket(&self) {
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some(socket) = self.socket.lock().expect("socket lock").as_ref() {
+            if socket.shutdown(SocketShutdown::Both).is_ok() {
+                log::warn!("shut down a jammed connection's socket");
+            }
+        }
+    }
+
+    fn mark_closed(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.socket.lock().expect("socket lock").take();
+    }
+}
+
+/// The session's share of the settings.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub heartbeat_interval: Duration,
+    pub heartbeat_timeout: Duration,
+    pub mailbox: usize,
+    pub max_frame_bytes: usize,
+    pub decode: DecodeLimits,
+    pub flood_close_after: u32,
+}
+
+/// What every session needs, built once at start-up.
+pub struct SessionDeps {
+    pub registry: Addr<RoomRegistry>,
+    pub auth: Arc<Auth>,
+    pub limiters: Arc<RateLimiters>,
+    pub metrics: Arc<Metrics>,
+    pub cfg: SessionConfig,
+}
+
+pub struct Session {
+    id: ConnId,
+    wire_id: String,
+    identity: Arc<Identity>,
+    deps: Arc<SessionDeps>,
+    handle: Arc<ConnHandle>,
+    info: Option<ConnectionInfo>,
+    last_heard: Instant,
+    last_ping: Instant,
+    /// RATE_LIMITED answers in a row.
+    strikes: u32,
+    /// A fragmented message being reassembled: (is text, bytes so far).
+    partial: Option<(bool, BytesMut)>,
+    closing: Option<(u16, String)>,
+    _slot: ConnectionGuard,
+}
+
+impl Session {
+    pub fn new(
+        id: ConnId,
+        identity: Identity,
+        deps: Arc<SessionDeps>,
+        handle: Arc<ConnHandle>,
+        info: ConnectionInfo,
+        slot: ConnectionGuard,
+    ) -> Self {
+        let now = Instant::now();
+        Session {
+            wire_id: info.connection_id.clone(),
+            id,
+            identity: Arc::new(identity),
+            deps,
+            handle,
+            info: Some(info),
+            last_heard: now,
+            last_ping: now,
+            strikes: 0,
+            partial: None,
+            closing: None,
+            _slot: slot,
+        }
+    }
+
+    fn send_event(&self, ctx: &mut ws::WebsocketContext<Self>, event: &Event<'_>) {
+        ctx.text(encode(event));
+    }
+
+    /// Closes the connection with `code`; the first reason given wins.
+    fn close(&mut self, ctx: &mut ws::WebsocketContext<Self>, code: u16, reason: &str) {
+        if self.closing.is_some() {
+            return;
+        }
+        self.closing = Some((code, reason.to_string()));
+        ctx.close(Some(CloseReason {
+            code: CloseCode::from(code),
+            description: Some(reason.to_string()),
+        }));
+        ctx.stop();
+    }
+
+    fn answer(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        id: Option<&CommandId>,
+        result: Result<Value, CommandError>,
+    ) {
+        match result {
+            Ok(data) => {
+                if let Some(id) = id {
+                    self.send_event(ctx, &Event::Reply { id, ok: true, data });
+                }
+            }
+            Err(error) => {
+                inc(&self.deps.metrics.command_errors);
+                self.send_event(ctx, &Event::Error { id, error: &error });
+            }
+        }
+    }
+
+    /// Sends `msg` to the registry and answers the command when it replies.
+    fn ask<M, T>(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        id: Option<CommandId>,
+        msg: M,
+        data: impl FnOnce(T) -> Value + 'static,
+    ) where
+        M: Message<Result = Result<T, CommandError>> + Send + 'static,
+        T: Send + 'static,
+        RoomRegistry: Handler<M>,
+    {
+        self.deps.metrics.registry_mailbox.sent();
+        let request = self.deps.registry.send(msg).timeout(REGISTRY_TIMEOUT);
+        ctx.spawn(request.into_actor(self).map(move |res, act, ctx| {
+            let result = match res {
+                Ok(r) => r.map(data),
+                Err(MailboxError::Timeout) => Err(CommandError::new(
+                    ErrorCode::Unavailable,
+                    "the room registry did not answer in time",
+                )),
+                Err(MailboxError::Closed) => Err(CommandError::new(
+                    ErrorCode::Internal,
+                    "the room registry is not running",
+                )),
+            };
+            act.answer(ctx, id.as_ref(), result);
+        }));
+    }
+
+    fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        let metrics = self.deps.metrics.clone();
+        inc(&metrics.commands);
+        let decoded = decode(text, &self.deps.cfg.decode);
+        if let Err(wait) = self.deps.limiters.check_command(&self.identity.user_id) {
+            inc(&metrics.rate_limited);
+            self.strikes += 1;
+            let id = match &decoded {
+                Ok(r) => r.id.clone(),
+                Err(r) => r.id.clone(),
+            };
+            let ms = (wait.as_millis() as u64).max(1);
+            self.answer(ctx, id.as_ref(), Err(CommandError::rate_limited(ms)));
+            if self.strikes >= self.deps.cfg.flood_close_after {
+                inc(&metrics.flood_closes);
+                self.close(ctx, close::POLICY, "too many commands over the rate limit");
+            }
+            return;
+        }
+        self.strikes = 0;
+        match decoded {
+            Ok(request) => self.dispatch(request, ctx),
+            Err(rejected) => self.answer(ctx, rejected.id.as_ref(), Err(rejected.error)),
+        }
+    }
+
+    fn dispatch(&mut self, request: Request, ctx: &mut ws::WebsocketContext<Self>) {
+        let Request { id, command } = request;
+        let conn = self.id;
+        match command {
+            Command::Ping => {
+                let server_time = timestamp(Utc::now());
+                self.send_event(
+                    ctx,
+                    &Event::Pong {
+                        id: id.as_ref(),
+                        server_time,
+                    },
+                );
+            }
+            Command::Join { room, since } => {
+                self.ask(
+                    ctx,
+                    id,
+                    Join {
+                        id: conn,
+                        room,
+                        since,
+                    },
+                    to_value,
+                );
+            }
+            Command::Leave { room } => {
+                let data = json!({ "room": room });
+                self.ask(ctx, id, Leave { id: conn, room }, move |()| data);
+            }
+            Command::Send {
+                room,
+                content,
+                thread_id,
+                metadata,
+                client_msg_id,
+            } => {
+                let msg = Publish {
+                    id: conn,
+                    room,
+                    content,
+                    thread_id,
+                    metadata,
+                    client_msg_id,
+                };
+                self.ask(ctx, id, msg, to_value);
+            }
+            Command::Typing {
+                room,
+                thread_id,
+                active,
+            } => {
+                let msg = Typing {
+                    id: conn,
+                    room,
+                    thread_id,
+                    active,
+                };
+                self.ask(ctx, id, msg, |()| json!({}));
+            }
+            Command::PresenceUpdate {
+                status,
+                custom_status,
+            } => {
+                let msg = UpdatePresence {
+                    id: conn,
+                    status,
+                    custom_status,
+                };
+                self.ask(ctx, id, msg, |()| json!({}));
+            }
+            Command::PresenceGet { room } => {
+                self.ask(
+                    ctx,
+                    id,
+                    PresenceOf { id: conn, room },
+                    |members| json!({ "members": members }),
+                );
+            }
+            Command::HistoryGet {
+                room,
+                before,
+                limit,
+            } => {
+                let msg = History {
+                    id: conn,
+                    room,
+                    before,
+                    limit,
+                };
+                self.ask(ctx, id, msg, |messages| json!({ "messages": messages }));
+            }
+            Command::NotificationRead { .. } => {
+                // Notifications are not stored yet (see docs/protocol.md):
+                // there is nothing to mark, and the command is acknowledged.
+                self.answer(ctx, id.as_ref(), Ok(json!({})));
+            }
+            Command::AuthRefresh { token } => {
+                let result = self.refresh(&token, ctx);
+                self.answer(ctx, id.as_ref(), result);
+            }
+        }
+    }
+
+    fn refresh(
+        &mut self,
+        token: &str,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) -> Result<Value, CommandError> {
+        if self.identity.expires_at.is_none() {
+            return Err(CommandError::bad_request(
+                "anonymous connections have no token to refresh",
+            ));
+        }
+        let claims = self.deps.auth.verify(token).map_err(|e| match e {
+            AuthError::Expired => CommandError::new(ErrorCode::Unauthorized, "token has expired"),
+            other => CommandError::new(ErrorCode::Unauthorized, other.to_string()),
+        })?;
+        if *claims.sub != *self.identity.user_id {
+            return Err(CommandError::new(
+                ErrorCode::Unauthorized,
+                "the new token is for a different user (sub)",
+            ));
+        }
+        let identity = Arc::new(Identity::from_claims(claims));
+        let expires = identity.expires_at.unwrap_or_default();
+        self.identity = identity.clone();
+        self.deps.metrics.registry_mailbox.sent();
+        self.deps.registry.do_send(UpdateIdentity {
+            id: self.id,
+            identity,
+        });
+        self.schedule_expiry(ctx);
+        let expires_at = chrono::DateTime::from_timestamp(expires as i64, 0).unwrap_or_default();
+        Ok(json!({ "expiresAt": timestamp(expires_at) }))
+    }
+
+    /// Closes with 4001 when the current token expires, unless refreshed.
+    fn schedule_expiry(&self, ctx: &mut ws::WebsocketContext<Self>) {
+        let Some(exp) = self.identity.expires_at else {
+            return;
+        };
+        let left = Duration::from_secs(exp.saturating_sub(now_secs())) + Duration::from_millis(50);
+        ctx.run_later(left, |act, ctx| {
+            if act.identity.expires_at.is_some_and(|exp| now_secs() >= exp) {
+                inc(&act.deps.metrics.token_expired_closes);
+                act.close(ctx, close::TOKEN_EXPIRED, "token expired");
+            }
+        });
+    }
+
+    fn heartbeat(&self, ctx: &mut ws::WebsocketContext<Self>) {
+        let cfg = &self.deps.cfg;
+        let (interval, timeout) = (cfg.heartbeat_interval, cfg.heartbeat_timeout);
+        let tick = interval.min(timeout / 4).max(Duration::from_millis(10));
+        ctx.run_interval(tick, move |act, ctx| {
+            if act.last_heard.elapsed() > timeout {
+                inc(&act.deps.metrics.heartbeat_closes);
+                act.close(ctx, close::HEARTBEAT_TIMEOUT, "heartbeat timeout");
+                return;
+            }
+            if act.last_ping.elapsed() >= interval {
+                act.last_ping = Instant::now();
+                ctx.ping(b"");
+            }
+        });
+    }
+
+    fn on_fragment(&mut self, item: Item, ctx: &mut ws::WebsocketContext<Self>) {
+        let max = self.deps.cfg.max_frame_bytes;
+        let (first, bytes, last): (Option<bool>, Bytes, bool) = match item {
+            Item::FirstText(b) => (Some(true), b, false),
+            Item::FirstBinary(b) => (Some(false), b, false),
+            Item::Continue(b) => (None, b, false),
+            Item::Last(b) => (None, b, true),
+        };
+        match (first, self.partial.as_mut()) {
+            (Some(is_text), None) => self.partial = Some((is_text, BytesMut::from(&bytes[..]))),
+            (None, Some((_, buf))) => buf.extend_from_slice(&bytes),
+            _ => {
+                self.close(ctx, close::PROTOCOL_ERROR, "unexpected continuation frame");
+                return;
+            }
+        }
+        if self.partial.as_ref().is_some_and(|(_, b)| b.len() > max) {
+            self.close(ctx, close::TOO_LARGE, "message too large");
+            return;
+        }
+        if last {
+            let (is_text, buf) = self.partial.take().expect("checked above");
+            if !is_text {
+                self.on_binary(ctx);
+                return;
+            }
+            match ByteString::try_from(buf.freeze()) {
+                Ok(text) => self.on_text(&text, ctx),
+                Err(_) => self.close(
+                    ctx,
+                    close::INVALID_PAYLOAD,
+                    "text message is not valid UTF-8",
+                ),
+            }
+        }
+    }
+
+    fn on_binary(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let error =
+            CommandError::bad_request("binary frames are not supported: send JSON in text frames");
+        self.answer(ctx, None, Err(error));
+    }
+}
+
+fn to_value<T: Serialize>(value: T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+impl Actor for Session {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.deps.cfg.mailbox);
+        inc(&self.deps.metrics.connections_opened);
+        let connected = Event::Connected {
+            connection_id: &self.wire_id,
+            user_id: &self.identity.user_id,
+            server_time: timestamp(Utc::now()),
+            protocol_version: PROTOCOL_VERSION,
+            heartbeat_interval_ms: self.deps.cfg.heartbeat_interval.as_millis() as u64,
+        };
+        self.send_event(ctx, &connected);
+        let info = self.info.take().expect("started runs once");
+        log::info!(
+            "connect conn={} user={} addr={}",
+            self.wire_id,
+            self.identity.user_id,
+            info.remote_addr.as_deref().unwrap_or("-")
+        );
+        // do_send on purpose: the registry must learn of the connection
+        // before its first command, and must never lose this message.
+        self.deps.metrics.registry_mailbox.sent();
+        self.deps.registry.do_send(Connect {
+            id: self.id,
+            identity: self.identity.clone(),
+            addr: ctx.address(),
+            handle: self.handle.clone(),
+            info,
+        });
+        self.heartbeat(ctx);
+        self.schedule_expiry(ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.handle.mark_closed();
+        inc(&self.deps.metrics.connections_closed);
+        let (code, reason) = self
+            .closing
+            .clone()
+            .unwrap_or((close::NORMAL, "connection ended".into()));
+        log::info!(
+            "disconnect conn={} user={} code={} reason={:?}",
+            self.wire_id,
+            self.identity.user_id,
+            code,
+            reason
+        );
+        // do_send on purpose: cleanup must happen even when the registry
+        // is busy, and a stopped actor cannot wait for mailbox space.
+        self.deps.metrics.registry_mailbox.sent();
+        self.deps.registry.do_send(Disconnect { id: self.id });
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
+    fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        self.last_heard = Instant::now();
+        match msg {
+            Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),
+            Ok(ws::Message::Binary(_)) => self.on_binary(ctx),
+            Ok(ws::Message::Continuation(item)) => self.on_fragment(item, ctx),
+            Ok(ws::Message::Ping(payload)) => ctx.pong(&payload),
+            Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
+            Ok(ws::Message::Close(reason)) => {
+                let code = reason.as_ref().map_or(close::NORMAL, |r| u16::from(r.code));
+                self.closing
+                    .get_or_insert((code, "closed by client".into()));
+                ctx.close(reason);
+                ctx.stop();
+            }
+            Err(ws::ProtocolError::Overflow) => {
+                self.close(ctx, close::TOO_LARGE, "frame too large");
+            }
+            Err(err) => {
+                let text = err.to_string();
+                if text.to_ascii_lowercase().contains("utf-8") {
+                    self.close(ctx, close::INVALID_PAYLOAD, "text frame is not valid UTF-8");
+                } else {
+                    self.close(ctx, close::PROTOCOL_ERROR, "WebSocket protocol error");
+                }
+            }
+        }
+    }
+}
+
+/// An event for the client, already serialised (shared by all receivers).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Deliver(pub ByteString);
+
+impl Handler<Deliver> for Session {
+    type Result = ();
+    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        self.deps.metrics.session_mailbox.handled();
+        if self.handle.is_slow() {
+            self.close(
+                ctx,
+                close::SLOW_CONSUMER,
+                "slow consumer: outbound queue full",
+            );
+            return;
+        }
+        if self.closing.is_none() {
+            ctx.text(msg.0);
+        }
+    }
+}
+
+/// Close the connection with `code` (kick, shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown {
+    pub code: u16,
+    pub reason: String,
+}
+
+impl Handler<Shutdown> for Session {
+    type Result = ();
+    fn handle(&mut self, msg: Shutdown, ctx: &mut Self::Context) {
+        self.deps.metrics.session_mailbox.handled();
+        self.close(ctx, msg.code, &msg.reason);
+    }
+}

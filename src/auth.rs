@@ -1,0 +1,363 @@
+//! JWT checks, the admin key, and room access patterns.
+//!
+//! The algorithm is pinned from config (HS256 with a secret, or RS256/ES256
+//! with a public key), so a token cannot choose its own: `alg: none` and
+//! HS/RS confusion are refused by the library before any claim is read.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use crate::config::{AuthSettings, Environment};
+
+/// The secret used when none is configured. Public on purpose: a server
+/// running with it accepts tokens anyone can mint.
+pub const INSECURE_DEV_SECRET: &str = "insecure-development-secret-do-not-use-in-production";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Claims {
+    pub sub: String,
+    pub exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rooms: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+}
+
+/// Who is on the other end of a connection, from their token.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub user_id: Arc<str>,
+    pub name: Option<Arc<str>>,
+    pub rooms: Vec<String>,
+    pub admin: bool,
+    /// Unix seconds; `None` for anonymous users.
+    pub expires_at: Option<u64>,
+}
+
+impl Identity {
+    pub fn from_claims(claims: Claims) -> Self {
+        Identity {
+            admin: claims.role.as_deref() == Some("admin"),
+            user_id: claims.sub.into(),
+            name: claims.name.map(Into::into),
+            rooms: claims.rooms.unwrap_or_default(),
+            expires_at: Some(claims.exp),
+        }
+    }
+
+    pub fn anonymous(connection_id: &str) -> Self {
+        Identity {
+            user_id: format!("anon:{connection_id}").into(),
+            name: None,
+            rooms: Vec::new(),
+            admin: false,
+            expires_at: None,
+        }
+    }
+
+    /// The room that receives this user's notifications.
+    pub fn personal_room(&self) -> String {
+        personal_room(&self.user_id)
+    }
+
+    /// Whether this user may join (and read) `room`.
+    pub fn may_access(&self, room: &str, public: &[String]) -> bool {
+        self.admin
+            || room == self.personal_room()
+            || public.iter().any(|p| pattern_matches(p, room))
+            || self.rooms.iter().any(|p| pattern_matches(p, room))
+    }
+}
+
+pub fn personal_room(user_id: &str) -> String {
+    format!("user:{user_id}")
+}
+
+/// `*` is a wildcard only as the last character: `team:42:*` matches
+/// `team:42:general`; `*` alone matches every room.
+pub fn pattern_matches(pattern: &str, room: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => room.starts_with(prefix),
+        None => pattern == room,
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum AuthError {
+    #[error("missing token: send `Authorization: Bearer <jwt>` or the `token` query parameter")]
+    Missing,
+    #[error("token has expired")]
+    Expired,
+    #[error("invalid token: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthConfigError {
+    #[error("cannot read JWT public key {path}: {source}")]
+    ReadKey {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("JWT public key {path} is not a valid {alg} PEM key: {source}")]
+    BadKey {
+        path: String,
+        alg: String,
+        source: jsonwebtoken::errors::Error,
+    },
+    #[error("auth.public_key_algorithm must be RS256 or ES256, not {0:?}")]
+    BadAlgorithm(String),
+    #[error("no JWT key is configured (REALTIME_JWT_SECRET or REALTIME_JWT_PUBLIC_KEY) and server.environment is production: refusing to start in insecure development mode")]
+    InsecureInProduction,
+    #[error("set only one of auth.jwt_secret and auth.jwt_public_key")]
+    BothKeys,
+}
+
+/// Verifies tokens (and mints them, when the key is a shared secret).
+pub struct Auth {
+    decoding: DecodingKey,
+    encoding: Option<EncodingKey>,
+    algorithm: Algorithm,
+    validation: Validation,
+    admin_token: Option<Vec<u8>>,
+    insecure: bool,
+}
+
+impl Auth {
+    pub fn from_settings(s: &AuthSettings, env: Environment) -> Result<Self, AuthConfigError> {
+        let (decoding, encoding, algorithm, insecure) =
+            match (s.jwt_secret.is_empty(), s.jwt_public_key.is_empty()) {
+                (false, false) => return Err(AuthConfigError::BothKeys),
+                (false, true) => (
+                    DecodingKey::from_secret(s.jwt_secret.as_bytes()),
+                    Some(EncodingKey::from_secret(s.jwt_secret.as_bytes())),
+                    Algorithm::HS256,
+                    false,
+                ),
+                (true, false) => {
+                    let path = &s.jwt_public_key;
+                    let pem = std::fs::read(path).map_err(|source| AuthConfigError::ReadKey {
+                        path: path.clone(),
+                        source,
+                    })?;
+                    let (key, alg) = match s.public_key_algorithm.as_str() {
+                        "RS256" => (DecodingKey::from_rsa_pem(&pem), Algorithm::RS256),
+                        "ES256" => (DecodingKey::from_ec_pem(&pem), Algorithm::ES256),
+                        other => return Err(AuthConfigError::BadAlgorithm(other.to_string())),
+                    };
+                    let key = key.map_err(|source| AuthConfigError::BadKey {
+                        path: path.clone(),
+                        alg: s.public_key_algorithm.clone(),
+                        source,
+                    })?;
+                    (key, None, alg, false)
+                }
+                (true, true) => {
+                    if env == Environment::Production {
+                        return Err(AuthConfigError::InsecureInProduction);
+                    }
+                    (
+                        DecodingKey::from_secret(INSECURE_DEV_SECRET.as_bytes()),
+                        Some(EncodingKey::from_secret(INSECURE_DEV_SECRET.as_bytes())),
+                        Algorithm::HS256,
+                        true,
+                    )
+                }
+            };
+        let mut validation = Validation::new(algorithm);
+        validation.algorithms = vec![algorithm];
+        validation.leeway = s.leeway_secs;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        let mut required = vec!["exp", "sub"];
+        if !s.issuer.is_empty() {
+            validation.set_issuer(&[&s.issuer]);
+            required.push("iss");
+        }
+        if s.audience.is_empty() {
+            validation.validate_aud = false;
+        } else {
+            validation.set_audience(&[&s.audience]);
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
+        Ok(Auth {
+            decoding,
+            encoding,
+            algorithm,
+            validation,
+            admin_token: (!s.admin_token.is_empty()).then(|| s.admin_token.as_bytes().to_vec()),
+            insecure,
+        })
+    }
+
+    /// True when running on the well-known development secret.
+    pub fn is_insecure(&self) -> bool {
+        self.insecure
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        use jsonwebtoken::errors::ErrorKind;
+        decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::ImmatureSignature => {
+                    AuthError::Invalid("token is not valid yet (nbf)".into())
+                }
+                ErrorKind::InvalidAudience => AuthError::Invalid("wrong audience (aud)".into()),
+                ErrorKind::InvalidIssuer => AuthError::Invalid("wrong issuer (iss)".into()),
+                ErrorKind::InvalidAlgorithm => AuthError::Invalid("algorithm not accepted".into()),
+                ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
+                ErrorKind::MissingRequiredClaim(c) => {
+                    AuthError::Invalid(format!("missing claim `{c}`"))
+                }
+                _ => AuthError::Invalid("malformed token".into()),
+            })
+    }
+
+    /// Signs `claims` with the configured secret (HS256 only: with a public
+    /// key the server cannot sign, tokens come from your auth service).
+    pub fn mint(&self, claims: &Claims) -> Result<String, String> {
+        let key = self.encoding.as_ref().ok_or_else(|| {
+            "the server is configured with a public key (REALTIME_JWT_PUBLIC_KEY) and cannot sign tokens; issue them with the matching private key".to_string()
+        })?;
+        encode(&Header::new(self.algorithm), claims, key).map_err(|e| e.to_string())
+    }
+
+    /// Compares `token` with the configured admin key in constant time.
+    pub fn is_admin_key(&self, token: &str) -> bool {
+        match &self.admin_token {
+            Some(key) => key.as_slice().ct_eq(token.as_bytes()).into(),
+            None => false,
+        }
+    }
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+
+    fn settings() -> AuthSettings {
+        let mut s = Settings::load_from(&[]).unwrap().auth;
+        s.jwt_secret = "s3cret".into();
+        s
+    }
+
+    fn claims(exp: u64) -> Claims {
+        Claims {
+            sub: "alice".into(),
+            exp,
+            iat: None,
+            name: Some("Alice".into()),
+            rooms: Some(vec!["team:1:*".into()]),
+            role: None,
+            iss: None,
+            aud: None,
+        }
+    }
+
+    #[test]
+    fn round_trip_and_expiry() {
+        let auth = Auth::from_settings(&settings(), Environment::Production).unwrap();
+        let token = auth.mint(&claims(now_secs() + 60)).unwrap();
+        assert_eq!(auth.verify(&token).unwrap().sub, "alice");
+        let old = auth.mint(&claims(now_secs() - 120)).unwrap();
+        assert_eq!(auth.verify(&old), Err(AuthError::Expired));
+    }
+
+    #[test]
+    fn wrong_key_none_alg_and_garbage_are_refused() {
+        let auth = Auth::from_settings(&settings(), Environment::Production).unwrap();
+        let mut other = settings();
+        other.jwt_secret = "other".into();
+        let other = Auth::from_settings(&other, Environment::Production).unwrap();
+        let forged = other.mint(&claims(now_secs() + 60)).unwrap();
+        assert!(matches!(auth.verify(&forged), Err(AuthError::Invalid(_))));
+        // {"alg":"none","typ":"JWT"} . {"sub":"alice","exp":9999999999} . (empty)
+        let none =
+            "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhbGljZSIsImV4cCI6OTk5OTk5OTk5OX0.";
+        assert!(matches!(auth.verify(none), Err(AuthError::Invalid(_))));
+        assert!(matches!(auth.verify("garbage"), Err(AuthError::Invalid(_))));
+    }
+
+    #[test]
+    fn audience_and_issuer_are_checked_when_configured() {
+        let mut s = settings();
+        s.audience = "chat".into();
+        s.issuer = "https://auth".into();
+        let auth = Auth::from_settings(&s, Environment::Production).unwrap();
+        let mut c = claims(now_secs() + 60);
+        assert!(auth.verify(&auth.mint(&c).unwrap()).is_err());
+        c.aud = Some("chat".into());
+        c.iss = Some("https://auth".into());
+        assert!(auth.verify(&auth.mint(&c).unwrap()).is_ok());
+        c.aud = Some("other".into());
+        assert_eq!(
+            auth.verify(&auth.mint(&c).unwrap()),
+            Err(AuthError::Invalid("wrong audience (aud)".into()))
+        );
+    }
+
+    #[test]
+    fn insecure_mode_only_outside_production() {
+        let mut s = settings();
+        s.jwt_secret.clear();
+        assert!(Auth::from_settings(&s, Environment::Development)
+            .unwrap()
+            .is_insecure());
+        assert!(matches!(
+            Auth::from_settings(&s, Environment::Production),
+            Err(AuthConfigError::InsecureInProduction)
+        ));
+    }
+
+    #[test]
+    fn admin_key_comparison() {
+        let mut s = settings();
+        assert!(!Auth::from_settings(&s, Environment::Production)
+            .unwrap()
+            .is_admin_key(""));
+        s.admin_token = "k3y".into();
+        let auth = Auth::from_settings(&s, Environment::Production).unwrap();
+        assert!(auth.is_admin_key("k3y"));
+        assert!(!auth.is_admin_key("k3"));
+        assert!(!auth.is_admin_key("k3yy"));
+    }
+
+    #[test]
+    fn room_patterns() {
+        assert!(pattern_matches("team:42:*", "team:42:general"));
+        assert!(!pattern_matches("team:42:*", "team:421"));
+        assert!(pattern_matches("*", "anything"));
+        assert!(pattern_matches("lobby", "lobby"));
+        assert!(!pattern_matches("lobby", "lobby2"));
+        let id = Identity::from_claims(claims(1));
+        let public = vec!["lobby".to_string()];
+        assert!(id.may_access("lobby", &public));
+        assert!(id.may_access("team:1:x", &public));
+        assert!(id.may_access("user:alice", &public));
+        assert!(!id.may_access("user:bob", &public));
+        assert!(!id.may_access("team:2:x", &public));
+    }
+}

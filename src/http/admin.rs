@@ -1,0 +1,267 @@
+//! The admin API. The [`Admin`] extractor in each handler's signature is
+//! the permission check: the configured admin key (constant-time compare)
+//! or a JWT with `role: admin`.
+
+use std::future::{ready, Ready};
+
+use actix_web::http::header;
+use actix_web::http::StatusCode;
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{ApiError, AppState};
+use crate::actors::presence::GetMembers;
+use crate::actors::room_registry::{Broadcast, Kick, ListConnections, ListRooms, Notify, Stats};
+use crate::metrics::get;
+use crate::protocol::{timestamp, validate_room, ErrorCode, Notification, NotificationKind};
+
+/// Proof that the request comes from an administrator.
+pub struct Admin;
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = Ready<Result<Admin, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        ready(check_admin(req))
+    }
+}
+
+fn check_admin(req: &HttpRequest) -> Result<Admin, ApiError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .expect("AppState is registered");
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthorized,
+                "send `Authorization: Bearer <admin token>`",
+            )
+        })?;
+    let auth = &state.sessions.auth;
+    if auth.is_admin_key(token) {
+        return Ok(Admin);
+    }
+    match auth.verify(token) {
+        Ok(claims) if claims.role.as_deref() == Some("admin") => Ok(Admin),
+        Ok(_) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "this token does not have role admin",
+        )),
+        Err(e) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
+            e.to_string(),
+        )),
+    }
+}
+
+fn registry_down(_: actix::MailboxError) -> ApiError {
+    ApiError::unavailable("the room registry")
+}
+
+fn non_empty(value: &str, field: &str) -> Result<(), ApiError> {
+    if value.trim().is_empty() {
+        Err(ApiError::bad_request(format!(
+            "`{field}` must not be empty"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KickBody {
+    user_id: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+pub async fn kick(
+    _: Admin,
+    state: web::Data<AppState>,
+    body: web::Json<KickBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    non_empty(&body.user_id, "userId")?;
+    state.sessions.metrics.registry_mailbox.sent();
+    let disconnected = state
+        .registry()
+        .send(Kick {
+            user_id: body.user_id,
+            reason: body
+                .reason
+                .unwrap_or_else(|| "kicked by an administrator".into()),
+        })
+        .await
+        .map_err(registry_down)?;
+    Ok(HttpResponse::Ok().json(json!({ "disconnected": disconnected })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NotifyBody {
+    user_id: String,
+    #[serde(default = "default_kind")]
+    kind: NotificationKind,
+    title: String,
+    #[serde(default)]
+    body: String,
+    #[serde(default)]
+    data: Value,
+}
+
+fn default_kind() -> NotificationKind {
+    NotificationKind::Info
+}
+
+pub async fn notify(
+    _: Admin,
+    state: web::Data<AppState>,
+    body: web::Json<NotifyBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    non_empty(&body.user_id, "userId")?;
+    let notification = Notification {
+        notification_id: uuid::Uuid::new_v4().to_string(),
+        kind: body.kind,
+        title: body.title,
+        body: body.body,
+        data: body.data,
+        created_at: timestamp(Utc::now()),
+    };
+    let notification_id = notification.notification_id.clone();
+    state.sessions.metrics.registry_mailbox.sent();
+    let delivered = state
+        .registry()
+        .send(Notify {
+            user_id: body.user_id,
+            notification,
+        })
+        .await
+        .map_err(registry_down)?;
+    Ok(HttpResponse::Ok()
+        .json(json!({ "notificationId": notification_id, "delivered": delivered })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BroadcastBody {
+    #[serde(default)]
+    room: Option<String>,
+    event: String,
+    #[serde(default)]
+    data: Value,
+}
+
+pub async fn broadcast(
+    _: Admin,
+    state: web::Data<AppState>,
+    body: web::Json<BroadcastBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    non_empty(&body.event, "event")?;
+    if let Some(room) = &body.room {
+        validate_room(room).map_err(|e| ApiError::bad_request(e.message))?;
+    }
+    state.sessions.metrics.registry_mailbox.sent();
+    let delivered = state
+        .registry()
+        .send(Broadcast {
+            room: body.room,
+            event: body.event,
+            data: body.data,
+        })
+        .await
+        .map_err(registry_down)?;
+    Ok(HttpResponse::Ok().json(json!({ "delivered": delivered })))
+}
+
+pub async fn stats(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.sessions.metrics.registry_mailbox.sent();
+    let s = state.registry().send(Stats).await.map_err(registry_down)?;
+    let m = &state.sessions.metrics;
+    let node = json!({
+        "nodeId": state.node_id,
+        "connections": s.connections,
+        "users": s.users,
+        "rooms": s.rooms,
+        "messagesIn": get(&m.messages_in),
+        "messagesOut": get(&m.messages_out),
+        "rateLimited": get(&m.rate_limited),
+        "slowConsumerCloses": get(&m.slow_consumer_closes),
+        "uptimeSecs": state.started.elapsed().as_secs(),
+        "mailboxDepth": {
+            "session": m.session_mailbox.depth(),
+            "roomRegistry": m.registry_mailbox.depth(),
+            "presenceTracker": m.presence_mailbox.depth(),
+        },
+    });
+    Ok(HttpResponse::Ok().json(json!({
+        "connections": s.connections,
+        "users": s.users,
+        "rooms": s.rooms,
+        "messagesIn": get(&m.messages_in),
+        "messagesOut": get(&m.messages_out),
+        "nodes": [node],
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionsQuery {
+    user_id: Option<String>,
+}
+
+pub async fn connections(
+    _: Admin,
+    state: web::Data<AppState>,
+    query: web::Query<ConnectionsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    state.sessions.metrics.registry_mailbox.sent();
+    let list = state
+        .registry()
+        .send(ListConnections {
+            user_id: query.into_inner().user_id,
+        })
+        .await
+        .map_err(registry_down)?;
+    Ok(HttpResponse::Ok().json(json!({ "connections": list })))
+}
+
+pub async fn rooms(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.sessions.metrics.registry_mailbox.sent();
+    let rooms = state
+        .registry()
+        .send(ListRooms)
+        .await
+        .map_err(registry_down)?;
+    Ok(HttpResponse::Ok().json(json!({ "rooms": rooms })))
+}
+
+pub async fn room_presence(
+    _: Admin,
+    state: web::Data<AppState>,
+    room: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let room = room.into_inner();
+    validate_room(&room).map_err(|e| ApiError::bad_request(e.message))?;
+    state.sessions.metrics.presence_mailbox.sent();
+    let members = state
+        .presence
+        .send(GetMembers {
+            room: room.as_str().into(),
+        })
+        .await
+        .map_err(|_| ApiError::unavailable("the presence tracker"))?;
+    Ok(HttpResponse::Ok().json(json!({ "room": room, "members": members })))
+}

@@ -1,0 +1,53 @@
+//! `/health`, `/ready` and `/metrics`: no authentication.
+
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use super::{ApiError, AppState};
+use crate::actors::room_registry::Stats;
+use crate::metrics::Gauges;
+
+/// Liveness: the process answers HTTP.
+pub async fn health(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "status": "ok",
+        "nodeId": state.node_id,
+        "uptimeSecs": state.started.elapsed().as_secs(),
+    }))
+}
+
+/// Readiness: the actors answer. (The database and Redis checks join this
+/// list when those backends exist.)
+pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    state.sessions.metrics.registry_mailbox.sent();
+    let registry = state.registry().send(Stats).await.is_ok();
+    let status = if registry { "ok" } else { "unavailable" };
+    let body = json!({
+        "status": status,
+        "checks": { "roomRegistry": if registry { "ok" } else { "down" } },
+    });
+    if registry {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+/// Prometheus text format.
+pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.sessions.metrics.registry_mailbox.sent();
+    let stats = state
+        .registry()
+        .send(Stats)
+        .await
+        .map_err(|_| ApiError::unavailable("the room registry"))?;
+    let gauges = Gauges {
+        connections: stats.connections as u64,
+        users: stats.users as u64,
+        rooms: stats.rooms as u64,
+    };
+    let text = state.sessions.metrics.render(&state.node_id, &gauges);
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(text))
+}

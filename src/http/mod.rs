@@ -1,0 +1,129 @@
+//! The HTTP layer: thin handlers that check the request and ask an actor.
+//! Every error answer has the same JSON shape, `{"code","message",...}`.
+
+pub mod admin;
+pub mod health;
+pub mod ws;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::Addr;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse, ResponseError};
+
+use crate::actors::presence::PresenceTracker;
+use crate::actors::room_registry::RoomRegistry;
+use crate::actors::session::SessionDeps;
+use crate::config::Settings;
+use crate::limits::ConnectionCounter;
+use crate::protocol::{CommandError, ErrorCode};
+
+/// What the handlers share; built once in `server::run`.
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub node_id: String,
+    pub started: Instant,
+    pub presence: Addr<PresenceTracker>,
+    pub counter: Arc<ConnectionCounter>,
+    pub sessions: Arc<SessionDeps>,
+}
+
+impl AppState {
+    pub fn registry(&self) -> &Addr<RoomRegistry> {
+        &self.sessions.registry
+    }
+}
+
+/// An error answer: HTTP status plus the contract's error body.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub body: CommandError,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            body: CommandError::new(code, message),
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message)
+    }
+    pub fn unavailable(what: &str) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            format!("{what} is not answering"),
+        )
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.body.code, self.body.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+    fn error_response(&self) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status);
+        if let Some(ms) = self.body.retry_after_ms {
+            let secs = ms.div_ceil(1000).max(1).to_string();
+            if let Ok(v) = HeaderValue::from_str(&secs) {
+                res.insert_header((header::RETRY_AFTER, v));
+            }
+        }
+        res.json(&self.body)
+    }
+}
+
+/// All routes. JSON, path and query extraction errors become `BAD_REQUEST`
+/// bodies like every other error.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(256 * 1024)
+            .error_handler(|err, _| {
+                ApiError::bad_request(format!("invalid JSON body: {err}")).into()
+            }),
+    )
+    .app_data(
+        web::QueryConfig::default()
+            .error_handler(|err, _| ApiError::bad_request(format!("invalid query: {err}")).into()),
+    )
+    .app_data(
+        web::PathConfig::default()
+            .error_handler(|err, _| ApiError::bad_request(format!("invalid path: {err}")).into()),
+    )
+    .route("/ws", web::get().to(ws::upgrade))
+    .route("/health", web::get().to(health::health))
+    .route("/ready", web::get().to(health::ready))
+    .route("/metrics", web::get().to(health::metrics))
+    .service(
+        web::scope("/admin")
+            .route("/kick", web::post().to(admin::kick))
+            .route("/notify", web::post().to(admin::notify))
+            .route("/broadcast", web::post().to(admin::broadcast))
+            .route("/stats", web::get().to(admin::stats))
+            .route("/connections", web::get().to(admin::connections))
+            .route("/rooms", web::get().to(admin::rooms))
+            .route(
+                "/rooms/{room}/presence",
+                web::get().to(admin::room_presence),
+            ),
+    )
+    .default_service(web::to(|| async {
+        Err::<HttpResponse, _>(ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::BadRequest,
+            "no such endpoint",
+        ))
+    }));
+}

@@ -1,0 +1,180 @@
+//! `GET /ws`: admission checks, then the upgrade to a Session actor.
+//!
+//! Everything that can refuse a connection happens here, before the
+//! upgrade, so a refusal is a plain HTTP answer with a JSON body.
+
+use std::any::Any;
+use std::net::TcpStream;
+use std::os::fd::AsFd;
+use std::sync::Arc;
+
+use actix_web::dev::Extensions;
+use actix_web::http::header;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web_actors::ws;
+use chrono::Utc;
+use serde::Deserialize;
+
+use super::{ApiError, AppState};
+use crate::actors::room_registry::ConnectionInfo;
+use crate::actors::session::{ConnHandle, Session};
+use crate::auth::{AuthError, Identity};
+use crate::limits::AdmitError;
+use crate::metrics::inc;
+use crate::protocol::{timestamp, CommandError, ErrorCode};
+
+/// A duplicate of a connection's socket, taken when it is accepted, so a
+/// jammed WebSocket can be shut down from outside its session.
+#[derive(Clone)]
+pub struct ConnSocket(pub Arc<TcpStream>);
+
+/// `HttpServer::on_connect` hook: remembers each connection's socket.
+pub fn remember_socket(conn: &dyn Any, ext: &mut Extensions) {
+    if let Some(stream) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+        match stream.as_fd().try_clone_to_owned() {
+            Ok(fd) => {
+                ext.insert(ConnSocket(Arc::new(TcpStream::from(fd))));
+            }
+            Err(e) => log::warn!("cannot duplicate a connection's socket: {e}"),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct WsQuery {
+    token: Option<String>,
+}
+
+fn refuse(
+    state: &AppState,
+    status: StatusCode,
+    code: ErrorCode,
+    message: impl Into<String>,
+) -> ApiError {
+    inc(&state.sessions.metrics.handshakes_refused);
+    ApiError::new(status, code, message)
+}
+
+pub async fn upgrade(
+    req: HttpRequest,
+    stream: web::Payload,
+    query: web::Query<WsQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let settings = &state.settings;
+    if ws::handshake(&req).is_err() {
+        return Err(refuse(
+            &state,
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            "this endpoint speaks WebSocket: send a WebSocket upgrade request",
+        ));
+    }
+    if !settings.server.origins.is_empty() {
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok());
+        let allowed = origin.is_some_and(|o| settings.server.origins.iter().any(|a| a == o));
+        if !allowed {
+            return Err(refuse(
+                &state,
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                "origin not allowed",
+            ));
+        }
+    }
+    let peer = req.peer_addr();
+    if let Some(ip) = peer.map(|a| a.ip()) {
+        if let Err(wait) = state.sessions.limiters.check_connection(ip) {
+            inc(&state.sessions.metrics.handshakes_refused);
+            return Err(ApiError {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                body: CommandError {
+                    retry_after_ms: Some((wait.as_millis() as u64).max(1)),
+                    ..CommandError::new(
+                        ErrorCode::RateLimited,
+                        "too many connections from this address",
+                    )
+                },
+            });
+        }
+    }
+
+    let id = uuid::Uuid::new_v4();
+    let wire_id = id.to_string();
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let token = bearer.or(query.token.as_deref()).filter(|t| !t.is_empty());
+    let identity = match token {
+        Some(token) => match state.sessions.auth.verify(token) {
+            Ok(claims) => Identity::from_claims(claims),
+            Err(e) => {
+                return Err(refuse(
+                    &state,
+                    StatusCode::UNAUTHORIZED,
+                    ErrorCode::Unauthorized,
+                    e.to_string(),
+                ))
+            }
+        },
+        None if settings.server.anonymous => Identity::anonymous(&wire_id),
+        None => {
+            return Err(refuse(
+                &state,
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthorized,
+                AuthError::Missing.to_string(),
+            ))
+        }
+    };
+
+    let slot = state
+        .counter
+        .admit(&identity.user_id)
+        .map_err(|e| match e {
+            AdmitError::UserFull(n) => refuse(
+                &state,
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::RateLimited,
+                format!("this user already has {n} connections, the most allowed"),
+            ),
+            AdmitError::NodeFull(n) => refuse(
+                &state,
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                format!("this node is at its limit of {n} connections"),
+            ),
+        })?;
+
+    let socket = req.conn_data::<ConnSocket>().map(|s| s.0.clone());
+    let info = ConnectionInfo {
+        connection_id: wire_id,
+        user_id: identity.user_id.clone(),
+        remote_addr: peer.map(|a| a.to_string()),
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(256).collect()),
+        connected_at: timestamp(Utc::now()),
+        rooms: Vec::new(),
+    };
+    let session = Session::new(
+        id,
+        identity,
+        state.sessions.clone(),
+        ConnHandle::new(socket),
+        info,
+        slot,
+    );
+    ws::WsResponseBuilder::new(session, &req, stream)
+        .frame_size(settings.limits.max_frame_bytes)
+        .start()
+        .map_err(|e| ApiError::bad_request(format!("WebSocket handshake failed: {e}")))
+}

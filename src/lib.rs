@@ -1,0 +1,35 @@
+//! realtime-server: a real-time messaging server on actix.
+//!
+//! Browsers, phones and services connect over WebSocket (`/ws`) and speak
+//! the JSON protocol of `docs/protocol.md`: rooms, messages with per-room
+//! sequence numbers, recovery, typing, presence and notifications. An admin
+//! HTTP API kicks, notifies and broadcasts.
+//!
+//! # Layout
+//!
+//! - `main.rs`: the command line (`serve`, `token`).
+//! - [`config`]: the one typed `Settings`, from `config/default.toml`, a
+//!   file and the environment.
+//! - [`protocol`]: every wire type, the command decoder, error and close codes.
+//! - [`auth`]: JWT verification and minting, the admin key, room patterns.
+//! - [`limits`]: rate limits (governor) and connection counts.
+//! - [`actors`]: one module per actor, its messages beside it:
+//!   [`actors::session`] (one per connection), [`actors::room_registry`]
+//!   (rooms, seq, fan-out), [`actors::presence`] (users, status, typing).
+//! - [`broker`]: the interfaces the actors keep state behind (message log,
+//!   presence store) and their in-memory implementations.
+//! - [`http`]: thin handlers: the upgrade, the admin API, health and metrics.
+//! - [`metrics`]: counters and the Prometheus rendering.
+//! - [`server`]: start-up wiring and graceful shutdown.
+//!
+//! `docs/architecture.md` draws the actor graph and the path of a message.
+
+pub mod actors;
+pub mod auth;
+pub mod broker;
+pub mod config;
+pub mod http;
+pub mod limits;
+pub mod metrics;
+pub mod protocol;
+pub mod server;

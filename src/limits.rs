@@ -1,0 +1,201 @@
+//! Admission and rate limits: the per-user command budget, the per-IP
+//! connection rate, and the per-user and per-node connection counts.
+//!
+//! All of these are shared by every worker thread, so a user's connections
+//! share one budget and reconnecting does not reset it.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+
+use crate::config::{Limits, RateLimits};
+
+type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock>;
+
+fn quota(per_second: u32, burst: u32) -> Quota {
+    let rate = NonZeroU32::new(per_second.max(1)).expect("at least 1");
+    let burst = NonZeroU32::new(burst.max(per_second).max(1)).expect("at least 1");
+    Quota::per_second(rate).allow_burst(burst)
+}
+
+/// Token buckets keyed by user (commands) and by IP address (handshakes).
+pub struct RateLimiters {
+    commands: Keyed<Arc<str>>,
+    connections: Keyed<IpAddr>,
+    clock: DefaultClock,
+}
+
+impl RateLimiters {
+    pub fn new(cfg: &RateLimits) -> Self {
+        RateLimiters {
+            commands: RateLimiter::keyed(quota(cfg.commands_per_second, cfg.commands_burst)),
+            connections: RateLimiter::keyed(quota(
+                cfg.connections_per_ip_per_second,
+                cfg.connections_per_ip_burst,
+            )),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// `Err(wait)` when the user is over budget.
+    pub fn check_command(&self, user: &Arc<str>) -> Result<(), Duration> {
+        self.commands
+            .check_key(user)
+            .map_err(|n| n.wait_time_from(self.clock.now()))
+    }
+
+    /// `Err(wait)` when the address opens connections too fast.
+    pub fn check_connection(&self, ip: IpAddr) -> Result<(), Duration> {
+        self.connections
+            .check_key(&ip)
+            .map_err(|n| n.wait_time_from(self.clock.now()))
+    }
+
+    /// Forgets buckets that are full again, so idle keys cost no memory.
+    pub fn shrink(&self) {
+        self.commands.retain_recent();
+        self.commands.shrink_to_fit();
+        self.connections.retain_recent();
+        self.connections.shrink_to_fit();
+    }
+}
+
+/// Why a connection was not admitted.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AdmitError {
+    NodeFull(usize),
+    UserFull(usize),
+}
+
+/// Counts open connections per user and in all.
+pub struct ConnectionCounter {
+    per_user: Mutex<HashMap<Arc<str>, usize>>,
+    total: AtomicUsize,
+    max_total: usize,
+    max_per_user: usize,
+}
+
+impl ConnectionCounter {
+    pub fn new(limits: &Limits) -> Arc<Self> {
+        Arc::new(ConnectionCounter {
+            per_user: Mutex::new(HashMap::new()),
+            total: AtomicUsize::new(0),
+            max_total: limits.max_connections,
+            max_per_user: limits.max_connections_per_user,
+        })
+    }
+
+    /// Takes a slot for `user`; the slot is given back when the guard drops,
+    /// whichever way the connection ends.
+    pub fn admit(self: &Arc<Self>, user: &Arc<str>) -> Result<ConnectionGuard, AdmitError> {
+        let mut per_user = self.per_user.lock().expect("counter lock");
+        if self.total.load(Ordering::Relaxed) >= self.max_total {
+            return Err(AdmitError::NodeFull(self.max_total));
+        }
+        let count = per_user.entry(user.clone()).or_insert(0);
+        if *count >= self.max_per_user {
+            return Err(AdmitError::UserFull(self.max_per_user));
+        }
+        *count += 1;
+        self.total.fetch_add(1, Ordering::Relaxed);
+        Ok(ConnectionGuard {
+            counter: self.clone(),
+            user: user.clone(),
+        })
+    }
+
+    pub fn total(&self) -> usize {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    pub fn users(&self) -> usize {
+        self.per_user.lock().expect("counter lock").len()
+    }
+}
+
+pub struct ConnectionGuard {
+    counter: Arc<ConnectionCounter>,
+    user: Arc<str>,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        let mut per_user = self.counter.per_user.lock().expect("counter lock");
+        if let Some(count) = per_user.get_mut(&self.user) {
+            *count -= 1;
+            if *count == 0 {
+                per_user.remove(&self.user);
+            }
+        }
+        self.counter.total.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+
+    #[test]
+    fn command_budget_is_per_user_and_reports_the_wait() {
+        let mut cfg = Settings::load_from(&[]).unwrap().rate_limits;
+        cfg.commands_per_second = 2;
+        cfg.commands_burst = 3;
+        let limiters = RateLimiters::new(&cfg);
+        let alice: Arc<str> = "alice".into();
+        let bob: Arc<str> = "bob".into();
+        for _ in 0..3 {
+            assert!(limiters.check_command(&alice).is_ok());
+        }
+        let wait = limiters.check_command(&alice).unwrap_err();
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_millis(500),
+            "{wait:?}"
+        );
+        // A different user has a budget of their own.
+        assert!(limiters.check_command(&bob).is_ok());
+        // The same user through another Arc shares the budget.
+        assert!(limiters.check_command(&Arc::from("alice")).is_err());
+    }
+
+    #[test]
+    fn connection_rate_is_per_address() {
+        let mut cfg = Settings::load_from(&[]).unwrap().rate_limits;
+        cfg.connections_per_ip_per_second = 1;
+        cfg.connections_per_ip_burst = 1;
+        let limiters = RateLimiters::new(&cfg);
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        let b: IpAddr = "127.0.0.2".parse().unwrap();
+        assert!(limiters.check_connection(a).is_ok());
+        assert!(limiters.check_connection(a).is_err());
+        assert!(limiters.check_connection(b).is_ok());
+    }
+
+    #[test]
+    fn counter_limits_and_releases_on_drop() {
+        let mut limits = Settings::load_from(&[]).unwrap().limits;
+        limits.max_connections = 3;
+        limits.max_connections_per_user = 2;
+        let counter = ConnectionCounter::new(&limits);
+        let alice: Arc<str> = "alice".into();
+        let g1 = counter.admit(&alice).unwrap();
+        let _g2 = counter.admit(&alice).unwrap();
+        assert_eq!(counter.admit(&alice).err(), Some(AdmitError::UserFull(2)));
+        let _g3 = counter.admit(&"bob".into()).unwrap();
+        assert_eq!(
+            counter.admit(&"carol".into()).err(),
+            Some(AdmitError::NodeFull(3))
+        );
+        drop(g1);
+        assert_eq!(counter.total(), 2);
+        assert!(counter.admit(&alice).is_ok());
+        assert_eq!(counter.users(), 2);
+    }
+}

@@ -1,0 +1,91 @@
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use realtime_server::auth::{now_secs, Auth, Claims};
+use realtime_server::config::Settings;
+
+/// A real-time messaging server: WebSocket rooms, presence, typing and
+/// notifications, with an admin HTTP API.
+#[derive(Parser)]
+#[command(name = "realtime-server", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the server (the default).
+    Serve,
+    /// Print a JWT signed with the configured key (HS256 secret).
+    Token {
+        /// The user id (`sub`).
+        user_id: String,
+        /// Allowed room patterns, comma separated (`*` as a trailing wildcard).
+        #[arg(long, value_delimiter = ',')]
+        rooms: Vec<String>,
+        /// Lifetime, e.g. 30m, 1h, 7d.
+        #[arg(long, default_value = "1h")]
+        ttl: humantime::Duration,
+        /// Give the token `role: admin`.
+        #[arg(long)]
+        admin: bool,
+        /// Display name (`name`).
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    let settings = match Settings::load() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("realtime-server: {e}");
+            std::process::exit(2);
+        }
+    };
+    let result = match cli.command.unwrap_or(Cmd::Serve) {
+        Cmd::Serve => actix_web::rt::System::new().block_on(realtime_server::server::run(settings)),
+        Cmd::Token {
+            user_id,
+            rooms,
+            ttl,
+            admin,
+            name,
+        } => token(&settings, user_id, rooms, ttl.into(), admin, name),
+    };
+    if let Err(e) = result {
+        eprintln!("realtime-server: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn token(
+    settings: &Settings,
+    user_id: String,
+    rooms: Vec<String>,
+    ttl: Duration,
+    admin: bool,
+    name: Option<String>,
+) -> anyhow::Result<()> {
+    let auth = Auth::from_settings(&settings.auth, settings.server.environment)?;
+    if auth.is_insecure() {
+        eprintln!("warning: no JWT key configured; this token is signed with the insecure development secret");
+    }
+    let now = now_secs();
+    let claims = Claims {
+        sub: user_id,
+        exp: now + ttl.as_secs(),
+        iat: Some(now),
+        name,
+        rooms: (!rooms.is_empty()).then_some(rooms),
+        role: admin.then(|| "admin".to_string()),
+        iss: (!settings.auth.issuer.is_empty()).then(|| settings.auth.issuer.clone()),
+        aud: (!settings.auth.audience.is_empty()).then(|| settings.auth.audience.clone()),
+    };
+    let token = auth.mint(&claims).map_err(anyhow::Error::msg)?;
+    println!("{token}");
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! Process-wide counters, rendered as Prometheus text by `/metrics` and as
+//! JSON by `/admin/stats`. Plain atomics: every worker and actor bumps them
+//! without a lock.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Messages sent to an actor and messages it has handled; the difference
+/// is how many wait in its mailbox (actix does not expose the length).
+#[derive(Default)]
+pub struct MailboxGauge {
+    sent: AtomicU64,
+    handled: AtomicU64,
+}
+
+impl MailboxGauge {
+    pub fn sent(&self) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn handled(&self) {
+        self.handled.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn depth(&self) -> u64 {
+        let handled = self.handled.load(Ordering::Relaxed);
+        self.sent.load(Ordering::Relaxed).saturating_sub(handled)
+    }
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    pub connections_opened: AtomicU64,
+    pub connections_closed: AtomicU64,
+    pub handshakes_refused: AtomicU64,
+    pub messages_in: AtomicU64,
+    pub messages_out: AtomicU64,
+    pub commands: AtomicU64,
+    pub command_errors: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub flood_closes: AtomicU64,
+    pub slow_consumer_closes: AtomicU64,
+    pub heartbeat_closes: AtomicU64,
+    pub token_expired_closes: AtomicU64,
+    pub kicks: AtomicU64,
+    pub notifications: AtomicU64,
+    pub broadcasts: AtomicU64,
+    pub session_mailbox: MailboxGauge,
+    pub registry_mailbox: MailboxGauge,
+    pub presence_mailbox: MailboxGauge,
+}
+
+pub fn inc(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+pub fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+pub fn get(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
+/// Figures that are not counters kept here: supplied by the caller.
+pub struct Gauges {
+    pub connections: u64,
+    pub users: u64,
+    pub rooms: u64,
+}
+
+impl Metrics {
+    pub fn connections(&self) -> u64 {
+        get(&self.connections_opened).saturating_sub(get(&self.connections_closed))
+    }
+
+    pub fn render(&self, node: &str, g: &Gauges) -> String {
+        let mut out = String::with_capacity(4096);
+        let mut gauge = |name: &str, help: &str, value: u64| {
+            let _ = writeln!(out, "# HELP realtime_{name} {help}");
+            let _ = writeln!(out, "# TYPE realtime_{name} gauge");
+            let _ = writeln!(out, "realtime_{name}{{node=\"{node}\"}} {value}");
+        };
+        gauge("connections", "Open WebSocket connections.", g.connections);
+        gauge("users", "Distinct users connected.", g.users);
+        gauge("rooms", "Rooms with at least one member.", g.rooms);
+        let mut counter = |name: &str, help: &str, value: u64| {
+            let _ = writeln!(out, "# HELP realtime_{name}_total {help}");
+            let _ = writeln!(out, "# TYPE realtime_{name}_total counter");
+            let _ = writeln!(out, "realtime_{name}_total{{node=\"{node}\"}} {value}");
+        };
+        let c = |a: &AtomicU64| get(a);
+        counter(
+            "connections_opened",
+            "WebSocket connections accepted.",
+            c(&self.connections_opened),
+        );
+        counter(
+            "connections_closed",
+            "WebSocket connections ended.",
+            c(&self.connections_closed),
+        );
+        counter(
+            "handshakes_refused",
+            "Upgrades refused (auth, origin, limits).",
+            c(&self.handshakes_refused),
+        );
+        counter(
+            "messages_in",
+            "Chat messages accepted from clients.",
+            c(&self.messages_in),
+        );
+        counter(
+            "messages_out",
+            "Events delivered to sessions.",
+            c(&self.messages_out),
+        );
+        counter("commands", "Commands received.", c(&self.commands));
+        counter(
+            "command_errors",
+            "Commands answered with an error.",
+            c(&self.command_errors),
+        );
+        counter(
+            "rate_limited",
+            "Commands refused with RATE_LIMITED.",
+            c(&self.rate_limited),
+        );
+        counter(
+            "flood_closes",
+            "Connections closed with 4008 for flooding.",
+            c(&self.flood_closes),
+        );
+        counter(
+            "slow_consumer_closes",
+            "Connections closed with 4009 as slow consumers.",
+            c(&self.slow_consumer_closes),
+        );
+        counter(
+            "heartbeat_closes",
+            "Connections closed with 4010 (heartbeat timeout).",
+            c(&self.heartbeat_closes),
+        );
+        counter(
+            "token_expired_closes",
+            "Connections closed with 4001 (token expired).",
+            c(&self.token_expired_closes),
+        );
+        counter(
+            "kicks",
+            "Connections closed with 4003 by an administrator.",
+            c(&self.kicks),
+        );
+        counter(
+            "notifications",
+            "Notifications sent through the admin API.",
+            c(&self.notifications),
+        );
+        counter(
+            "broadcasts",
+            "Broadcasts sent through the admin API.",
+            c(&self.broadcasts),
+        );
+        let _ = writeln!(out, "# HELP realtime_mailbox_depth Messages waiting in actor mailboxes (session: summed over all sessions).");
+        let _ = writeln!(out, "# TYPE realtime_mailbox_depth gauge");
+        for (actor, gauge) in [
+            ("session", &self.session_mailbox),
+            ("room_registry", &self.registry_mailbox),
+            ("presence_tracker", &self.presence_mailbox),
+        ] {
+            let _ = writeln!(
+                out,
+                "realtime_mailbox_depth{{node=\"{node}\",actor=\"{actor}\"}} {}",
+                gauge.depth()
+            );
+        }
+        out
+    }
+}

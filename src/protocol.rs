@@ -1,0 +1,695 @@
+//! The wire types of `docs/protocol.md`, in one place.
+//!
+//! A text frame is parsed once into [`Frame`] (a flat struct of every field
+//! any command may carry, so one pass over the JSON keeps the `id` even when
+//! a field is missing), then checked into a typed [`Command`]. Server events
+//! are serde structs serialised once into shared bytes ([`encode`]).
+
+use std::sync::Arc;
+
+use bytestring::ByteString;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+pub const PROTOCOL_VERSION: u32 = 1;
+/// The most messages one `history:get` returns.
+pub const HISTORY_MAX_LIMIT: usize = 100;
+/// Default `limit` of `history:get`.
+pub const HISTORY_DEFAULT_LIMIT: usize = 50;
+/// Longest room name, thread id, client message id or notification id.
+pub const MAX_NAME_LEN: usize = 128;
+/// Longest custom status text.
+pub const MAX_STATUS_TEXT: usize = 128;
+
+/// WebSocket close codes of the contract.
+pub mod close {
+    pub const NORMAL: u16 = 1000;
+    pub const GOING_AWAY: u16 = 1001;
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    pub const INVALID_PAYLOAD: u16 = 1007;
+    pub const TOO_LARGE: u16 = 1009;
+    pub const TOKEN_EXPIRED: u16 = 4001;
+    pub const KICKED: u16 = 4003;
+    pub const POLICY: u16 = 4008;
+    pub const SLOW_CONSUMER: u16 = 4009;
+    pub const HEARTBEAT_TIMEOUT: u16 = 4010;
+}
+
+/// The `id` a client puts on a command: a number or a string, echoed as is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum CommandId {
+    Number(serde_json::Number),
+    Text(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    BadRequest,
+    UnknownType,
+    Unauthorized,
+    Forbidden,
+    NotInRoom,
+    RateLimited,
+    TooLarge,
+    RoomFull,
+    Unavailable,
+    Internal,
+}
+
+/// An error answer to a command (or an HTTP request).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandError {
+    pub code: ErrorCode,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<Value>,
+}
+
+impl CommandError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        CommandError {
+            code,
+            message: message.into(),
+            retry_after_ms: None,
+            details: None,
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadRequest, message)
+    }
+    pub fn rate_limited(retry_after_ms: u64) -> Self {
+        CommandError {
+            retry_after_ms: Some(retry_after_ms),
+            ..Self::new(ErrorCode::RateLimited, "rate limit exceeded, slow down")
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Online,
+    Away,
+    Busy,
+    Offline,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomStatus {
+    #[serde(default)]
+    pub text: Option<String>,
+    #[serde(default)]
+    pub emoji: Option<String>,
+}
+
+/// Every field any command carries; parsed in one pass.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Frame {
+    id: Option<CommandId>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    room: Option<String>,
+    since: Option<u64>,
+    content: Option<String>,
+    thread_id: Option<String>,
+    metadata: Option<RawJson>,
+    client_msg_id: Option<String>,
+    status: Option<Status>,
+    custom_status: Option<CustomStatus>,
+    before: Option<u64>,
+    limit: Option<u64>,
+    notification_id: Option<String>,
+    token: Option<String>,
+}
+
+/// Fallback used only when a frame does not parse, to keep its `id`.
+#[derive(Deserialize)]
+struct IdOnly {
+    id: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Join {
+        room: String,
+        since: Option<u64>,
+    },
+    Leave {
+        room: String,
+    },
+    Send {
+        room: String,
+        content: String,
+        thread_id: Option<String>,
+        metadata: Option<RawJson>,
+        client_msg_id: Option<String>,
+    },
+    Typing {
+        room: String,
+        thread_id: Option<String>,
+        active: bool,
+    },
+    PresenceUpdate {
+        status: Status,
+        custom_status: Option<CustomStatus>,
+    },
+    PresenceGet {
+        room: String,
+    },
+    HistoryGet {
+        room: String,
+        before: Option<u64>,
+        limit: usize,
+    },
+    NotificationRead {
+        notification_id: String,
+    },
+    AuthRefresh {
+        token: String,
+    },
+    Ping,
+}
+
+/// A JSON object kept as the client sent it (message `metadata`), so it is
+/// forwarded without being parsed into a tree and printed again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RawJson(pub Box<RawValue>);
+
+impl RawJson {
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl PartialEq for RawJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+/// A decoded command and the id to answer it with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub id: Option<CommandId>,
+    pub command: Command,
+}
+
+/// Size limits applied while decoding.
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeLimits {
+    pub max_message_chars: usize,
+    pub max_metadata_bytes: usize,
+}
+
+/// A frame that could not be decoded, with the id to answer it with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    pub id: Option<CommandId>,
+    pub error: CommandError,
+}
+
+/// Parses one text frame into a command, checking every field.
+pub fn decode(text: &str, limits: &DecodeLimits) -> Result<Request, Rejected> {
+    let frame: Frame = match serde_json::from_str(text) {
+        Ok(frame) => frame,
+        Err(err) => {
+            let id = serde_json::from_str::<IdOnly>(text)
+                .ok()
+                .and_then(|f| f.id)
+                .and_then(|v| serde_json::from_value(v).ok());
+            let message = if err.is_syntax() || err.is_eof() {
+                format!("frame is not valid JSON: {err}")
+            } else {
+                format!("frame has a field of the wrong type: {err}")
+            };
+            return Err(Rejected {
+                id,
+                error: CommandError::bad_request(message),
+            });
+        }
+    };
+    let id = frame.id.clone();
+    command(frame, limits)
+        .map(|command| Request {
+            id: id.clone(),
+            command,
+        })
+        .map_err(|error| Rejected { id, error })
+}
+
+fn command(f: Frame, limits: &DecodeLimits) -> Result<Command, CommandError> {
+    let kind = f
+        .kind
+        .as_deref()
+        .ok_or_else(|| CommandError::bad_request("missing field `type`"))?;
+    let cmd = match kind {
+        "room:join" => Command::Join {
+            room: room(f.room)?,
+            since: f.since,
+        },
+        "room:leave" => Command::Leave {
+            room: room(f.room)?,
+        },
+        "message:send" => {
+            let content = required(f.content, "content")?;
+            let chars = content.chars().count();
+            if chars > limits.max_message_chars {
+                return Err(CommandError::new(
+                    ErrorCode::TooLarge,
+                    format!(
+                        "content is {chars} characters, the limit is {}",
+                        limits.max_message_chars
+                    ),
+                ));
+            }
+            if let Some(meta) = &f.metadata {
+                if !meta.get().starts_with('{') {
+                    return Err(CommandError::bad_request("`metadata` must be an object"));
+                }
+                if meta.get().len() > limits.max_metadata_bytes {
+                    return Err(CommandError::new(
+                        ErrorCode::TooLarge,
+                        format!(
+                            "metadata is {} bytes, the limit is {}",
+                            meta.get().len(),
+                            limits.max_metadata_bytes
+                        ),
+                    ));
+                }
+            }
+            Command::Send {
+                room: room(f.room)?,
+                content,
+                thread_id: name(f.thread_id, "threadId")?,
+                metadata: f.metadata,
+                client_msg_id: name(f.client_msg_id, "clientMsgId")?,
+            }
+        }
+        "typing:start" | "typing:stop" => Command::Typing {
+            room: room(f.room)?,
+            thread_id: name(f.thread_id, "threadId")?,
+            active: kind == "typing:start",
+        },
+        "presence:update" => {
+            if let Some(custom) = &f.custom_status {
+                let long = |s: &Option<String>| {
+                    s.as_ref()
+                        .is_some_and(|s| s.chars().count() > MAX_STATUS_TEXT)
+                };
+                if long(&custom.text) || long(&custom.emoji) {
+                    return Err(CommandError::new(
+                        ErrorCode::TooLarge,
+                        format!("customStatus text and emoji are limited to {MAX_STATUS_TEXT} characters"),
+                    ));
+                }
+            }
+            Command::PresenceUpdate {
+                status: required(f.status, "status")?,
+                custom_status: f.custom_status,
+            }
+        }
+        "presence:get" => Command::PresenceGet {
+            room: room(f.room)?,
+        },
+        "history:get" => {
+            let limit = f.limit.unwrap_or(HISTORY_DEFAULT_LIMIT as u64);
+            if limit == 0 || limit > HISTORY_MAX_LIMIT as u64 {
+                return Err(CommandError::bad_request(format!(
+                    "`limit` must be between 1 and {HISTORY_MAX_LIMIT}"
+                )));
+            }
+            Command::HistoryGet {
+                room: room(f.room)?,
+                before: f.before,
+                limit: limit as usize,
+            }
+        }
+        "notification:read" => Command::NotificationRead {
+            notification_id: required(
+                name(f.notification_id, "notificationId")?,
+                "notificationId",
+            )?,
+        },
+        "auth:refresh" => Command::AuthRefresh {
+            token: required(f.token, "token")?,
+        },
+        "ping" => Command::Ping,
+        other => {
+            return Err(CommandError::new(
+                ErrorCode::UnknownType,
+                format!("unknown command type `{}`", truncate(other, 64)),
+            ))
+        }
+    };
+    Ok(cmd)
+}
+
+fn required<T>(value: Option<T>, field: &str) -> Result<T, CommandError> {
+    value.ok_or_else(|| CommandError::bad_request(format!("missing field `{field}`")))
+}
+
+fn room(value: Option<String>) -> Result<String, CommandError> {
+    let room = required(value, "room")?;
+    validate_room(&room)?;
+    Ok(room)
+}
+
+/// Thread ids, client message ids and notification ids: non-empty, bounded.
+fn name(value: Option<String>, field: &str) -> Result<Option<String>, CommandError> {
+    match value {
+        Some(v) if v.is_empty() || v.len() > MAX_NAME_LEN => Err(CommandError::bad_request(
+            format!("`{field}` must be 1 to {MAX_NAME_LEN} bytes"),
+        )),
+        other => Ok(other),
+    }
+}
+
+/// A room name: 1 to 128 characters from `A-Z a-z 0-9 _ - : . @`.
+/// Wildcards are for patterns in tokens and config, never for names.
+pub fn validate_room(room: &str) -> Result<(), CommandError> {
+    let ok = !room.is_empty()
+        && room.len() <= MAX_NAME_LEN
+        && room
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b':' | b'.' | b'@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(CommandError::bad_request(format!(
+            "invalid room name `{}`: use 1 to {MAX_NAME_LEN} characters from A-Z a-z 0-9 _ - : . @",
+            truncate(room, 64)
+        )))
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// RFC 3339 with milliseconds, the format of every timestamp on the wire.
+pub fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+// ---------------------------------------------------------------------------
+// Server -> client
+
+/// A stored or live chat message; `message:new` and history entries.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageRecord {
+    pub room: Arc<str>,
+    pub message_id: String,
+    pub seq: u64,
+    pub user_id: Arc<str>,
+    pub content: String,
+    pub thread_id: Option<String>,
+    pub metadata: Option<RawJson>,
+    pub timestamp: String,
+    #[serde(skip)]
+    pub client_msg_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Member {
+    pub user_id: Arc<str>,
+    pub name: Option<Arc<str>>,
+    pub status: Status,
+    pub custom_status: Option<CustomStatus>,
+    pub connections: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotificationKind {
+    Info,
+    Warning,
+    Error,
+    Success,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Notification {
+    pub notification_id: String,
+    pub kind: NotificationKind,
+    pub title: String,
+    pub body: String,
+    pub data: Value,
+    pub created_at: String,
+}
+
+/// Every frame the server sends.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type")]
+pub enum Event<'a> {
+    #[serde(rename = "connected", rename_all = "camelCase")]
+    Connected {
+        connection_id: &'a str,
+        user_id: &'a str,
+        server_time: String,
+        protocol_version: u32,
+        heartbeat_interval_ms: u64,
+    },
+    #[serde(rename = "reply")]
+    Reply {
+        id: &'a CommandId,
+        ok: bool,
+        data: Value,
+    },
+    #[serde(rename = "pong", rename_all = "camelCase")]
+    Pong {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a CommandId>,
+        server_time: String,
+    },
+    #[serde(rename = "error")]
+    Error {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a CommandId>,
+        #[serde(flatten)]
+        error: &'a CommandError,
+    },
+    #[serde(rename = "message:new")]
+    MessageNew(&'a MessageRecord),
+    #[serde(rename = "user:joined", rename_all = "camelCase")]
+    UserJoined { room: &'a str, user_id: &'a str },
+    #[serde(rename = "user:left", rename_all = "camelCase")]
+    UserLeft { room: &'a str, user_id: &'a str },
+    #[serde(rename = "typing:event", rename_all = "camelCase")]
+    Typing {
+        room: &'a str,
+        thread_id: Option<&'a str>,
+        users: &'a [Arc<str>],
+    },
+    #[serde(rename = "presence:changed", rename_all = "camelCase")]
+    PresenceChanged {
+        user_id: &'a str,
+        status: Status,
+        custom_status: Option<&'a CustomStatus>,
+    },
+    #[serde(rename = "notification")]
+    Notification(&'a Notification),
+    #[serde(rename = "broadcast")]
+    Broadcast {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<&'a str>,
+        event: &'a str,
+        data: &'a Value,
+        timestamp: String,
+    },
+}
+
+/// Serialises an event once; the bytes are shared by every receiver.
+pub fn encode(event: &Event<'_>) -> ByteString {
+    // Serialising these types cannot fail: no maps with non-string keys.
+    let json = serde_json::to_string(event).expect("events always serialise");
+    ByteString::from(json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: DecodeLimits = DecodeLimits {
+        max_message_chars: 10,
+        max_metadata_bytes: 20,
+    };
+
+    fn ok(text: &str) -> Request {
+        decode(text, &LIMITS).unwrap()
+    }
+    fn err(text: &str) -> Rejected {
+        decode(text, &LIMITS).unwrap_err()
+    }
+
+    #[test]
+    fn decodes_every_command() {
+        let r = ok(r#"{"type":"room:join","room":"a:b","since":4,"id":1}"#);
+        assert_eq!(r.id, Some(CommandId::Number(1.into())));
+        assert_eq!(
+            r.command,
+            Command::Join {
+                room: "a:b".into(),
+                since: Some(4)
+            }
+        );
+        assert!(matches!(
+            ok(r#"{"type":"room:leave","room":"x"}"#).command,
+            Command::Leave { .. }
+        ));
+        let r = ok(
+            r#"{"type":"message:send","room":"x","content":"hi","metadata":{"a":1},"clientMsgId":"c1","threadId":"t","id":"s"}"#,
+        );
+        assert_eq!(r.id, Some(CommandId::Text("s".into())));
+        match r.command {
+            Command::Send {
+                metadata,
+                client_msg_id,
+                thread_id,
+                ..
+            } => {
+                assert_eq!(metadata.unwrap().get(), r#"{"a":1}"#);
+                assert_eq!(client_msg_id.as_deref(), Some("c1"));
+                assert_eq!(thread_id.as_deref(), Some("t"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            ok(r#"{"type":"typing:stop","room":"x"}"#).command,
+            Command::Typing {
+                room: "x".into(),
+                thread_id: None,
+                active: false
+            }
+        );
+        let r = ok(
+            r#"{"type":"presence:update","status":"away","customStatus":{"text":"lunch","emoji":"x"}}"#,
+        );
+        assert!(matches!(
+            r.command,
+            Command::PresenceUpdate {
+                status: Status::Away,
+                custom_status: Some(_)
+            }
+        ));
+        assert!(matches!(
+            ok(r#"{"type":"presence:get","room":"x"}"#).command,
+            Command::PresenceGet { .. }
+        ));
+        assert_eq!(
+            ok(r#"{"type":"history:get","room":"x","before":9}"#).command,
+            Command::HistoryGet {
+                room: "x".into(),
+                before: Some(9),
+                limit: HISTORY_DEFAULT_LIMIT
+            }
+        );
+        assert!(matches!(
+            ok(r#"{"type":"notification:read","notificationId":"n"}"#).command,
+            Command::NotificationRead { .. }
+        ));
+        assert!(matches!(
+            ok(r#"{"type":"auth:refresh","token":"t"}"#).command,
+            Command::AuthRefresh { .. }
+        ));
+        assert_eq!(ok(r#"{"type":"ping"}"#).command, Command::Ping);
+    }
+
+    #[test]
+    fn errors_keep_the_id_and_name_the_problem() {
+        let e = err("{not json");
+        assert_eq!(e.error.code, ErrorCode::BadRequest);
+        assert_eq!(e.id, None);
+        let e = err(r#"{"id":7,"type":"room:join"}"#);
+        assert_eq!(e.id, Some(CommandId::Number(7.into())));
+        assert_eq!(e.error.message, "missing field `room`");
+        let e = err(r#"{"id":"q","type":"room:join","room":5}"#);
+        assert_eq!(e.id, Some(CommandId::Text("q".into())));
+        assert_eq!(e.error.code, ErrorCode::BadRequest);
+        let e = err(r#"{"id":1,"type":"dance"}"#);
+        assert_eq!(e.error.code, ErrorCode::UnknownType);
+        assert_eq!(err(r#"{"room":"x"}"#).error.message, "missing field `type`");
+        assert_eq!(
+            err(r#"{"type":"presence:update","status":"dancing"}"#)
+                .error
+                .code,
+            ErrorCode::BadRequest
+        );
+        assert_eq!(err(r#"[1,2]"#).error.code, ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let e = err(r#"{"type":"message:send","room":"x","content":"01234567890"}"#);
+        assert_eq!(e.error.code, ErrorCode::TooLarge);
+        // Characters, not bytes: ten two-byte characters fit.
+        ok(r#"{"type":"message:send","room":"x","content":"éééééééééé"}"#);
+        let e = err(
+            r#"{"type":"message:send","room":"x","content":"a","metadata":{"k":"0123456789012345"}}"#,
+        );
+        assert_eq!(e.error.code, ErrorCode::TooLarge);
+        let e = err(r#"{"type":"message:send","room":"x","content":"a","metadata":[1]}"#);
+        assert_eq!(e.error.code, ErrorCode::BadRequest);
+        assert_eq!(
+            err(r#"{"type":"history:get","room":"x","limit":101}"#)
+                .error
+                .code,
+            ErrorCode::BadRequest
+        );
+    }
+
+    #[test]
+    fn room_names_are_checked() {
+        for good in ["lobby", "team:42:general", "a.b-c_d@e", &"r".repeat(128)] {
+            assert!(validate_room(good).is_ok(), "{good}");
+        }
+        for bad in ["", "team:*", "a b", "x?", "ü", &"r".repeat(129)] {
+            assert!(validate_room(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn events_serialise_to_the_contract() {
+        let id = CommandId::Number(3.into());
+        let reply = encode(&Event::Reply {
+            id: &id,
+            ok: true,
+            data: serde_json::json!({}),
+        });
+        assert_eq!(&*reply, r#"{"type":"reply","id":3,"ok":true,"data":{}}"#);
+        let e = CommandError::rate_limited(250);
+        let text = encode(&Event::Error {
+            id: None,
+            error: &e,
+        });
+        assert_eq!(
+            &*text,
+            r#"{"type":"error","code":"RATE_LIMITED","message":"rate limit exceeded, slow down","retryAfterMs":250}"#
+        );
+        let users: Vec<Arc<str>> = vec!["a".into()];
+        let t = encode(&Event::Typing {
+            room: "r",
+            thread_id: None,
+            users: &users,
+        });
+        assert_eq!(
+            &*t,
+            r#"{"type":"typing:event","room":"r","threadId":null,"users":["a"]}"#
+        );
+    }
+}

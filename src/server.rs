@@ -1,0 +1,137 @@
+//! Start-up: builds every actor once, hands each its peers' addresses, and
+//! runs the HTTP server until a signal asks it to stop.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web::{web, App, HttpServer};
+
+use crate::actors::presence::PresenceTracker;
+use crate::actors::room_registry::{CloseAll, RegistryConfig, RoomRegistry};
+use crate::actors::session::{SessionConfig, SessionDeps};
+use crate::auth::Auth;
+use crate::broker::memory::{MemoryLog, MemoryPresence};
+use crate::config::Settings;
+use crate::http::{self, AppState};
+use crate::limits::{ConnectionCounter, RateLimiters};
+use crate::metrics::Metrics;
+use crate::protocol::DecodeLimits;
+
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let settings = Arc::new(settings);
+    let node_id = if settings.server.node_id.is_empty() {
+        format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+    } else {
+        settings.server.node_id.clone()
+    };
+    let auth = Arc::new(Auth::from_settings(
+        &settings.auth,
+        settings.server.environment,
+    )?);
+    if auth.is_insecure() {
+        log::warn!("==================================================================");
+        log::warn!("INSECURE DEVELOPMENT MODE: no JWT key is configured, so tokens are");
+        log::warn!("signed with a PUBLICLY KNOWN secret and anyone can mint one.");
+        log::warn!("Set REALTIME_JWT_SECRET or REALTIME_JWT_PUBLIC_KEY before real use;");
+        log::warn!("server.environment = \"production\" refuses to start like this.");
+        log::warn!("==================================================================");
+    }
+    let metrics = Arc::new(Metrics::default());
+
+    let presence = {
+        let (cap, metrics) = (settings.mailbox.presence, metrics.clone());
+        let timeout = Duration::from_millis(settings.typing.timeout_ms);
+        PresenceTracker::start_in_arbiter(&Arbiter::new().handle(), move |ctx| {
+            ctx.set_mailbox_capacity(cap);
+            PresenceTracker::new(Box::new(MemoryPresence::default()), timeout, metrics)
+        })
+    };
+    let registry = {
+        let cfg = RegistryConfig::from_settings(&settings);
+        let log = Arc::new(MemoryLog::new(settings.limits.history_size));
+        let (cap, metrics, presence) =
+            (settings.mailbox.registry, metrics.clone(), presence.clone());
+        RoomRegistry::start_in_arbiter(&Arbiter::new().handle(), move |ctx| {
+            ctx.set_mailbox_capacity(cap);
+            RoomRegistry::new(cfg, log, presence, metrics)
+        })
+    };
+    let limiters = Arc::new(RateLimiters::new(&settings.rate_limits));
+    let sessions = Arc::new(SessionDeps {
+        registry: registry.clone(),
+        auth,
+        limiters: limiters.clone(),
+        metrics,
+        cfg: SessionConfig {
+            heartbeat_interval: Duration::from_millis(settings.heartbeat.interval_ms),
+            heartbeat_timeout: Duration::from_millis(settings.heartbeat.timeout_ms),
+            mailbox: settings.mailbox.session,
+            max_frame_bytes: settings.limits.max_frame_bytes,
+            decode: DecodeLimits {
+                max_message_chars: settings.limits.max_message_chars,
+                max_metadata_bytes: settings.limits.max_metadata_bytes,
+            },
+            flood_close_after: settings.rate_limits.flood_close_after.max(1),
+        },
+    });
+    let state = web::Data::new(AppState {
+        settings: settings.clone(),
+        node_id: node_id.clone(),
+        started: Instant::now(),
+        presence,
+        counter: ConnectionCounter::new(&settings.limits),
+        sessions,
+    });
+
+    let mut server =
+        HttpServer::new(move || App::new().app_data(state.clone()).configure(http::routes))
+            .on_connect(http::ws::remember_socket)
+            .shutdown_timeout(settings.server.shutdown_timeout_secs)
+            .disable_signals();
+    if settings.server.workers > 0 {
+        server = server.workers(settings.server.workers);
+    }
+    let server = server.bind((settings.server.host.as_str(), settings.server.port))?;
+    for addr in server.addrs() {
+        log::info!("node {node_id} listening on http://{addr} (WebSocket: ws://{addr}/ws)");
+        // Printed for scripts and tests that start the server on port 0.
+        println!("realtime-server listening on {addr}");
+    }
+    let server = server.run();
+    let handle = server.handle();
+
+    // Forget idle rate-limit buckets now and then.
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            limiters.shrink();
+        }
+    });
+
+    actix_web::rt::spawn(async move {
+        let signal = wait_for_signal().await;
+        log::info!("{signal}: closing connections with 1001 and stopping");
+        if let Ok(n) = registry.send(CloseAll).await {
+            log::info!("asked {n} connections to close");
+        }
+        // Let the close frames go out before the listener stops.
+        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+        handle.stop(true).await;
+    });
+
+    server.await?;
+    log::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
