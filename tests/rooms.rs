@@ -1,0 +1,351 @@
+//! Rooms, messages, recovery, typing and presence, as clients see them.
+
+mod common;
+
+use common::Server;
+use serde_json::json;
+
+#[actix_rt::test]
+async fn two_users_exchange_messages_with_consecutive_seqs() {
+    let server = Server::start("");
+    let mut alice = server.connect("alice", &["team:1:*"]).await;
+    let mut bob = server.connect("bob", &["team:1:*"]).await;
+    assert_eq!(alice.connected["protocolVersion"], 1);
+    assert_eq!(alice.connected["userId"], "alice");
+    assert_eq!(alice.connected["heartbeatIntervalMs"], 25000);
+
+    let joined = alice.join("team:1:general").await;
+    assert_eq!(joined["room"], "team:1:general");
+    assert_eq!(joined["seq"], 0);
+    assert_eq!(joined["recovered"], true);
+    assert_eq!(joined["missed"], json!([]));
+    bob.join("team:1:general").await;
+    assert_eq!(alice.expect("user:joined").await["userId"], "bob");
+
+    let mut seqs = Vec::new();
+    for i in 0..3 {
+        let (sender, receiver) = if i % 2 == 0 {
+            (&mut alice, &mut bob)
+        } else {
+            (&mut bob, &mut alice)
+        };
+        let reply = sender
+            .ok(json!({"type": "message:send", "room": "team:1:general", "content": format!("hello {i}"),
+                        "metadata": {"k": i}, "threadId": "t1"}))
+            .await;
+        let seq = reply["seq"].as_u64().unwrap();
+        seqs.push(seq);
+        let got = receiver.expect("message:new").await;
+        assert_eq!(got["seq"], seq);
+        assert_eq!(got["messageId"], reply["messageId"]);
+        assert_eq!(got["content"], format!("hello {i}"));
+        assert_eq!(got["userId"], sender.user_id());
+        assert_eq!(got["metadata"], json!({"k": i}));
+        assert_eq!(got["threadId"], "t1");
+        assert_eq!(got["timestamp"], reply["timestamp"]);
+        // The sender's own connection gets the message too.
+        assert_eq!(sender.expect("message:new").await["seq"], seq);
+    }
+    assert_eq!(seqs, vec![1, 2, 3]);
+    alice.expect_silence().await;
+    bob.expect_silence().await;
+}
+
+#[actix_rt::test]
+async fn join_leave_presence_and_typing_reach_the_right_people_once() {
+    let server = Server::start("");
+    let mut alice = server.connect("alice", &["room:a"]).await;
+    let mut alice2 = server.connect("alice", &["room:a"]).await;
+    let mut bob = server.connect("bob", &["room:a"]).await;
+    let mut carol = server.connect("carol", &["room:b"]).await;
+    carol.join("room:b").await;
+
+    alice.join("room:a").await;
+    let joined = bob.join("room:a").await;
+    let members: Vec<_> = joined["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["userId"].clone())
+        .collect();
+    assert_eq!(members, vec![json!("alice"), json!("bob")]);
+    assert_eq!(
+        alice.expect("user:joined").await,
+        json!({"type": "user:joined", "room": "room:a", "userId": "bob"})
+    );
+
+    // Alice's second connection joining is not a new user: no event.
+    alice2.join("room:a").await;
+    bob.expect_silence().await;
+
+    // Typing goes to the others in the room, not to the typer, not outside.
+    bob.ok(json!({"type": "typing:start", "room": "room:a"}))
+        .await;
+    for c in [&mut alice, &mut alice2] {
+        let ev = c.expect("typing:event").await;
+        assert_eq!(ev["users"], json!(["bob"]));
+        assert_eq!(ev["threadId"], json!(null));
+    }
+    // Starting again while typing changes nothing: no second event.
+    bob.ok(json!({"type": "typing:start", "room": "room:a"}))
+        .await;
+    bob.ok(json!({"type": "typing:stop", "room": "room:a"}))
+        .await;
+    for c in [&mut alice, &mut alice2] {
+        assert_eq!(c.expect("typing:event").await["users"], json!([]));
+    }
+
+    // Presence changes go to everyone sharing a room, once, and not to carol.
+    alice.ok(json!({"type": "presence:update", "status": "busy", "customStatus": {"text": "focus", "emoji": "🎧"}})).await;
+    let changed = bob.expect("presence:changed").await;
+    assert_eq!(changed["userId"], "alice");
+    assert_eq!(changed["status"], "busy");
+    assert_eq!(changed["customStatus"]["text"], "focus");
+    assert_eq!(alice2.expect("presence:changed").await["status"], "busy");
+    let members = bob
+        .ok(json!({"type": "presence:get", "room": "room:a"}))
+        .await["members"]
+        .clone();
+    assert_eq!(members[0]["userId"], "alice");
+    assert_eq!(members[0]["status"], "busy");
+    assert_eq!(members[0]["connections"], 2);
+    assert_eq!(members[0]["name"], "alice name");
+
+    // One of alice's two connections leaving: not the last, no event.
+    alice2
+        .ok(json!({"type": "room:leave", "room": "room:a"}))
+        .await;
+    bob.expect_silence().await;
+    // The last one leaving: user:left, once.
+    assert_eq!(
+        alice
+            .ok(json!({"type": "room:leave", "room": "room:a"}))
+            .await["room"],
+        "room:a"
+    );
+    assert_eq!(
+        bob.expect("user:left").await,
+        json!({"type": "user:left", "room": "room:a", "userId": "alice"})
+    );
+
+    // Disconnecting is leaving too.
+    drop(alice);
+    drop(alice2);
+    let mut dave = server.connect("dave", &["room:a"]).await;
+    dave.join("room:a").await;
+    assert_eq!(bob.expect("user:joined").await["userId"], "dave");
+    drop(dave);
+    assert_eq!(bob.expect("user:left").await["userId"], "dave");
+
+    bob.expect_silence().await;
+    carol.expect_silence().await;
+}
+
+#[actix_rt::test]
+async fn typing_expires_without_typing_stop() {
+    let server = Server::start("[typing]\ntimeout_ms = 300\n");
+    let mut alice = server.connect("alice", &["r"]).await;
+    let mut bob = server.connect("bob", &["r"]).await;
+    alice.join("r").await;
+    bob.join("r").await;
+    alice.expect("user:joined").await;
+    bob.ok(json!({"type": "typing:start", "room": "r", "threadId": "th"}))
+        .await;
+    let ev = alice.expect("typing:event").await;
+    assert_eq!(
+        (ev["users"].clone(), ev["threadId"].clone()),
+        (json!(["bob"]), json!("th"))
+    );
+    let started = std::time::Instant::now();
+    let ev = alice.expect("typing:event").await;
+    assert_eq!(ev["users"], json!([]));
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(200),
+        "expired too early"
+    );
+    // Expiry is announced to everyone, bob included.
+    assert_eq!(bob.expect("typing:event").await["users"], json!([]));
+    alice.expect_silence().await;
+}
+
+#[actix_rt::test]
+async fn room_access_is_checked() {
+    let server = Server::start("[rooms.max_users]\n\"dm:*\" = 2\n");
+    let mut alice = server.connect("alice", &["team:1:*", "dm:*"]).await;
+    assert_eq!(
+        alice
+            .err(json!({"type": "room:join", "room": "team:2:x"}))
+            .await,
+        "FORBIDDEN"
+    );
+    assert_eq!(
+        alice
+            .err(json!({"type": "room:join", "room": "user:bob"}))
+            .await,
+        "FORBIDDEN"
+    );
+    assert_eq!(
+        alice
+            .err(json!({"type": "history:get", "room": "team:2:x"}))
+            .await,
+        "FORBIDDEN"
+    );
+    assert_eq!(
+        alice
+            .err(json!({"type": "presence:get", "room": "team:2:x"}))
+            .await,
+        "FORBIDDEN"
+    );
+    // Public rooms from config need no claim.
+    alice.join("lobby").await;
+    alice.join("public:news").await;
+    // Sending or typing outside a joined room.
+    assert_eq!(
+        alice
+            .err(json!({"type": "message:send", "room": "team:1:a", "content": "x"}))
+            .await,
+        "NOT_IN_ROOM"
+    );
+    assert_eq!(
+        alice
+            .err(json!({"type": "typing:start", "room": "team:1:a"}))
+            .await,
+        "NOT_IN_ROOM"
+    );
+    assert_eq!(
+        alice
+            .err(json!({"type": "room:leave", "room": "team:1:a"}))
+            .await,
+        "NOT_IN_ROOM"
+    );
+
+    // Room capacity from [rooms.max_users]: a third user is refused.
+    let mut bob = server.connect("bob", &["dm:*"]).await;
+    let mut carol = server.connect("carol", &["dm:*"]).await;
+    alice.join("dm:ab").await;
+    bob.join("dm:ab").await;
+    assert_eq!(
+        carol
+            .err(json!({"type": "room:join", "room": "dm:ab"}))
+            .await,
+        "ROOM_FULL"
+    );
+    // A second connection of a member is not a new user.
+    let mut bob2 = server.connect("bob", &["dm:*"]).await;
+    bob2.join("dm:ab").await;
+
+    // An admin token may join anything.
+    let mut root = server.connect_with(&server.admin_jwt(), &[]).await.unwrap();
+    root.join("team:9:secret").await;
+}
+
+#[actix_rt::test]
+async fn rooms_per_connection_are_limited() {
+    let server = Server::start("[limits]\nmax_rooms_per_connection = 2\n");
+    let mut alice = server.connect("alice", &["*"]).await;
+    alice.join("a").await;
+    alice.join("b").await;
+    // Joining a room again is not another room.
+    alice.join("b").await;
+    assert_eq!(
+        alice.err(json!({"type": "room:join", "room": "c"})).await,
+        "FORBIDDEN"
+    );
+    alice.ok(json!({"type": "room:leave", "room": "a"})).await;
+    alice.join("c").await;
+}
+
+#[actix_rt::test]
+async fn history_recovery_and_dedupe() {
+    let server = Server::start("[limits]\nhistory_size = 50\nrecovery_max = 5\n");
+    let mut alice = server.connect("alice", &["r"]).await;
+    alice.join("r").await;
+    for i in 1..=10 {
+        let reply = alice
+            .ok(json!({"type": "message:send", "room": "r", "content": format!("m{i}")}))
+            .await;
+        assert_eq!(reply["seq"], i);
+        alice.expect("message:new").await;
+    }
+    // The same clientMsgId from the same user: same message, no second delivery.
+    let first = alice
+        .ok(json!({"type": "message:send", "room": "r", "content": "once", "clientMsgId": "c-1"}))
+        .await;
+    alice.expect("message:new").await;
+    let again = alice
+        .ok(json!({"type": "message:send", "room": "r", "content": "once", "clientMsgId": "c-1"}))
+        .await;
+    assert_eq!(first, again);
+    assert_eq!(first["seq"], 11);
+    alice.expect_silence().await;
+
+    let page = alice
+        .ok(json!({"type": "history:get", "room": "r", "limit": 3}))
+        .await["messages"]
+        .clone();
+    let seqs: Vec<_> = page
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, vec![9, 10, 11]);
+    let page = alice
+        .ok(json!({"type": "history:get", "room": "r", "before": 9, "limit": 3}))
+        .await["messages"]
+        .clone();
+    let seqs: Vec<_> = page
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, vec![6, 7, 8]);
+    assert_eq!(page[0]["content"], "m6");
+
+    // Recovery: a reconnecting client gets what it missed.
+    let mut bob = server.connect("bob", &["r"]).await;
+    let joined = bob
+        .ok(json!({"type": "room:join", "room": "r", "since": 8}))
+        .await;
+    assert_eq!(joined["seq"], 11);
+    assert_eq!(joined["recovered"], true);
+    let missed: Vec<_> = joined["missed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(missed, vec![9, 10, 11]);
+    // More missed than recovery_max: the newest five, and recovered false.
+    let mut carol = server.connect("carol", &["r"]).await;
+    let joined = carol
+        .ok(json!({"type": "room:join", "room": "r", "since": 2}))
+        .await;
+    assert_eq!(joined["recovered"], false);
+    let missed: Vec<_> = joined["missed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(missed, vec![7, 8, 9, 10, 11]);
+}
+
+#[actix_rt::test]
+async fn ping_and_personal_room() {
+    let server = Server::start("");
+    let mut alice = server.connect("alice", &[]).await;
+    let pong = alice.request(json!({"type": "ping"})).await;
+    assert_eq!(pong["type"], "pong");
+    assert!(pong["serverTime"].as_str().unwrap().ends_with('Z'));
+    // The personal room is joined already and cannot be left.
+    let joined = alice.join("user:alice").await;
+    assert_eq!(joined["room"], "user:alice");
+    assert_eq!(
+        alice
+            .err(json!({"type": "room:leave", "room": "user:alice"}))
+            .await,
+        "BAD_REQUEST"
+    );
+}
