@@ -345,6 +345,63 @@ mod tests {
         assert!(!auth.is_admin_key("k3yy"));
     }
 
+    fn fixture(name: &str) -> String {
+        format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    fn sign(alg: Algorithm, key: &EncodingKey) -> String {
+        encode(&Header::new(alg), &claims(now_secs() + 60), key).unwrap()
+    }
+
+    #[test]
+    fn public_keys_pin_their_algorithm() {
+        let mut s = settings();
+        s.jwt_secret.clear();
+        s.jwt_public_key = fixture("rsa_public.pem");
+        let rsa = Auth::from_settings(&s, Environment::Production).unwrap();
+        let rsa_private = std::fs::read(fixture("rsa_private.pem")).unwrap();
+        let rsa_key = EncodingKey::from_rsa_pem(&rsa_private).unwrap();
+        assert_eq!(
+            rsa.verify(&sign(Algorithm::RS256, &rsa_key)).unwrap().sub,
+            "alice"
+        );
+        // RS512 with the right key is still refused: the algorithm is pinned.
+        assert!(rsa.verify(&sign(Algorithm::RS512, &rsa_key)).is_err());
+        // HS/RS confusion: an HS256 token "signed" with the public key's bytes.
+        let public_pem = std::fs::read(fixture("rsa_public.pem")).unwrap();
+        let confused = sign(Algorithm::HS256, &EncodingKey::from_secret(&public_pem));
+        assert_eq!(
+            rsa.verify(&confused),
+            Err(AuthError::Invalid("algorithm not accepted".into()))
+        );
+        assert!(
+            rsa.mint(&claims(now_secs() + 60)).is_err(),
+            "cannot sign with a public key"
+        );
+
+        s.jwt_public_key = fixture("ec_public.pem");
+        s.public_key_algorithm = "ES256".into();
+        let ec = Auth::from_settings(&s, Environment::Production).unwrap();
+        let ec_private = std::fs::read(fixture("ec_private.pem")).unwrap();
+        let ec_key = EncodingKey::from_ec_pem(&ec_private).unwrap();
+        assert_eq!(
+            ec.verify(&sign(Algorithm::ES256, &ec_key)).unwrap().sub,
+            "alice"
+        );
+        assert!(ec.verify(&sign(Algorithm::RS256, &rsa_key)).is_err());
+
+        s.public_key_algorithm = "HS256".into();
+        assert!(matches!(
+            Auth::from_settings(&s, Environment::Production),
+            Err(AuthConfigError::BadAlgorithm(_))
+        ));
+        s.jwt_secret = "x".into();
+        assert!(matches!(
+            Auth::from_settings(&s, Environment::Production),
+            Err(AuthConfigError::BothKeys)
+        ));
+    }
+
     #[test]
     fn room_patterns() {
         assert!(pattern_matches("team:42:*", "team:42:general"));
