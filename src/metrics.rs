@@ -20,6 +20,10 @@ impl MailboxGauge {
     pub fn handled(&self) {
         self.handled.fetch_add(1, Ordering::Relaxed);
     }
+    /// `n` messages were discarded unhandled (their actor stopped).
+    pub fn discarded(&self, n: u64) {
+        self.handled.fetch_add(n, Ordering::Relaxed);
+    }
     pub fn depth(&self) -> u64 {
         let handled = self.handled.load(Ordering::Relaxed);
         self.sent.load(Ordering::Relaxed).saturating_sub(handled)

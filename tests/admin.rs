@@ -17,7 +17,9 @@ async fn kick_closes_every_connection_of_the_user_with_4003() {
     a2.join("r").await;
     bob.join("r").await;
 
-    let answer = server.admin("/admin/kick", json!({"userId": "alice", "reason": "spam"})).await;
+    let answer = server
+        .admin("/admin/kick", json!({"userId": "alice", "reason": "spam"}))
+        .await;
     assert_eq!(answer, json!({"disconnected": 2}));
     assert_eq!(a1.closed(Duration::from_secs(5)).await, Closed::Code(4003));
     assert_eq!(a2.closed(Duration::from_secs(5)).await, Closed::Code(4003));
@@ -25,12 +27,19 @@ async fn kick_closes_every_connection_of_the_user_with_4003() {
     assert_eq!(bob.expect("user:left").await["userId"], "alice");
     // Bob is untouched, and nothing of alice remains.
     bob.request(json!({"type": "ping"})).await;
-    server.wait_stats("alice's connections to be gone", |s| s["connections"] == 1).await;
+    server
+        .wait_stats("alice's connections to be gone", |s| s["connections"] == 1)
+        .await;
     let list = server.admin_get("/admin/connections?userId=alice").await;
     assert_eq!(list["connections"], json!([]));
     let presence = server.admin_get("/admin/rooms/r/presence").await;
     assert_eq!(presence["members"].as_array().unwrap().len(), 1);
-    assert_eq!(server.admin("/admin/kick", json!({"userId": "nobody"})).await, json!({"disconnected": 0}));
+    assert_eq!(
+        server
+            .admin("/admin/kick", json!({"userId": "nobody"}))
+            .await,
+        json!({"disconnected": 0})
+    );
     assert!(server.log().contains("kick conn="));
 }
 
@@ -58,14 +67,27 @@ async fn notify_reaches_all_of_the_users_connections_and_no_one_else() {
         assert!(n["createdAt"].as_str().unwrap().ends_with('Z'));
     }
     bob.expect_silence().await;
-    a1.ok(json!({"type": "notification:read", "notificationId": id})).await;
-    // Bad bodies get the error shape.
-    let (status, body) = server.post("/admin/notify", Some(ADMIN_KEY), json!({"userId": "alice"})).await;
-    assert_eq!((status, body["code"].as_str().unwrap()), (400, "BAD_REQUEST"));
-    let (status, body) = server
-        .post("/admin/notify", Some(ADMIN_KEY), json!({"userId": "a", "title": "t", "kind": "loud"}))
+    a1.ok(json!({"type": "notification:read", "notificationId": id}))
         .await;
-    assert_eq!((status, body["code"].as_str().unwrap()), (400, "BAD_REQUEST"));
+    // Bad bodies get the error shape.
+    let (status, body) = server
+        .post("/admin/notify", Some(ADMIN_KEY), json!({"userId": "alice"}))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str().unwrap()),
+        (400, "BAD_REQUEST")
+    );
+    let (status, body) = server
+        .post(
+            "/admin/notify",
+            Some(ADMIN_KEY),
+            json!({"userId": "a", "title": "t", "kind": "loud"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str().unwrap()),
+        (400, "BAD_REQUEST")
+    );
 }
 
 #[actix_rt::test]
@@ -74,19 +96,38 @@ async fn broadcast_to_a_room_and_to_everyone() {
     let mut alice = server.connect("alice", &["news"]).await;
     let mut bob = server.connect("bob", &[]).await;
     alice.join("news").await;
-    let answer = server.admin("/admin/broadcast", json!({"room": "news", "event": "deploy", "data": {"v": 2}})).await;
+    let answer = server
+        .admin(
+            "/admin/broadcast",
+            json!({"room": "news", "event": "deploy", "data": {"v": 2}}),
+        )
+        .await;
     assert_eq!(answer, json!({"delivered": 1}));
     let b = alice.expect("broadcast").await;
-    assert_eq!((b["room"].clone(), b["event"].clone(), b["data"].clone()), (json!("news"), json!("deploy"), json!({"v": 2})));
+    assert_eq!(
+        (b["room"].clone(), b["event"].clone(), b["data"].clone()),
+        (json!("news"), json!("deploy"), json!({"v": 2}))
+    );
     bob.expect_silence().await;
-    let answer = server.admin("/admin/broadcast", json!({"event": "maintenance", "data": null})).await;
+    let answer = server
+        .admin(
+            "/admin/broadcast",
+            json!({"event": "maintenance", "data": null}),
+        )
+        .await;
     assert_eq!(answer, json!({"delivered": 2}));
     for c in [&mut alice, &mut bob] {
         let b = c.expect("broadcast").await;
         assert_eq!(b["event"], "maintenance");
         assert!(b.get("room").is_none(), "{b}");
     }
-    let (status, _) = server.post("/admin/broadcast", Some(ADMIN_KEY), json!({"room": "bad room", "event": "x"})).await;
+    let (status, _) = server
+        .post(
+            "/admin/broadcast",
+            Some(ADMIN_KEY),
+            json!({"room": "bad room", "event": "x"}),
+        )
+        .await;
     assert_eq!(status, 400);
 }
 
@@ -97,7 +138,9 @@ async fn stats_connections_rooms_presence_and_metrics() {
     let mut bob = server.connect("bob", &["r"]).await;
     alice.join("r").await;
     bob.join("r").await;
-    alice.ok(json!({"type": "message:send", "room": "r", "content": "hi"})).await;
+    alice
+        .ok(json!({"type": "message:send", "room": "r", "content": "hi"}))
+        .await;
 
     let stats = server.admin_get("/admin/stats").await;
     assert_eq!(stats["connections"], 2);
@@ -105,7 +148,10 @@ async fn stats_connections_rooms_presence_and_metrics() {
     assert_eq!(stats["messagesIn"], 1);
     assert!(stats["messagesOut"].as_u64().unwrap() >= 2);
     assert_eq!(stats["nodes"].as_array().unwrap().len(), 1);
-    assert!(stats["nodes"][0]["nodeId"].as_str().unwrap().starts_with("node-"));
+    assert!(stats["nodes"][0]["nodeId"]
+        .as_str()
+        .unwrap()
+        .starts_with("node-"));
 
     let conns = server.admin_get("/admin/connections").await["connections"].clone();
     assert_eq!(conns.as_array().unwrap().len(), 2);
@@ -114,11 +160,24 @@ async fn stats_connections_rooms_presence_and_metrics() {
     assert_eq!(mine[0]["rooms"], json!(["r"]));
 
     let rooms = server.admin_get("/admin/rooms").await["rooms"].clone();
-    let r = rooms.as_array().unwrap().iter().find(|r| r["room"] == "r").unwrap();
-    assert_eq!((r["users"].clone(), r["connections"].clone()), (json!(2), json!(2)));
+    let r = rooms
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["room"] == "r")
+        .unwrap();
+    assert_eq!(
+        (r["users"].clone(), r["connections"].clone()),
+        (json!(2), json!(2))
+    );
 
     let members = server.admin_get("/admin/rooms/r/presence").await["members"].clone();
-    let ids: Vec<_> = members.as_array().unwrap().iter().map(|m| m["userId"].clone()).collect();
+    let ids: Vec<_> = members
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["userId"].clone())
+        .collect();
     assert_eq!(ids, vec![json!("alice"), json!("bob")]);
 
     let (status, health) = server.get("/health", None).await;
@@ -140,7 +199,13 @@ async fn stats_connections_rooms_presence_and_metrics() {
     ] {
         assert!(text.contains(line), "metrics lack {line}:\n{text}");
     }
-    assert!(text.contains("realtime_connections{node=") && text.contains("} 2\n"), "{text}");
+    assert!(
+        text.contains("realtime_connections{node=") && text.contains("} 2\n"),
+        "{text}"
+    );
     let (status, body) = server.get("/nope", None).await;
-    assert_eq!((status, body["code"].as_str().unwrap()), (404, "BAD_REQUEST"));
+    assert_eq!(
+        (status, body["code"].as_str().unwrap()),
+        (404, "BAD_REQUEST")
+    );
 }

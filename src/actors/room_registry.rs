@@ -226,7 +226,7 @@ impl RoomRegistry {
         }
         match target.addr.try_send(Deliver(frame.clone())) {
             Ok(()) => {
-                self.metrics.session_mailbox.sent();
+                target.handle.enqueued();
                 true
             }
             Err(SendError::Full(_)) => {
@@ -800,7 +800,7 @@ impl Handler<Kick> for RoomRegistry {
                 reason: msg.reason.clone(),
             };
             match conn.target.addr.try_send(shutdown) {
-                Ok(()) => self.metrics.session_mailbox.sent(),
+                Ok(()) => conn.target.handle.enqueued(),
                 // A session too far behind to take the kick: drop its socket.
                 Err(SendError::Full(_)) => conn.target.handle.shut_down_socket(),
                 Err(SendError::Closed(_)) => continue,
@@ -970,8 +970,9 @@ impl Handler<CloseAll> for RoomRegistry {
                 code: close::GOING_AWAY,
                 reason: "server shutting down".into(),
             };
-            if conn.target.addr.try_send(shutdown).is_err() {
-                conn.target.handle.shut_down_socket();
+            match conn.target.addr.try_send(shutdown) {
+                Ok(()) => conn.target.handle.enqueued(),
+                Err(_) => conn.target.handle.shut_down_socket(),
             }
             n += 1;
         }

@@ -8,7 +8,7 @@
 //! connection and the connection slot is released.
 
 use std::net::{Shutdown as SocketShutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,10 @@ pub type ConnId = uuid::Uuid;
 
 /// How long a command may wait for the registry before `UNAVAILABLE`.
 const REGISTRY_TIMEOUT: Duration = Duration::from_secs(10);
+/// After sending a close frame, how long the server waits for the client's
+/// close frame before it drops the TCP connection. Dropping at once would
+/// reset a client that is still answering pings, losing the close code.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
 /// State shared between a session and the registry that does not need the
 /// session to run: the registry marks a slow consumer here, and a timer
@@ -44,18 +48,36 @@ const REGISTRY_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct ConnHandle {
     slow: AtomicBool,
     closed: AtomicBool,
+    /// Messages in this session's mailbox; what is left when the handle
+    /// drops was discarded with the session, and leaves the depth gauge.
+    queued: AtomicU64,
+    metrics: Arc<Metrics>,
     /// A duplicate of the connection's socket descriptor, kept only so that
     /// a jammed connection can be shut down from outside the session.
     socket: Mutex<Option<Arc<TcpStream>>>,
 }
 
 impl ConnHandle {
-    pub fn new(socket: Option<Arc<TcpStream>>) -> Arc<Self> {
+    pub fn new(socket: Option<Arc<TcpStream>>, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(ConnHandle {
             slow: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            queued: AtomicU64::new(0),
+            metrics,
             socket: Mutex::new(socket),
         })
+    }
+
+    /// A message was put in the session's mailbox.
+    pub fn enqueued(&self) {
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        self.metrics.session_mailbox.sent();
+    }
+
+    /// The session took a message from its mailbox.
+    fn dequeued(&self) {
+        self.queued.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.session_mailbox.handled();
     }
 
     pub fn is_slow(&self) -> bool {
@@ -84,6 +106,13 @@ impl ConnHandle {
     fn mark_closed(&self) {
         self.closed.store(true, Ordering::Release);
         self.socket.lock().expect("socket lock").take();
+    }
+}
+
+impl Drop for ConnHandle {
+    fn drop(&mut self) {
+        let left = self.queued.load(Ordering::Relaxed);
+        self.metrics.session_mailbox.discarded(left);
     }
 }
 
@@ -164,7 +193,7 @@ impl Session {
             code: CloseCode::from(code),
             description: Some(reason.to_string()),
         }));
-        ctx.stop();
+        ctx.run_later(CLOSE_LINGER, |_, ctx| ctx.stop());
     }
 
     fn answer(
@@ -517,6 +546,13 @@ impl Actor for Session {
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
     fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
+        if self.closing.is_some() {
+            // Our close frame is out: wait only for the client's answer.
+            if let Ok(ws::Message::Close(_)) = msg {
+                ctx.stop();
+            }
+            return;
+        }
         match msg {
             Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),
             Ok(ws::Message::Binary(_)) => self.on_binary(ctx),
@@ -553,7 +589,7 @@ pub struct Deliver(pub ByteString);
 impl Handler<Deliver> for Session {
     type Result = ();
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
-        self.deps.metrics.session_mailbox.handled();
+        self.handle.dequeued();
         if self.handle.is_slow() {
             self.close(
                 ctx,
@@ -579,7 +615,7 @@ pub struct Shutdown {
 impl Handler<Shutdown> for Session {
     type Result = ();
     fn handle(&mut self, msg: Shutdown, ctx: &mut Self::Context) {
-        self.deps.metrics.session_mailbox.handled();
+        self.handle.dequeued();
         self.close(ctx, msg.code, &msg.reason);
     }
 }

@@ -169,7 +169,7 @@ pub async fn upgrade(
         id,
         identity,
         state.sessions.clone(),
-        ConnHandle::new(socket),
+        ConnHandle::new(socket, state.sessions.metrics.clone()),
         info,
         slot,
     );

@@ -34,8 +34,8 @@ workers = 2
 [rooms]
 public = ["lobby", "public:*"]
 [rate_limits]
-commands_per_second = 1000
-commands_burst = 1000
+commands_per_second = 100000
+commands_burst = 100000
 connections_per_ip_per_second = 1000
 connections_per_ip_burst = 1000
 "#;
