@@ -73,16 +73,25 @@ impl Identity {
     }
 
     /// Whether this user may join (and read) `room`.
+    /// Another user's personal room is for admins only, whatever the
+    /// patterns say: it carries that user's notifications.
     pub fn may_access(&self, room: &str, public: &[String]) -> bool {
-        self.admin
-            || room == self.personal_room()
-            || public.iter().any(|p| pattern_matches(p, room))
+        if self.admin || room == self.personal_room() {
+            return true;
+        }
+        if room.starts_with(PERSONAL_PREFIX) {
+            return false;
+        }
+        public.iter().any(|p| pattern_matches(p, room))
             || self.rooms.iter().any(|p| pattern_matches(p, room))
     }
 }
 
+/// Personal rooms are `user:<sub>`.
+pub const PERSONAL_PREFIX: &str = "user:";
+
 pub fn personal_room(user_id: &str) -> String {
-    format!("user:{user_id}")
+    format!("{PERSONAL_PREFIX}{user_id}")
 }
 
 /// `*` is a wildcard only as the last character: `team:42:*` matches
@@ -416,5 +425,14 @@ mod tests {
         assert!(id.may_access("user:alice", &public));
         assert!(!id.may_access("user:bob", &public));
         assert!(!id.may_access("team:2:x", &public));
+        let mut everything = Identity::from_claims(claims(1));
+        everything.rooms = vec!["*".into(), "user:*".into()];
+        assert!(everything.may_access("anything", &public));
+        assert!(
+            !everything.may_access("user:bob", &public),
+            "others' personal rooms stay private"
+        );
+        everything.admin = true;
+        assert!(everything.may_access("user:bob", &public));
     }
 }

@@ -220,6 +220,13 @@ pub struct Rejected {
 
 /// Parses one text frame into a command, checking every field.
 pub fn decode(text: &str, limits: &DecodeLimits) -> Result<Request, Rejected> {
+    // serde would also read a struct from a JSON array; a command is an object.
+    if !text.trim_start().starts_with('{') {
+        return Err(Rejected {
+            id: None,
+            error: CommandError::bad_request("a frame must be one JSON object"),
+        });
+    }
     let frame: Frame = match serde_json::from_str(text) {
         Ok(frame) => frame,
         Err(err) => {
@@ -631,6 +638,8 @@ mod tests {
             ErrorCode::BadRequest
         );
         assert_eq!(err(r#"[1,2]"#).error.code, ErrorCode::BadRequest);
+        let array = r#"[null,"ping",null,null,null,null,null,null,null,null,null,null,null,null]"#;
+        assert_eq!(err(array).error.message, "a frame must be one JSON object");
     }
 
     #[test]

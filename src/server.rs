@@ -87,6 +87,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut server =
         HttpServer::new(move || App::new().app_data(state.clone()).configure(http::routes))
             .on_connect(http::ws::remember_socket)
+            // Events are small and must go out at once: no Nagle delay.
+            .tcp_nodelay(true)
             .shutdown_timeout(settings.server.shutdown_timeout_secs)
             .disable_signals();
     if settings.server.workers > 0 {

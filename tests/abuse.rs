@@ -240,6 +240,7 @@ async fn connections_are_limited_per_user_and_per_address() {
         (status, body["code"].as_str().unwrap()),
         (429, "RATE_LIMITED")
     );
+    assert_eq!(body["retryAfterMs"], 1000);
     // Closing one frees a slot.
     drop(first);
     server

@@ -61,10 +61,12 @@ impl RegistryConfig {
         }
     }
 
+    /// The limit of the longest (most specific) matching pattern.
     fn max_users(&self, room: &str) -> usize {
         self.max_users
             .iter()
-            .find(|(pattern, _)| pattern_matches(pattern, room))
+            .filter(|(pattern, _)| pattern_matches(pattern, room))
+            .max_by_key(|(pattern, _)| pattern.len())
             .map_or(self.max_users_default, |(_, n)| *n)
     }
 }
@@ -165,7 +167,7 @@ impl RoomRegistry {
         } else {
             Err(CommandError::new(
                 ErrorCode::NotInRoom,
-                format!("join `{room}` before sending to it"),
+                format!("not in room `{room}`: join it first"),
             ))
         }
     }
@@ -646,19 +648,24 @@ impl Handler<Typing> for RoomRegistry {
             Ok(conn) => conn,
             Err(e) => return reply(Err(e)),
         };
+        let room: Arc<str> = msg.room.into();
+        let msg_thread = msg.thread_id.clone();
         let set = self.track(SetTyping {
-            room: msg.room.into(),
+            room: room.clone(),
             thread_id: msg.thread_id,
             user: conn.identity.user_id.clone(),
             active: msg.active,
         });
         let (origin, active) = (msg.id, msg.active);
+        let (room, thread_id) = (room, msg_thread);
         Box::pin(set.into_actor(self).map(move |res, act, ctx| {
             if let Some(change) = res.map_err(tracker_down)? {
                 act.announce_typing(&change, Some(origin));
-                if active {
-                    act.schedule_typing_expiry(ctx, change.room, change.thread_id);
-                }
+            }
+            // Every typing:start moves the deadline, so each one gets its
+            // own expiry check.
+            if active {
+                act.schedule_typing_expiry(ctx, room, thread_id);
             }
             Ok(())
         }))
@@ -977,5 +984,26 @@ impl Handler<CloseAll> for RoomRegistry {
             n += 1;
         }
         n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_most_specific_room_limit_wins() {
+        let mut cfg = RegistryConfig::from_settings(&Settings::load_from(&[]).unwrap());
+        cfg.max_users_default = 100;
+        cfg.max_users = vec![
+            ("team:*".into(), 50),
+            ("team:vip:*".into(), 5),
+            ("*".into(), 70),
+        ];
+        assert_eq!(cfg.max_users("team:vip:1"), 5);
+        assert_eq!(cfg.max_users("team:1"), 50);
+        assert_eq!(cfg.max_users("lobby"), 70);
+        cfg.max_users.clear();
+        assert_eq!(cfg.max_users("lobby"), 100);
     }
 }

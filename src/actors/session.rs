@@ -191,7 +191,7 @@ impl Session {
         self.closing = Some((code, reason.to_string()));
         ctx.close(Some(CloseReason {
             code: CloseCode::from(code),
-            description: Some(reason.to_string()),
+            description: Some(close_description(reason)),
         }));
         ctx.run_later(CLOSE_LINGER, |_, ctx| ctx.stop());
     }
@@ -483,6 +483,15 @@ impl Session {
     }
 }
 
+/// A close frame's reason is limited to 123 bytes (RFC 6455, 5.5.1).
+fn close_description(reason: &str) -> String {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason[..end].to_string()
+}
+
 fn to_value<T: Serialize>(value: T) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
 }
@@ -617,5 +626,19 @@ impl Handler<Shutdown> for Session {
     fn handle(&mut self, msg: Shutdown, ctx: &mut Self::Context) {
         self.handle.dequeued();
         self.close(ctx, msg.code, &msg.reason);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::close_description;
+
+    #[test]
+    fn close_reasons_fit_a_control_frame() {
+        assert_eq!(close_description("spam"), "spam");
+        let long = "é".repeat(100);
+        let cut = close_description(&long);
+        assert!(cut.len() <= 123 && long.starts_with(&cut));
+        assert_eq!(cut.len(), 122);
     }
 }

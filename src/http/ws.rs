@@ -138,12 +138,17 @@ pub async fn upgrade(
         .counter
         .admit(&identity.user_id)
         .map_err(|e| match e {
-            AdmitError::UserFull(n) => refuse(
-                &state,
-                StatusCode::TOO_MANY_REQUESTS,
-                ErrorCode::RateLimited,
-                format!("this user already has {n} connections, the most allowed"),
-            ),
+            AdmitError::UserFull(n) => {
+                let mut err = refuse(
+                    &state,
+                    StatusCode::TOO_MANY_REQUESTS,
+                    ErrorCode::RateLimited,
+                    format!("this user already has {n} connections, the most allowed"),
+                );
+                // No slot frees at a known time; a second is a polite pace.
+                err.body.retry_after_ms = Some(1000);
+                err
+            }
             AdmitError::NodeFull(n) => refuse(
                 &state,
                 StatusCode::SERVICE_UNAVAILABLE,

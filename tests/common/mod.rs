@@ -313,6 +313,7 @@ impl Client {
             socket.set_recv_buffer_size(size).unwrap();
         }
         let stream = socket.connect(addr).await.expect("tcp connect");
+        stream.set_nodelay(true).unwrap();
         match tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(stream)).await {
             Ok((ws, _)) => {
                 let mut client = Client {
