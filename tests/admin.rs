@@ -203,6 +203,11 @@ async fn stats_connections_rooms_presence_and_metrics() {
         text.contains("realtime_connections{node=") && text.contains("} 2\n"),
         "{text}"
     );
+    let (status, body) = server.get("/admin/kick", Some(ADMIN_KEY)).await;
+    assert_eq!(
+        (status, body["code"].as_str().unwrap()),
+        (405, "BAD_REQUEST")
+    );
     let (status, body) = server.get("/nope", None).await;
     assert_eq!(
         (status, body["code"].as_str().unwrap()),

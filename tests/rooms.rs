@@ -166,6 +166,20 @@ async fn typing_expires_without_typing_stop() {
     // Expiry is announced to everyone, bob included.
     assert_eq!(bob.expect("typing:event").await["users"], json!([]));
     alice.expect_silence().await;
+
+    // A repeated typing:start moves the deadline, and the entry still expires.
+    bob.ok(json!({"type": "typing:start", "room": "r"})).await;
+    assert_eq!(alice.expect("typing:event").await["users"], json!(["bob"]));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    bob.ok(json!({"type": "typing:start", "room": "r"})).await;
+    let refreshed = std::time::Instant::now();
+    let ev = alice.expect("typing:event").await;
+    assert_eq!(ev["users"], json!([]));
+    assert!(
+        refreshed.elapsed() >= std::time::Duration::from_millis(200),
+        "the refresh was ignored"
+    );
+    bob.drain().await;
 }
 
 #[actix_rt::test]

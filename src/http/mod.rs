@@ -11,7 +11,7 @@ use std::time::Instant;
 use actix::Addr;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse, ResponseError};
+use actix_web::{web, FromRequest, Handler, HttpResponse, Resource, Responder, ResponseError};
 
 use crate::actors::presence::PresenceTracker;
 use crate::actors::room_registry::RoomRegistry;
@@ -102,23 +102,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::PathConfig::default()
             .error_handler(|err, _| ApiError::bad_request(format!("invalid path: {err}")).into()),
     )
-    .route("/ws", web::get().to(ws::upgrade))
-    .route("/health", web::get().to(health::health))
-    .route("/ready", web::get().to(health::ready))
-    .route("/metrics", web::get().to(health::metrics))
-    .service(
-        web::scope("/admin")
-            .route("/kick", web::post().to(admin::kick))
-            .route("/notify", web::post().to(admin::notify))
-            .route("/broadcast", web::post().to(admin::broadcast))
-            .route("/stats", web::get().to(admin::stats))
-            .route("/connections", web::get().to(admin::connections))
-            .route("/rooms", web::get().to(admin::rooms))
-            .route(
-                "/rooms/{room}/presence",
-                web::get().to(admin::room_presence),
-            ),
-    )
+    .service(get("/ws", ws::upgrade))
+    .service(get("/health", health::health))
+    .service(get("/ready", health::ready))
+    .service(get("/metrics", health::metrics))
+    .service(post("/admin/kick", admin::kick))
+    .service(post("/admin/notify", admin::notify))
+    .service(post("/admin/broadcast", admin::broadcast))
+    .service(get("/admin/stats", admin::stats))
+    .service(get("/admin/connections", admin::connections))
+    .service(get("/admin/rooms", admin::rooms))
+    .service(get("/admin/rooms/{room}/presence", admin::room_presence))
     .default_service(web::to(|| async {
         Err::<HttpResponse, _>(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -126,4 +120,36 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "no such endpoint",
         ))
     }));
+}
+
+/// A resource answering GET with `handler`, and a JSON 405 otherwise.
+fn get<F, Args>(path: &str, handler: F) -> Resource
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    web::resource(path)
+        .route(web::get().to(handler))
+        .default_service(web::to(method_not_allowed))
+}
+
+/// A resource answering POST with `handler`, and a JSON 405 otherwise.
+fn post<F, Args>(path: &str, handler: F) -> Resource
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    web::resource(path)
+        .route(web::post().to(handler))
+        .default_service(web::to(method_not_allowed))
+}
+
+async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::BadRequest,
+        "method not allowed on this endpoint",
+    ))
 }
