@@ -212,6 +212,11 @@ impl Auth {
         })
     }
 
+    /// Seconds of clock skew tolerated after `exp`.
+    pub fn leeway_secs(&self) -> u64 {
+        self.validation.leeway
+    }
+
     /// True when running on the well-known development secret.
     pub fn is_insecure(&self) -> bool {
         self.insecure

@@ -22,7 +22,7 @@ use super::presence::{
     TrackDisconnect, TrackJoin, TrackLeave, TypingChange,
 };
 use super::session::{ConnHandle, ConnId, Deliver, Session, Shutdown};
-use crate::auth::{pattern_matches, Identity};
+use crate::auth::{pattern_matches, Identity, PERSONAL_PREFIX};
 use crate::broker::{LogError, MessageLog, NewMessage};
 use crate::config::Settings;
 use crate::metrics::{add, inc, Metrics};
@@ -109,6 +109,11 @@ impl Actor for RoomRegistry {
 }
 
 type Reply<T> = ResponseActFuture<RoomRegistry, Result<T, CommandError>>;
+
+/// Personal rooms carry notifications, not conversations: no join/leave events.
+fn is_personal(room: &str) -> bool {
+    room.starts_with(PERSONAL_PREFIX)
+}
 
 fn reply<T: 'static>(r: Result<T, CommandError>) -> Reply<T> {
     Box::pin(fut::ready(r))
@@ -276,7 +281,7 @@ impl RoomRegistry {
     }
 
     fn announce_leave(&self, outcome: &LeaveOutcome, user: &str) {
-        if outcome.last {
+        if outcome.last && !is_personal(&outcome.room) {
             let frame = encode(&Event::UserLeft {
                 room: &outcome.room,
                 user_id: user,
@@ -522,7 +527,7 @@ impl Handler<Join> for RoomRegistry {
                         return Err(log_down(e));
                     }
                 };
-                if first {
+                if first && !is_personal(&room) {
                     let frame = encode(&Event::UserJoined {
                         room: &room,
                         user_id: &user,

@@ -413,9 +413,18 @@ impl Session {
         let Some(exp) = self.identity.expires_at else {
             return;
         };
-        let left = Duration::from_secs(exp.saturating_sub(now_secs())) + Duration::from_millis(50);
-        ctx.run_later(left, |act, ctx| {
-            if act.identity.expires_at.is_some_and(|exp| now_secs() >= exp) {
+        // The same leeway the handshake allowed, so a token accepted late is
+        // not closed at once.
+        let leeway = self.deps.auth.leeway_secs();
+        let deadline = exp + leeway;
+        let left =
+            Duration::from_secs(deadline.saturating_sub(now_secs())) + Duration::from_millis(50);
+        ctx.run_later(left, move |act, ctx| {
+            if act
+                .identity
+                .expires_at
+                .is_some_and(|exp| now_secs() >= exp + leeway)
+            {
                 inc(&act.deps.metrics.token_expired_closes);
                 act.close(ctx, close::TOKEN_EXPIRED, "token expired");
             }
