@@ -186,52 +186,43 @@ async fn typing_expires_without_typing_stop() {
 async fn room_access_is_checked() {
     let server = Server::start("[rooms.max_users]\n\"dm:*\" = 2\n");
     let mut alice = server.connect("alice", &["team:1:*", "dm:*"]).await;
-    assert_eq!(
-        alice
-            .err(json!({"type": "room:join", "room": "team:2:x"}))
-            .await,
-        "FORBIDDEN"
-    );
-    assert_eq!(
-        alice
-            .err(json!({"type": "room:join", "room": "user:bob"}))
-            .await,
-        "FORBIDDEN"
-    );
-    assert_eq!(
-        alice
-            .err(json!({"type": "history:get", "room": "team:2:x"}))
-            .await,
-        "FORBIDDEN"
-    );
-    assert_eq!(
-        alice
-            .err(json!({"type": "presence:get", "room": "team:2:x"}))
-            .await,
-        "FORBIDDEN"
-    );
+    let refused = [
+        (
+            json!({"type": "room:join", "room": "team:2:x"}),
+            "FORBIDDEN",
+        ),
+        (
+            json!({"type": "room:join", "room": "user:bob"}),
+            "FORBIDDEN",
+        ),
+        (
+            json!({"type": "history:get", "room": "team:2:x"}),
+            "FORBIDDEN",
+        ),
+        (
+            json!({"type": "presence:get", "room": "team:2:x"}),
+            "FORBIDDEN",
+        ),
+        // Sending, typing or leaving outside a joined room.
+        (
+            json!({"type": "message:send", "room": "team:1:a", "content": "x"}),
+            "NOT_IN_ROOM",
+        ),
+        (
+            json!({"type": "typing:start", "room": "team:1:a"}),
+            "NOT_IN_ROOM",
+        ),
+        (
+            json!({"type": "room:leave", "room": "team:1:a"}),
+            "NOT_IN_ROOM",
+        ),
+    ];
+    for (command, code) in refused {
+        assert_eq!(alice.err(command.clone()).await, code, "{command}");
+    }
     // Public rooms from config need no claim.
     alice.join("lobby").await;
     alice.join("public:news").await;
-    // Sending or typing outside a joined room.
-    assert_eq!(
-        alice
-            .err(json!({"type": "message:send", "room": "team:1:a", "content": "x"}))
-            .await,
-        "NOT_IN_ROOM"
-    );
-    assert_eq!(
-        alice
-            .err(json!({"type": "typing:start", "room": "team:1:a"}))
-            .await,
-        "NOT_IN_ROOM"
-    );
-    assert_eq!(
-        alice
-            .err(json!({"type": "room:leave", "room": "team:1:a"}))
-            .await,
-        "NOT_IN_ROOM"
-    );
 
     // Room capacity from [rooms.max_users]: a third user is refused.
     let mut bob = server.connect("bob", &["dm:*"]).await;

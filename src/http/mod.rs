@@ -11,7 +11,7 @@ use std::time::Instant;
 use actix::Addr;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
-use actix_web::{web, FromRequest, Handler, HttpResponse, Resource, Responder, ResponseError};
+use actix_web::{web, HttpResponse, Resource, ResponseError, Route};
 
 use crate::actors::presence::PresenceTracker;
 use crate::actors::room_registry::RoomRegistry;
@@ -102,17 +102,23 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::PathConfig::default()
             .error_handler(|err, _| ApiError::bad_request(format!("invalid path: {err}")).into()),
     )
-    .service(get("/ws", ws::upgrade))
-    .service(get("/health", health::health))
-    .service(get("/ready", health::ready))
-    .service(get("/metrics", health::metrics))
-    .service(post("/admin/kick", admin::kick))
-    .service(post("/admin/notify", admin::notify))
-    .service(post("/admin/broadcast", admin::broadcast))
-    .service(get("/admin/stats", admin::stats))
-    .service(get("/admin/connections", admin::connections))
-    .service(get("/admin/rooms", admin::rooms))
-    .service(get("/admin/rooms/{room}/presence", admin::room_presence))
+    .service(only("/ws", web::get().to(ws::upgrade)))
+    .service(only("/health", web::get().to(health::health)))
+    .service(only("/ready", web::get().to(health::ready)))
+    .service(only("/metrics", web::get().to(health::metrics)))
+    .service(only("/admin/kick", web::post().to(admin::kick)))
+    .service(only("/admin/notify", web::post().to(admin::notify)))
+    .service(only("/admin/broadcast", web::post().to(admin::broadcast)))
+    .service(only("/admin/stats", web::get().to(admin::stats)))
+    .service(only(
+        "/admin/connections",
+        web::get().to(admin::connections),
+    ))
+    .service(only("/admin/rooms", web::get().to(admin::rooms)))
+    .service(only(
+        "/admin/rooms/{room}/presence",
+        web::get().to(admin::room_presence),
+    ))
     .default_service(web::to(|| async {
         Err::<HttpResponse, _>(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -122,27 +128,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     }));
 }
 
-/// A resource answering GET with `handler`, and a JSON 405 otherwise.
-fn get<F, Args>(path: &str, handler: F) -> Resource
-where
-    F: Handler<Args>,
-    Args: FromRequest + 'static,
-    F::Output: Responder + 'static,
-{
+/// A resource answering `route`'s method, and a JSON 405 for any other.
+fn only(path: &str, route: Route) -> Resource {
     web::resource(path)
-        .route(web::get().to(handler))
-        .default_service(web::to(method_not_allowed))
-}
-
-/// A resource answering POST with `handler`, and a JSON 405 otherwise.
-fn post<F, Args>(path: &str, handler: F) -> Resource
-where
-    F: Handler<Args>,
-    Args: FromRequest + 'static,
-    F::Output: Responder + 'static,
-{
-    web::resource(path)
-        .route(web::post().to(handler))
+        .route(route)
         .default_service(web::to(method_not_allowed))
 }
 
