@@ -26,6 +26,8 @@ pub struct Settings {
     pub rate_limits: RateLimits,
     pub rooms: RoomSettings,
     pub mailbox: MailboxSettings,
+    pub database: DatabaseSettings,
+    pub audit: AuditSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -83,7 +85,6 @@ pub struct Limits {
     pub max_connections_per_user: usize,
     pub max_connections: usize,
     pub max_users_per_room: usize,
-    pub history_size: usize,
     pub recovery_max: usize,
     pub slow_consumer_grace_ms: u64,
 }
@@ -114,6 +115,42 @@ pub struct MailboxSettings {
     pub presence: usize,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub data_dir: String,
+    pub run_migrations: bool,
+    pub pool_size: usize,
+    pub timeout_ms: u64,
+    pub batch_max: usize,
+    pub batch_delay_ms: u64,
+    pub write_queue: usize,
+    pub background_queue: usize,
+    pub retry_max_backoff_ms: u64,
+    pub notifications_on_connect: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    pub events: Vec<String>,
+}
+
+/// The audit event kinds the server knows.
+pub const AUDIT_KINDS: &[&str] = &[
+    "connect",
+    "disconnect",
+    "kick",
+    "notify",
+    "broadcast",
+    "join",
+    "leave",
+    "rate_limited",
+    "slow_consumer",
+    "error",
+];
+
 /// The contract's short variables and the key each one sets.
 const SHORT_VARS: &[(&str, &str, &str)] = &[
     ("REALTIME_HOST", "server", "host"),
@@ -122,6 +159,7 @@ const SHORT_VARS: &[(&str, &str, &str)] = &[
     ("REALTIME_JWT_SECRET", "auth", "jwt_secret"),
     ("REALTIME_JWT_PUBLIC_KEY", "auth", "jwt_public_key"),
     ("REALTIME_ADMIN_TOKEN", "auth", "admin_token"),
+    ("DATABASE_URL", "database", "url"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -200,6 +238,11 @@ impl Settings {
             ("mailbox.session", self.mailbox.session),
             ("mailbox.registry", self.mailbox.registry),
             ("mailbox.presence", self.mailbox.presence),
+            ("database.pool_size", self.database.pool_size),
+            ("database.timeout_ms", self.database.timeout_ms as usize),
+            ("database.batch_max", self.database.batch_max),
+            ("database.write_queue", self.database.write_queue),
+            ("database.background_queue", self.database.background_queue),
             (
                 "rate_limits.commands_per_second",
                 self.rate_limits.commands_per_second as usize,
@@ -215,6 +258,17 @@ impl Settings {
                     "{name} must be greater than 0"
                 )));
             }
+        }
+        if let Some(kind) = self
+            .audit
+            .events
+            .iter()
+            .find(|k| !AUDIT_KINDS.contains(&k.as_str()))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "audit.events: unknown kind {kind:?} (known: {})",
+                AUDIT_KINDS.join(", ")
+            )));
         }
         if self.heartbeat.timeout_ms <= self.heartbeat.interval_ms {
             return Err(ConfigError::Invalid(
@@ -295,6 +349,7 @@ mod tests {
             ("REALTIME__SERVER__ENVIRONMENT", "production"),
             ("REALTIME_PORT", "9001"),
             ("REALTIME_JWT_SECRET", "123"),
+            ("DATABASE_URL", "postgres://db/x"),
         ]))
         .unwrap();
         assert_eq!(s.limits.max_frame_bytes, 1234);
@@ -303,6 +358,7 @@ mod tests {
         assert_eq!(s.server.port, 9001);
         // A numeric-looking secret stays a string.
         assert_eq!(s.auth.jwt_secret, "123");
+        assert_eq!(s.database.url, "postgres://db/x");
     }
 
     #[test]
@@ -316,6 +372,9 @@ mod tests {
             .to_string();
         assert!(err.contains("invalid"), "{err}");
         assert!(Settings::load_from(&vars(&[("REALTIME__MAILBOX__SESSION", "0")])).is_err());
+        assert!(
+            Settings::load_from(&vars(&[("REALTIME__AUDIT__EVENTS", r#"["conect"]"#)])).is_err()
+        );
     }
 
     #[test]

@@ -33,3 +33,4 @@ pub mod limits;
 pub mod metrics;
 pub mod protocol;
 pub mod server;
+pub mod store;

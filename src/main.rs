@@ -3,6 +3,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use realtime_server::auth::{now_secs, Auth, Claims};
 use realtime_server::config::Settings;
+use realtime_server::store::{self, DatabaseUrl};
 
 /// A real-time messaging server: WebSocket rooms, presence, typing and
 /// notifications, with an admin HTTP API.
@@ -17,6 +18,8 @@ struct Cli {
 enum Cmd {
     /// Run the server (the default).
     Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
     /// Print a JWT signed with the configured key (HS256 secret).
     Token {
         /// The user id (`sub`).
@@ -47,7 +50,16 @@ fn main() {
         }
     };
     let result = match cli.command.unwrap_or(Cmd::Serve) {
-        Cmd::Serve => actix_web::rt::System::new().block_on(realtime_server::server::run(settings)),
+        Cmd::Serve => {
+            if settings.database.run_migrations {
+                if let Err(e) = migrate(&settings) {
+                    eprintln!("realtime-server: {e:#}");
+                    std::process::exit(1);
+                }
+            }
+            actix_web::rt::System::new().block_on(realtime_server::server::run(settings))
+        }
+        Cmd::Migrate => migrate(&settings),
         Cmd::Token {
             user_id,
             rooms,
@@ -60,6 +72,23 @@ fn main() {
         eprintln!("realtime-server: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// Applies pending migrations (before the server's runtime starts).
+fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let url = DatabaseUrl::parse(&settings.database.url, &settings.database.data_dir)
+        .map_err(anyhow::Error::msg)?;
+    let applied = store::migrate(&url).map_err(anyhow::Error::msg)?;
+    if applied.is_empty() {
+        log::info!("database {} is up to date", url.describe());
+    } else {
+        log::info!(
+            "database {}: applied migrations {}",
+            url.describe(),
+            applied.join(", ")
+        );
+    }
+    Ok(())
 }
 
 fn token(

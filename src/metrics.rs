@@ -47,6 +47,11 @@ pub struct Metrics {
     pub kicks: AtomicU64,
     pub notifications: AtomicU64,
     pub broadcasts: AtomicU64,
+    pub db_write_batches: AtomicU64,
+    pub db_written_messages: AtomicU64,
+    pub db_errors: AtomicU64,
+    pub records_written: AtomicU64,
+    pub records_dropped: AtomicU64,
     pub session_mailbox: MailboxGauge,
     pub registry_mailbox: MailboxGauge,
     pub presence_mailbox: MailboxGauge,
@@ -86,83 +91,110 @@ impl Metrics {
         gauge("connections", "Open WebSocket connections.", g.connections);
         gauge("users", "Distinct users connected.", g.users);
         gauge("rooms", "Rooms with at least one member.", g.rooms);
-        let mut counter = |name: &str, help: &str, value: u64| {
+        let c = |a: &AtomicU64| get(a);
+        let counters = [
+            (
+                "connections_opened",
+                "WebSocket connections accepted.",
+                c(&self.connections_opened),
+            ),
+            (
+                "connections_closed",
+                "WebSocket connections ended.",
+                c(&self.connections_closed),
+            ),
+            (
+                "handshakes_refused",
+                "Upgrades refused (auth, origin, limits).",
+                c(&self.handshakes_refused),
+            ),
+            (
+                "messages_in",
+                "Chat messages accepted from clients.",
+                c(&self.messages_in),
+            ),
+            (
+                "messages_out",
+                "Events delivered to sessions.",
+                c(&self.messages_out),
+            ),
+            ("commands", "Commands received.", c(&self.commands)),
+            (
+                "command_errors",
+                "Commands answered with an error.",
+                c(&self.command_errors),
+            ),
+            (
+                "rate_limited",
+                "Commands refused with RATE_LIMITED.",
+                c(&self.rate_limited),
+            ),
+            (
+                "flood_closes",
+                "Connections closed with 4008 for flooding.",
+                c(&self.flood_closes),
+            ),
+            (
+                "slow_consumer_closes",
+                "Connections closed with 4009 as slow consumers.",
+                c(&self.slow_consumer_closes),
+            ),
+            (
+                "heartbeat_closes",
+                "Connections closed with 4010 (heartbeat timeout).",
+                c(&self.heartbeat_closes),
+            ),
+            (
+                "token_expired_closes",
+                "Connections closed with 4001 (token expired).",
+                c(&self.token_expired_closes),
+            ),
+            (
+                "kicks",
+                "Connections closed with 4003 by an administrator.",
+                c(&self.kicks),
+            ),
+            (
+                "notifications",
+                "Notifications sent through the admin API.",
+                c(&self.notifications),
+            ),
+            (
+                "broadcasts",
+                "Broadcasts sent through the admin API.",
+                c(&self.broadcasts),
+            ),
+            (
+                "db_write_batches",
+                "Message transactions attempted by the group-commit writer.",
+                c(&self.db_write_batches),
+            ),
+            (
+                "db_written_messages",
+                "Messages written by the group-commit writer.",
+                c(&self.db_written_messages),
+            ),
+            (
+                "db_errors",
+                "Database writes that failed or timed out.",
+                c(&self.db_errors),
+            ),
+            (
+                "records_written",
+                "Background records written (connections, membership, presence, audit).",
+                c(&self.records_written),
+            ),
+            (
+                "records_dropped",
+                "Background records dropped because their queue was full.",
+                c(&self.records_dropped),
+            ),
+        ];
+        for (name, help, value) in counters {
             let _ = writeln!(out, "# HELP realtime_{name}_total {help}");
             let _ = writeln!(out, "# TYPE realtime_{name}_total counter");
             let _ = writeln!(out, "realtime_{name}_total{{node=\"{node}\"}} {value}");
-        };
-        let c = |a: &AtomicU64| get(a);
-        counter(
-            "connections_opened",
-            "WebSocket connections accepted.",
-            c(&self.connections_opened),
-        );
-        counter(
-            "connections_closed",
-            "WebSocket connections ended.",
-            c(&self.connections_closed),
-        );
-        counter(
-            "handshakes_refused",
-            "Upgrades refused (auth, origin, limits).",
-            c(&self.handshakes_refused),
-        );
-        counter(
-            "messages_in",
-            "Chat messages accepted from clients.",
-            c(&self.messages_in),
-        );
-        counter(
-            "messages_out",
-            "Events delivered to sessions.",
-            c(&self.messages_out),
-        );
-        counter("commands", "Commands received.", c(&self.commands));
-        counter(
-            "command_errors",
-            "Commands answered with an error.",
-            c(&self.command_errors),
-        );
-        counter(
-            "rate_limited",
-            "Commands refused with RATE_LIMITED.",
-            c(&self.rate_limited),
-        );
-        counter(
-            "flood_closes",
-            "Connections closed with 4008 for flooding.",
-            c(&self.flood_closes),
-        );
-        counter(
-            "slow_consumer_closes",
-            "Connections closed with 4009 as slow consumers.",
-            c(&self.slow_consumer_closes),
-        );
-        counter(
-            "heartbeat_closes",
-            "Connections closed with 4010 (heartbeat timeout).",
-            c(&self.heartbeat_closes),
-        );
-        counter(
-            "token_expired_closes",
-            "Connections closed with 4001 (token expired).",
-            c(&self.token_expired_closes),
-        );
-        counter(
-            "kicks",
-            "Connections closed with 4003 by an administrator.",
-            c(&self.kicks),
-        );
-        counter(
-            "notifications",
-            "Notifications sent through the admin API.",
-            c(&self.notifications),
-        );
-        counter(
-            "broadcasts",
-            "Broadcasts sent through the admin API.",
-            c(&self.broadcasts),
-        );
+        }
         let _ = writeln!(out, "# HELP realtime_mailbox_depth Messages waiting in actor mailboxes (session: summed over all sessions).");
         let _ = writeln!(out, "# TYPE realtime_mailbox_depth gauge");
         for (actor, gauge) in [

@@ -11,12 +11,17 @@ use crate::actors::presence::PresenceTracker;
 use crate::actors::room_registry::{CloseAll, RegistryConfig, RoomRegistry};
 use crate::actors::session::{SessionConfig, SessionDeps};
 use crate::auth::Auth;
-use crate::broker::memory::{MemoryLog, MemoryPresence};
+use crate::broker::memory::MemoryPresence;
+use crate::broker::MessageLog;
 use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::limits::{ConnectionCounter, RateLimiters};
 use crate::metrics::Metrics;
 use crate::protocol::DecodeLimits;
+use crate::store::messages::DbLog;
+use crate::store::notifications::Notifications;
+use crate::store::records::Records;
+use crate::store::{DatabaseUrl, Db};
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
@@ -39,6 +44,19 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     let metrics = Arc::new(Metrics::default());
 
+    let db_cfg = &settings.database;
+    let url = DatabaseUrl::parse(&db_cfg.url, &db_cfg.data_dir).map_err(anyhow::Error::msg)?;
+    log::info!("database: {}", url.describe());
+    let db = Db::connect(url, db_cfg).map_err(anyhow::Error::msg)?;
+    let message_log = DbLog::start(db.clone(), db_cfg, metrics.clone());
+    let records = Records::start(
+        db.clone(),
+        db_cfg,
+        &settings.audit,
+        node_id.clone(),
+        metrics.clone(),
+    );
+
     let presence = {
         let (cap, metrics) = (settings.mailbox.presence, metrics.clone());
         let timeout = Duration::from_millis(settings.typing.timeout_ms);
@@ -49,12 +67,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     let registry = {
         let cfg = RegistryConfig::from_settings(&settings);
-        let log = Arc::new(MemoryLog::new(settings.limits.history_size));
-        let (cap, metrics, presence) =
-            (settings.mailbox.registry, metrics.clone(), presence.clone());
+        let log: Arc<dyn MessageLog> = message_log.clone();
+        let cap = settings.mailbox.registry;
+        let (metrics, presence, records) = (metrics.clone(), presence.clone(), records.clone());
         RoomRegistry::start_in_arbiter(&Arbiter::new().handle(), move |ctx| {
             ctx.set_mailbox_capacity(cap);
-            RoomRegistry::new(cfg, log, presence, metrics)
+            RoomRegistry::new(cfg, log, presence, metrics, records)
         })
     };
     let limiters = Arc::new(RateLimiters::new(&settings.rate_limits));
@@ -63,6 +81,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         auth,
         limiters: limiters.clone(),
         metrics,
+        notifications: Notifications::new(db.clone()),
+        records: records.clone(),
         cfg: SessionConfig {
             heartbeat_interval: Duration::from_millis(settings.heartbeat.interval_ms),
             heartbeat_timeout: Duration::from_millis(settings.heartbeat.timeout_ms),
@@ -73,6 +93,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 max_metadata_bytes: settings.limits.max_metadata_bytes,
             },
             flood_close_after: settings.rate_limits.flood_close_after.max(1),
+            notifications_on_connect: db_cfg.notifications_on_connect,
         },
     });
     let state = web::Data::new(AppState {
@@ -81,6 +102,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         started: Instant::now(),
         presence,
         counter: ConnectionCounter::new(&settings.limits),
+        db,
         sessions,
     });
 
@@ -124,6 +146,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     });
 
     server.await?;
+    // What is queued for the database is written before the process ends.
+    let limit = Duration::from_secs(settings.server.shutdown_timeout_secs.max(1));
+    if tokio::time::timeout(limit, message_log.flush())
+        .await
+        .is_err()
+    {
+        log::warn!("pending messages not all written within {limit:?}");
+    }
+    if !records.flush(limit).await {
+        log::warn!("background records not all written within {limit:?}");
+    }
     log::info!("stopped");
     Ok(())
 }

@@ -262,7 +262,7 @@ async fn rooms_per_connection_are_limited() {
 
 #[actix_rt::test]
 async fn history_recovery_and_dedupe() {
-    let server = Server::start("[limits]\nhistory_size = 50\nrecovery_max = 5\n");
+    let server = Server::start("[limits]\nrecovery_max = 5\n");
     let mut alice = server.connect("alice", &["r"]).await;
     alice.join("r").await;
     for i in 1..=10 {

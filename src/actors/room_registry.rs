@@ -15,7 +15,7 @@ use actix::prelude::*;
 use bytestring::ByteString;
 use chrono::Utc;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::presence::{
     ExpireTyping, GetMembers, LeaveOutcome, PresenceTracker, SetStatus, SetTyping, TrackConnect,
@@ -23,13 +23,15 @@ use super::presence::{
 };
 use super::session::{ConnHandle, ConnId, Deliver, Session, Shutdown};
 use crate::auth::{pattern_matches, Identity, PERSONAL_PREFIX};
-use crate::broker::{LogError, MessageLog, NewMessage};
+use crate::broker::{MessageLog, NewMessage, Recovery, StoreError};
 use crate::config::Settings;
 use crate::metrics::{add, inc, Metrics};
 use crate::protocol::{
     close, encode, timestamp, CommandError, CustomStatus, ErrorCode, Event, Member, MessageRecord,
     Notification, RawJson, Status,
 };
+use crate::store::now_ms;
+use crate::store::records::{Record, Records};
 
 /// The registry's share of the settings.
 #[derive(Debug, Clone)]
@@ -80,6 +82,9 @@ struct Target {
 
 #[derive(Default)]
 struct Room {
+    /// The newest seq delivered here: answers `room:join` while the
+    /// message log cannot.
+    last_seq: u64,
     members: HashMap<ConnId, Target>,
     /// user -> connections of that user in the room
     users: HashMap<Arc<str>, usize>,
@@ -99,6 +104,7 @@ pub struct RoomRegistry {
     log: Arc<dyn MessageLog>,
     presence: Addr<PresenceTracker>,
     metrics: Arc<Metrics>,
+    records: Arc<Records>,
     rooms: HashMap<Arc<str>, Room>,
     conns: HashMap<ConnId, Conn>,
     users: HashMap<Arc<str>, HashSet<ConnId>>,
@@ -109,6 +115,15 @@ impl Actor for RoomRegistry {
 }
 
 type Reply<T> = ResponseActFuture<RoomRegistry, Result<T, CommandError>>;
+
+fn status_name(status: Status) -> &'static str {
+    match status {
+        Status::Online => "online",
+        Status::Away => "away",
+        Status::Busy => "busy",
+        Status::Offline => "offline",
+    }
+}
 
 /// Personal rooms carry notifications, not conversations: no join/leave events.
 fn is_personal(room: &str) -> bool {
@@ -126,7 +141,7 @@ fn tracker_down(e: MailboxError) -> CommandError {
     )
 }
 
-fn log_down(e: LogError) -> CommandError {
+fn store_down(e: StoreError) -> CommandError {
     CommandError::new(ErrorCode::Unavailable, e.to_string())
 }
 
@@ -136,12 +151,14 @@ impl RoomRegistry {
         log: Arc<dyn MessageLog>,
         presence: Addr<PresenceTracker>,
         metrics: Arc<Metrics>,
+        records: Arc<Records>,
     ) -> Self {
         RoomRegistry {
             cfg,
             log,
             presence,
             metrics,
+            records,
             rooms: HashMap::new(),
             conns: HashMap::new(),
             users: HashMap::new(),
@@ -249,6 +266,13 @@ impl RoomRegistry {
             return;
         }
         inc(&self.metrics.slow_consumer_closes);
+        let user = self.conns.get(&id).map(|c| c.identity.user_id.clone());
+        self.records.audit(
+            "slow_consumer",
+            user.as_deref(),
+            Some(&id.to_string()),
+            json!({}),
+        );
         log::warn!(
             "slow consumer conn={} user={}: mailbox full, closing with 4009",
             id,
@@ -512,21 +536,30 @@ impl Handler<Join> for RoomRegistry {
         Box::pin(members.then(move |members, act, _| {
             recover.into_actor(act).map(move |recovery, act, _| {
                 let (first, members) = members.map_err(tracker_down)?;
-                let recovery = match recovery {
-                    Ok(r) => r,
-                    Err(e) => {
-                        if !already && act.remove_member(id, &room) {
-                            let track = act.track(TrackLeave {
-                                room: room.clone(),
-                                user,
-                            });
-                            actix::spawn(async move {
-                                let _ = track.await;
-                            });
-                        }
-                        return Err(log_down(e));
+                // Without the log the join still works: live messages flow,
+                // and `recovered: false` tells the client to fetch history later.
+                let recovery = recovery.unwrap_or_else(|e| {
+                    log::warn!("room:join {room}: no recovery, {e}");
+                    Recovery {
+                        latest: act.rooms.get(&room).map_or(0, |r| r.last_seq),
+                        messages: Vec::new(),
+                        complete: false,
                     }
-                };
+                });
+                if !already && !is_personal(&room) {
+                    act.records.send(Record::Joined {
+                        room: room.to_string(),
+                        user_id: user.to_string(),
+                        connection_id: id.to_string(),
+                        at: now_ms(),
+                    });
+                    act.records.audit(
+                        "join",
+                        Some(&user),
+                        Some(&id.to_string()),
+                        json!({ "room": &*room }),
+                    );
+                }
                 if first && !is_personal(&room) {
                     let frame = encode(&Event::UserJoined {
                         room: &room,
@@ -568,6 +601,17 @@ impl Handler<Leave> for RoomRegistry {
         }
         let user = conn.identity.user_id.clone();
         self.remove_member(msg.id, &msg.room);
+        self.records.send(Record::Left {
+            room: msg.room.clone(),
+            connection_id: msg.id.to_string(),
+            at: now_ms(),
+        });
+        self.records.audit(
+            "leave",
+            Some(&user),
+            Some(&msg.id.to_string()),
+            json!({ "room": &msg.room }),
+        );
         let track = self.track(TrackLeave {
             room: msg.room.into(),
             user: user.clone(),
@@ -620,10 +664,13 @@ impl Handler<Publish> for RoomRegistry {
             client_msg_id: msg.client_msg_id,
         });
         Box::pin(append.into_actor(self).map(|res, act, _| {
-            let appended = res.map_err(log_down)?;
+            let appended = res.map_err(store_down)?;
             let record = appended.record;
             if !appended.duplicate {
                 inc(&act.metrics.messages_in);
+                if let Some(room) = act.rooms.get_mut(&record.room) {
+                    room.last_seq = room.last_seq.max(record.seq);
+                }
                 let frame = encode(&Event::MessageNew(&record));
                 act.fan_out(&record.room, None, &frame);
             }
@@ -703,6 +750,15 @@ impl Handler<UpdatePresence> for RoomRegistry {
             let Some(presence) = res.map_err(tracker_down)? else {
                 return Ok(());
             };
+            act.records.send(Record::Presence {
+                user_id: user.to_string(),
+                status: status_name(presence.status).to_string(),
+                custom_status: presence
+                    .custom_status
+                    .as_ref()
+                    .map(|c| json!(c).to_string()),
+                at: now_ms(),
+            });
             let frame = encode(&Event::PresenceChanged {
                 user_id: &user,
                 status: presence.status,
@@ -779,7 +835,7 @@ impl Handler<History> for RoomRegistry {
         Box::pin(
             history
                 .into_actor(self)
-                .map(|res, _, _| res.map_err(log_down)),
+                .map(|res, _, _| res.map_err(store_down)),
         )
     }
 }

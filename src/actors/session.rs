@@ -32,6 +32,9 @@ use crate::protocol::{
     close, decode, encode, timestamp, Command, CommandError, CommandId, DecodeLimits, ErrorCode,
     Event, Request, PROTOCOL_VERSION,
 };
+use crate::store::notifications::{Notifications, ReadOutcome};
+use crate::store::now_ms;
+use crate::store::records::{Record, Records};
 
 pub type ConnId = uuid::Uuid;
 
@@ -125,6 +128,8 @@ pub struct SessionConfig {
     pub max_frame_bytes: usize,
     pub decode: DecodeLimits,
     pub flood_close_after: u32,
+    /// Unread notifications replayed right after `connected`.
+    pub notifications_on_connect: usize,
 }
 
 /// What every session needs, built once at start-up.
@@ -133,6 +138,8 @@ pub struct SessionDeps {
     pub auth: Arc<Auth>,
     pub limiters: Arc<RateLimiters>,
     pub metrics: Arc<Metrics>,
+    pub notifications: Notifications,
+    pub records: Arc<Records>,
     pub cfg: SessionConfig,
 }
 
@@ -210,6 +217,13 @@ impl Session {
             }
             Err(error) => {
                 inc(&self.deps.metrics.command_errors);
+                if matches!(error.code, ErrorCode::Internal | ErrorCode::Unavailable) {
+                    let detail = json!({ "code": error.code, "message": error.message });
+                    let user = Some(&*self.identity.user_id);
+                    self.deps
+                        .records
+                        .audit("error", user, Some(&self.wire_id), detail);
+                }
                 self.send_event(ctx, &Event::Error { id, error: &error });
             }
         }
@@ -252,6 +266,12 @@ impl Session {
         if let Err(wait) = self.deps.limiters.check_command(&self.identity.user_id) {
             inc(&metrics.rate_limited);
             self.strikes += 1;
+            if self.strikes == 1 {
+                let user = Some(&*self.identity.user_id);
+                self.deps
+                    .records
+                    .audit("rate_limited", user, Some(&self.wire_id), json!({}));
+            }
             let id = match &decoded {
                 Ok(r) => r.id.clone(),
                 Err(r) => r.id.clone(),
@@ -363,10 +383,20 @@ impl Session {
                 };
                 self.ask(ctx, id, msg, |messages| json!({ "messages": messages }));
             }
-            Command::NotificationRead { .. } => {
-                // Notifications are not stored yet (see docs/protocol.md):
-                // there is nothing to mark, and the command is acknowledged.
-                self.answer(ctx, id.as_ref(), Ok(json!({})));
+            Command::NotificationRead { notification_id } => {
+                let store = self.deps.notifications.clone();
+                let user = self.identity.user_id.clone();
+                let read = async move { store.mark_read(&user, &notification_id).await };
+                ctx.spawn(read.into_actor(self).map(move |res, act, ctx| {
+                    let result = match res {
+                        Ok(ReadOutcome::Marked | ReadOutcome::AlreadyRead) => Ok(json!({})),
+                        Ok(ReadOutcome::Unknown) => Err(CommandError::bad_request(
+                            "no such notification for this user",
+                        )),
+                        Err(e) => Err(CommandError::new(ErrorCode::Unavailable, e.to_string())),
+                    };
+                    act.answer(ctx, id.as_ref(), result);
+                }));
             }
             Command::AuthRefresh { token } => {
                 let result = self.refresh(&token, ctx);
@@ -429,6 +459,32 @@ impl Session {
                 act.close(ctx, close::TOKEN_EXPIRED, "token expired");
             }
         });
+    }
+
+    /// Unread notifications, right after `connected`: an offline user gets
+    /// what was sent meanwhile, each connection once.
+    fn replay_notifications(&self, ctx: &mut ws::WebsocketContext<Self>) {
+        let limit = self.deps.cfg.notifications_on_connect;
+        if limit == 0 {
+            return;
+        }
+        let store = self.deps.notifications.clone();
+        let user = self.identity.user_id.clone();
+        let unread = async move { store.unread(&user, limit).await };
+        ctx.spawn(unread.into_actor(self).map(|res, act, ctx| match res {
+            Ok(list) if !list.is_empty() => {
+                for n in &list {
+                    act.send_event(ctx, &Event::Notification(n));
+                }
+                act.deps.records.send(Record::NotificationsDelivered {
+                    ids: list.into_iter().map(|n| n.notification_id).collect(),
+                    at: now_ms(),
+                });
+            }
+            Ok(_) => {}
+            // They stay unread and come with the next connection.
+            Err(e) => log::warn!("conn={}: unread notifications not loaded: {e}", act.wire_id),
+        }));
     }
 
     fn heartbeat(&self, ctx: &mut ws::WebsocketContext<Self>) {
@@ -520,6 +576,21 @@ impl Actor for Session {
         };
         self.send_event(ctx, &connected);
         let info = self.info.take().expect("started runs once");
+        let records = &self.deps.records;
+        records.send(Record::ConnectionOpened {
+            connection_id: self.wire_id.clone(),
+            user_id: self.identity.user_id.to_string(),
+            remote_addr: info.remote_addr.clone(),
+            user_agent: info.user_agent.clone(),
+            at: now_ms(),
+        });
+        let detail = json!({ "remoteAddr": info.remote_addr });
+        records.audit(
+            "connect",
+            Some(&self.identity.user_id),
+            Some(&self.wire_id),
+            detail,
+        );
         log::info!(
             "connect conn={} user={} addr={}",
             self.wire_id,
@@ -538,6 +609,7 @@ impl Actor for Session {
         });
         self.heartbeat(ctx);
         self.schedule_expiry(ctx);
+        self.replay_notifications(ctx);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -553,6 +625,20 @@ impl Actor for Session {
             self.identity.user_id,
             code,
             reason
+        );
+        let records = &self.deps.records;
+        records.send(Record::ConnectionClosed {
+            connection_id: self.wire_id.clone(),
+            user_id: self.identity.user_id.to_string(),
+            code,
+            at: now_ms(),
+        });
+        let detail = json!({ "code": code, "reason": reason });
+        records.audit(
+            "disconnect",
+            Some(&self.identity.user_id),
+            Some(&self.wire_id),
+            detail,
         );
         // do_send on purpose: cleanup must happen even when the registry
         // is busy, and a stopped actor cannot wait for mailbox space.

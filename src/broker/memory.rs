@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use chrono::Utc;
 use futures_util::future::{ready, FutureExt};
 
-use super::{Appended, LogFuture, MessageLog, NewMessage, PresenceStore, Recovery, UserPresence};
+use super::{Appended, MessageLog, NewMessage, PresenceStore, Recovery, StoreFuture, UserPresence};
 use crate::protocol::{timestamp, CustomStatus, Member, MessageRecord, Status};
 
 #[derive(Default)]
@@ -129,11 +129,11 @@ impl MemoryLog {
 }
 
 impl MessageLog for MemoryLog {
-    fn append(&self, msg: NewMessage) -> LogFuture<Appended> {
+    fn append(&self, msg: NewMessage) -> StoreFuture<Appended> {
         ready(Ok(self.append_now(msg))).boxed()
     }
 
-    fn recover(&self, room: &str, since: Option<u64>, max: usize) -> LogFuture<Recovery> {
+    fn recover(&self, room: &str, since: Option<u64>, max: usize) -> StoreFuture<Recovery> {
         ready(Ok(self.recover_now(room, since, max))).boxed()
     }
 
@@ -142,7 +142,7 @@ impl MessageLog for MemoryLog {
         room: &str,
         before: Option<u64>,
         limit: usize,
-    ) -> LogFuture<Vec<Arc<MessageRecord>>> {
+    ) -> StoreFuture<Vec<Arc<MessageRecord>>> {
         ready(Ok(self.history_now(room, before, limit))).boxed()
     }
 }

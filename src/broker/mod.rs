@@ -19,12 +19,12 @@ use futures_util::future::BoxFuture;
 use crate::protocol::{CustomStatus, Member, MessageRecord, RawJson, Status};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum LogError {
-    #[error("message store unavailable: {0}")]
+pub enum StoreError {
+    #[error("{0}")]
     Unavailable(String),
 }
 
-pub type LogFuture<T> = BoxFuture<'static, Result<T, LogError>>;
+pub type StoreFuture<T> = BoxFuture<'static, Result<T, StoreError>>;
 
 /// A message as sent, before it has a `seq`.
 #[derive(Debug, Clone)]
@@ -63,18 +63,18 @@ impl PartialEq for MessageRecord {
 
 pub trait MessageLog: Send + Sync + 'static {
     /// Assigns the next `seq` of the room and keeps the message.
-    fn append(&self, msg: NewMessage) -> LogFuture<Appended>;
+    fn append(&self, msg: NewMessage) -> StoreFuture<Appended>;
     /// The latest `seq`, and the messages after `since` (none when `since`
     /// is absent), up to `max`. When more than `max` were missed, the
     /// newest `max` are returned and `complete` is false.
-    fn recover(&self, room: &str, since: Option<u64>, max: usize) -> LogFuture<Recovery>;
+    fn recover(&self, room: &str, since: Option<u64>, max: usize) -> StoreFuture<Recovery>;
     /// Up to `limit` messages before `before` (or the newest), oldest first.
     fn history(
         &self,
         room: &str,
         before: Option<u64>,
         limit: usize,
-    ) -> LogFuture<Vec<Arc<MessageRecord>>>;
+    ) -> StoreFuture<Vec<Arc<MessageRecord>>>;
 }
 
 /// What is known of one connected user.

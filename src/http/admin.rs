@@ -16,6 +16,8 @@ use crate::actors::presence::GetMembers;
 use crate::actors::room_registry::{Broadcast, Kick, ListConnections, ListRooms, Notify, Stats};
 use crate::metrics::get;
 use crate::protocol::{timestamp, validate_room, ErrorCode, Notification, NotificationKind};
+use crate::store::records::{audit_events, Record};
+use crate::store::{ms_to_rfc3339, now_ms, StoreError};
 
 /// Proof that the request comes from an administrator.
 pub struct Admin;
@@ -68,6 +70,14 @@ fn registry_down(_: actix::MailboxError) -> ApiError {
     ApiError::unavailable("the room registry")
 }
 
+fn store_down(e: StoreError) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Unavailable,
+        e.to_string(),
+    )
+}
+
 fn non_empty(value: &str, field: &str) -> Result<(), ApiError> {
     if value.trim().is_empty() {
         Err(ApiError::bad_request(format!(
@@ -93,17 +103,23 @@ pub async fn kick(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     non_empty(&body.user_id, "userId")?;
+    let reason = body
+        .reason
+        .unwrap_or_else(|| "kicked by an administrator".into());
     state.sessions.metrics.registry_mailbox.sent();
     let disconnected = state
         .registry()
         .send(Kick {
-            user_id: body.user_id,
-            reason: body
-                .reason
-                .unwrap_or_else(|| "kicked by an administrator".into()),
+            user_id: body.user_id.clone(),
+            reason: reason.clone(),
         })
         .await
         .map_err(registry_down)?;
+    let detail = json!({ "reason": reason, "disconnected": disconnected });
+    state
+        .sessions
+        .records
+        .audit("kick", Some(&body.user_id), None, detail);
     Ok(HttpResponse::Ok().json(json!({ "disconnected": disconnected })))
 }
 
@@ -140,15 +156,32 @@ pub async fn notify(
         created_at: timestamp(Utc::now()),
     };
     let notification_id = notification.notification_id.clone();
+    // Stored first: an offline user gets it on their next connection, and
+    // nothing is acknowledged that was not stored.
+    state
+        .sessions
+        .notifications
+        .save(&body.user_id, &notification)
+        .await
+        .map_err(store_down)?;
     state.sessions.metrics.registry_mailbox.sent();
     let delivered = state
         .registry()
         .send(Notify {
-            user_id: body.user_id,
+            user_id: body.user_id.clone(),
             notification,
         })
         .await
         .map_err(registry_down)?;
+    let records = &state.sessions.records;
+    if delivered > 0 {
+        records.send(Record::NotificationsDelivered {
+            ids: vec![notification_id.clone()],
+            at: now_ms(),
+        });
+    }
+    let detail = json!({ "notificationId": notification_id, "delivered": delivered });
+    records.audit("notify", Some(&body.user_id), None, detail);
     Ok(HttpResponse::Ok()
         .json(json!({ "notificationId": notification_id, "delivered": delivered })))
 }
@@ -173,6 +206,7 @@ pub async fn broadcast(
     if let Some(room) = &body.room {
         validate_room(room).map_err(|e| ApiError::bad_request(e.message))?;
     }
+    let detail = json!({ "room": body.room, "event": body.event });
     state.sessions.metrics.registry_mailbox.sent();
     let delivered = state
         .registry()
@@ -183,6 +217,10 @@ pub async fn broadcast(
         })
         .await
         .map_err(registry_down)?;
+    state
+        .sessions
+        .records
+        .audit("broadcast", None, None, detail);
     Ok(HttpResponse::Ok().json(json!({ "delivered": delivered })))
 }
 
@@ -264,4 +302,43 @@ pub async fn room_presence(
         .await
         .map_err(|_| ApiError::unavailable("the presence tracker"))?;
     Ok(HttpResponse::Ok().json(json!({ "room": room, "members": members })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuditQuery {
+    user_id: Option<String>,
+    kind: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The newest audit events (at most 1000), newest first.
+pub async fn audit(
+    _: Admin,
+    state: web::Data<AppState>,
+    query: web::Query<AuditQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = query.into_inner();
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > 1000 {
+        return Err(ApiError::bad_request("`limit` must be between 1 and 1000"));
+    }
+    let events = audit_events(&state.db, q.user_id.as_deref(), q.kind.as_deref(), limit)
+        .await
+        .map_err(store_down)?;
+    let events: Vec<Value> = events
+        .into_iter()
+        .map(|e| {
+            json!({
+                "id": e.id,
+                "kind": e.kind,
+                "userId": e.user_id,
+                "connectionId": e.connection_id,
+                "nodeId": e.node_id,
+                "detail": serde_json::from_str::<Value>(&e.detail).unwrap_or(Value::Null),
+                "createdAt": ms_to_rfc3339(e.created_at),
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "events": events })))
 }

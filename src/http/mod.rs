@@ -19,6 +19,7 @@ use crate::actors::session::SessionDeps;
 use crate::config::Settings;
 use crate::limits::ConnectionCounter;
 use crate::protocol::{CommandError, ErrorCode};
+use crate::store::Db;
 
 /// What the handlers share; built once in `server::run`.
 pub struct AppState {
@@ -27,6 +28,7 @@ pub struct AppState {
     pub started: Instant,
     pub presence: Addr<PresenceTracker>,
     pub counter: Arc<ConnectionCounter>,
+    pub db: Db,
     pub sessions: Arc<SessionDeps>,
 }
 
@@ -115,6 +117,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::get().to(admin::connections),
     ))
     .service(only("/admin/rooms", web::get().to(admin::rooms)))
+    .service(only("/admin/audit", web::get().to(admin::audit)))
     .service(only(
         "/admin/rooms/{room}/presence",
         web::get().to(admin::room_presence),

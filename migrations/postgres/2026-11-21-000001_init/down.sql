@@ -1,0 +1,10 @@
+DROP VIEW presence_summary;
+DROP VIEW room_stats;
+DROP VIEW active_connections;
+DROP TABLE notifications;
+DROP TABLE audit_events;
+DROP TABLE connections;
+DROP TABLE presence;
+DROP TABLE room_members;
+DROP TABLE messages;
+DROP TABLE rooms;

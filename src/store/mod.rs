@@ -1,0 +1,380 @@
+//! Persistence through `diesel-async`: PostgreSQL in production, embedded
+//! SQLite by default. See `docs/storage.md` for the schema and for what is
+//! acknowledged when.
+//!
+//! - [`Db`]: the connection pool of either backend, with a timeout on every
+//!   operation, so a dead database turns into `UNAVAILABLE`, not a hang.
+//! - [`messages::DbLog`]: the durable [`MessageLog`](crate::broker::MessageLog):
+//!   `seq` is assigned inside the database transaction, writes are batched
+//!   (group commit) by one writer task.
+//! - [`notifications::Notifications`]: stored notifications.
+//! - [`records::Records`]: connections, membership, presence and the audit
+//!   log, written in the background from a bounded queue, retried with
+//!   backoff while the database is down.
+//!
+//! One query text serves both backends: [`with_conn!`] and [`with_tx!`]
+//! expand the same body once per backend, so each is type-checked against
+//! its own connection type.
+
+pub mod messages;
+pub mod notifications;
+pub mod records;
+pub mod schema;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use diesel::sqlite::SqliteConnection;
+use diesel::Connection;
+use diesel_async::pooled_connection::deadpool::Pool;
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::{
+    AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, SimpleAsyncConnection,
+};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use futures_util::FutureExt;
+
+pub use crate::broker::StoreError;
+use crate::config::DatabaseSettings;
+
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+
+/// Where the data lives, from `DATABASE_URL` (or `database.url`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Postgres(String),
+    Sqlite(PathBuf),
+}
+
+impl DatabaseUrl {
+    /// Empty: the embedded SQLite file `<data_dir>/realtime.db`.
+    pub fn parse(url: &str, data_dir: &str) -> Result<Self, String> {
+        if url.is_empty() {
+            return Ok(DatabaseUrl::Sqlite(
+                PathBuf::from(data_dir).join("realtime.db"),
+            ));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DatabaseUrl::Postgres(url.to_string()));
+        }
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            if path.is_empty() {
+                return Err(
+                    "DATABASE_URL sqlite: needs a file path, e.g. sqlite://data/realtime.db".into(),
+                );
+            }
+            return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
+        }
+        Err(format!(
+            "unsupported DATABASE_URL {:?}: use postgres://… or sqlite://<file>",
+            redact(url)
+        ))
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            DatabaseUrl::Postgres(_) => "postgres",
+            DatabaseUrl::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// For logs: the password, if any, is hidden.
+    pub fn describe(&self) -> String {
+        match self {
+            DatabaseUrl::Postgres(url) => redact(url),
+            DatabaseUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
+        }
+    }
+}
+
+/// Hides the password of a `scheme://user:password@host/...` URL.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+pub enum Pools {
+    Postgres(Pool<AsyncPgConnection>),
+    Sqlite(Pool<SqliteConn>),
+}
+
+/// The pool of either backend, with the operation timeout.
+#[derive(Clone)]
+pub struct Db {
+    pools: Arc<Pools>,
+    timeout: Duration,
+    url: Arc<DatabaseUrl>,
+}
+
+/// Runs `$body` with `$conn: &mut <backend connection>` from the pool.
+/// Inside, `?` converts diesel errors into [`StoreError`].
+#[macro_export]
+macro_rules! with_conn {
+    ($db:expr, |$conn:ident| $body:expr) => {{
+        match $db.pools() {
+            $crate::store::Pools::Postgres(pool) => {
+                let mut obj = pool.get().await.map_err($crate::store::pool_error)?;
+                let $conn: &mut diesel_async::AsyncPgConnection = &mut obj;
+                $body
+            }
+            $crate::store::Pools::Sqlite(pool) => {
+                let mut obj = pool.get().await.map_err($crate::store::pool_error)?;
+                let $conn: &mut $crate::store::SqliteConn = &mut obj;
+                $body
+            }
+        }
+    }};
+}
+
+/// Like [`with_conn!`], inside one transaction (`BEGIN IMMEDIATE` on
+/// SQLite, so concurrent writers queue on the lock instead of failing).
+#[macro_export]
+macro_rules! with_tx {
+    ($db:expr, |$conn:ident| $body:expr) => {{
+        match $db.pools() {
+            $crate::store::Pools::Postgres(pool) => {
+                let mut obj = pool.get().await.map_err($crate::store::pool_error)?;
+                let c: &mut diesel_async::AsyncPgConnection = &mut obj;
+                diesel_async::AsyncConnection::transaction::<_, $crate::store::StoreError, _>(
+                    c,
+                    async |$conn| $body,
+                )
+                .await
+            }
+            $crate::store::Pools::Sqlite(pool) => {
+                let mut obj = pool.get().await.map_err($crate::store::pool_error)?;
+                let c: &mut $crate::store::SqliteConn = &mut obj;
+                c.immediate_transaction::<_, $crate::store::StoreError, _>(async |$conn| $body)
+                    .await
+            }
+        }
+    }};
+}
+
+pub fn pool_error<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Unavailable(format!("database unavailable: {e}"))
+}
+
+impl From<diesel::result::Error> for StoreError {
+    fn from(e: diesel::result::Error) -> Self {
+        StoreError::Unavailable(format!("database error: {e}"))
+    }
+}
+
+impl Db {
+    /// Builds the pool. Connections are made lazily, so this succeeds even
+    /// while the database is down; operations then fail with
+    /// `UNAVAILABLE` until it is back.
+    pub fn connect(url: DatabaseUrl, cfg: &DatabaseSettings) -> Result<Self, String> {
+        let size = cfg.pool_size.max(1);
+        let pools = match &url {
+            DatabaseUrl::Postgres(u) => {
+                let mut mc = ManagerConfig::<AsyncPgConnection>::default();
+                mc.recycling_method = RecyclingMethod::Verified;
+                let manager = AsyncDieselConnectionManager::new_with_config(u.clone(), mc);
+                Pools::Postgres(
+                    Pool::builder(manager)
+                        .max_size(size)
+                        .build()
+                        .map_err(|e| e.to_string())?,
+                )
+            }
+            DatabaseUrl::Sqlite(path) => {
+                ensure_parent(path)?;
+                let mut mc = ManagerConfig::<SqliteConn>::default();
+                mc.custom_setup = Box::new(|url| {
+                    let url = url.to_string();
+                    async move {
+                        let mut conn = SqliteConn::establish(&url).await?;
+                        conn.batch_execute(SQLITE_PRAGMAS)
+                            .await
+                            .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                        Ok(conn)
+                    }
+                    .boxed()
+                });
+                let manager =
+                    AsyncDieselConnectionManager::new_with_config(path.to_string_lossy(), mc);
+                Pools::Sqlite(
+                    Pool::builder(manager)
+                        .max_size(size)
+                        .build()
+                        .map_err(|e| e.to_string())?,
+                )
+            }
+        };
+        Ok(Db {
+            pools: Arc::new(pools),
+            timeout: Duration::from_millis(cfg.timeout_ms.max(1)),
+            url: Arc::new(url),
+        })
+    }
+
+    pub fn pools(&self) -> &Pools {
+        &self.pools
+    }
+
+    pub fn url(&self) -> &DatabaseUrl {
+        &self.url
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Runs `op` with the operation timeout.
+    pub async fn timed<T>(
+        &self,
+        op: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, op).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "database did not answer within {} ms",
+                self.timeout.as_millis()
+            ))),
+        }
+    }
+
+    /// `SELECT 1`, for `/ready`.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.timed(async {
+            with_conn!(self, |conn| {
+                conn.batch_execute("SELECT 1").await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+}
+
+/// WAL lets readers work beside the one writer; the busy timeout makes a
+/// second writer wait for the lock instead of failing.
+/// busy_timeout comes first: switching to WAL itself needs the lock.
+const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
+                              PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;";
+
+fn ensure_parent(path: &std::path::Path) -> Result<(), String> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create the data directory {}: {e}", dir.display())),
+        _ => Ok(()),
+    }
+}
+
+/// Applies the pending migrations of the backend; returns their names.
+///
+/// Runs on a runtime of its own (diesel's migration harness is blocking),
+/// so call it before the server's runtime starts or from a plain thread.
+pub fn migrate(url: &DatabaseUrl) -> Result<Vec<String>, String> {
+    match url {
+        DatabaseUrl::Sqlite(path) => {
+            ensure_parent(path)?;
+            let mut conn = SqliteConnection::establish(&path.to_string_lossy())
+                .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            let applied = conn
+                .run_pending_migrations(SQLITE_MIGRATIONS)
+                .map_err(|e| format!("migration failed: {e}"))?;
+            Ok(applied.iter().map(|v| v.to_string()).collect())
+        }
+        DatabaseUrl::Postgres(u) => {
+            let u = u.clone();
+            let described = url.describe();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                rt.block_on(async move {
+                    // On a worker thread: the harness uses block_in_place.
+                    tokio::spawn(async move {
+                        let conn = tokio::time::timeout(
+                            Duration::from_secs(10),
+                            AsyncPgConnection::establish(&u),
+                        )
+                        .await
+                        .map_err(|_| format!("cannot connect to {described}: timed out"))?
+                        .map_err(|e| format!("cannot connect to {described}: {e}"))?;
+                        let mut harness = AsyncMigrationHarness::new(conn);
+                        let applied = harness
+                            .run_pending_migrations(POSTGRES_MIGRATIONS)
+                            .map_err(|e| format!("migration failed: {e}"))?;
+                        Ok(applied.iter().map(|v| v.to_string()).collect())
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?
+                })
+            })
+            .join()
+            .map_err(|_| "the migration thread panicked".to_string())?
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, the unit of every stored time.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// RFC 3339 with milliseconds, from stored milliseconds.
+pub fn ms_to_rfc3339(ms: i64) -> String {
+    let t = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
+    crate::protocol::timestamp(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls() {
+        assert_eq!(
+            DatabaseUrl::parse("", "data").unwrap(),
+            DatabaseUrl::Sqlite(PathBuf::from("data/realtime.db"))
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite:///tmp/x.db", "data").unwrap(),
+            DatabaseUrl::Sqlite(PathBuf::from("/tmp/x.db"))
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite:rel.db", "data").unwrap(),
+            DatabaseUrl::Sqlite(PathBuf::from("rel.db"))
+        );
+        let pg = DatabaseUrl::parse("postgres://u:secret@h/db", "data").unwrap();
+        assert_eq!(pg.backend(), "postgres");
+        assert_eq!(pg.describe(), "postgres://u:***@h/db");
+        let err = DatabaseUrl::parse("mysql://u:secret@h/db", "data").unwrap_err();
+        assert!(
+            err.contains("unsupported") && !err.contains("secret"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn times_round_trip() {
+        assert_eq!(ms_to_rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+    }
+}

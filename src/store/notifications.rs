@@ -1,0 +1,138 @@
+//! Stored notifications: saved before they are delivered, replayed to each
+//! new connection while unread, marked read by `notification:read`.
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use super::schema::notifications;
+use super::{ms_to_rfc3339, now_ms, Db, StoreError};
+use crate::protocol::{Notification, NotificationKind};
+use crate::{with_conn, with_tx};
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = notifications)]
+struct Row {
+    notification_id: String,
+    kind: String,
+    title: String,
+    body: String,
+    data: String,
+    created_at: i64,
+}
+
+impl Row {
+    fn into_notification(self) -> Notification {
+        Notification {
+            notification_id: self.notification_id,
+            kind: serde_json::from_value(serde_json::Value::String(self.kind))
+                .unwrap_or(NotificationKind::Info),
+            title: self.title,
+            body: self.body,
+            data: serde_json::from_str(&self.data).unwrap_or(serde_json::Value::Null),
+            created_at: ms_to_rfc3339(self.created_at),
+        }
+    }
+}
+
+fn kind_name(kind: NotificationKind) -> &'static str {
+    match kind {
+        NotificationKind::Info => "info",
+        NotificationKind::Warning => "warning",
+        NotificationKind::Error => "error",
+        NotificationKind::Success => "success",
+    }
+}
+
+/// What `mark_read` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadOutcome {
+    Marked,
+    AlreadyRead,
+    Unknown,
+}
+
+#[derive(Clone)]
+pub struct Notifications {
+    db: Db,
+}
+
+impl Notifications {
+    pub fn new(db: Db) -> Self {
+        Notifications { db }
+    }
+
+    /// Stores a new notification for `user_id`; created_at is now.
+    pub async fn save(&self, user_id: &str, n: &Notification) -> Result<(), StoreError> {
+        let data = n.data.to_string();
+        self.db
+            .timed(async {
+                with_conn!(self.db, |conn| {
+                    diesel::insert_into(notifications::table)
+                        .values((
+                            notifications::notification_id.eq(&n.notification_id),
+                            notifications::user_id.eq(user_id),
+                            notifications::kind.eq(kind_name(n.kind)),
+                            notifications::title.eq(&n.title),
+                            notifications::body.eq(&n.body),
+                            notifications::data.eq(&data),
+                            notifications::created_at.eq(now_ms()),
+                        ))
+                        .execute(conn)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// The user's unread notifications, oldest first, at most `limit`.
+    pub async fn unread(
+        &self,
+        user_id: &str,
+        limit: usize,
+    ) -> Result<Vec<Notification>, StoreError> {
+        self.db
+            .timed(async {
+                with_conn!(self.db, |conn| {
+                    let rows: Vec<Row> = notifications::table
+                        .filter(notifications::user_id.eq(user_id))
+                        .filter(notifications::read_at.is_null())
+                        .order(notifications::created_at.asc())
+                        .limit(limit as i64)
+                        .select(Row::as_select())
+                        .load(conn)
+                        .await?;
+                    Ok(rows.into_iter().map(Row::into_notification).collect())
+                })
+            })
+            .await
+    }
+
+    /// Marks one of the user's notifications read.
+    pub async fn mark_read(&self, user_id: &str, id: &str) -> Result<ReadOutcome, StoreError> {
+        self.db
+            .timed(async {
+                with_tx!(self.db, |conn| {
+                    let found: Option<Option<i64>> = notifications::table
+                        .filter(notifications::notification_id.eq(id))
+                        .filter(notifications::user_id.eq(user_id))
+                        .select(notifications::read_at)
+                        .first(conn)
+                        .await
+                        .optional()?;
+                    match found {
+                        None => Ok(ReadOutcome::Unknown),
+                        Some(Some(_)) => Ok(ReadOutcome::AlreadyRead),
+                        Some(None) => {
+                            diesel::update(notifications::table.find(id))
+                                .set(notifications::read_at.eq(now_ms()))
+                                .execute(conn)
+                                .await?;
+                            Ok(ReadOutcome::Marked)
+                        }
+                    }
+                })
+            })
+            .await
+    }
+}

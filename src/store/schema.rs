@@ -1,0 +1,102 @@
+// The tables of migrations/{postgres,sqlite}; the column types are the ones
+// both backends share, so one schema serves both.
+
+diesel::table! {
+    rooms (name) {
+        name -> Text,
+        kind -> Text,
+        visibility -> Text,
+        max_users -> Nullable<Integer>,
+        metadata -> Text,
+        last_seq -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    messages (room, seq) {
+        room -> Text,
+        seq -> BigInt,
+        message_id -> Text,
+        user_id -> Text,
+        content -> Text,
+        thread_id -> Nullable<Text>,
+        metadata -> Nullable<Text>,
+        client_msg_id -> Nullable<Text>,
+        created_at -> BigInt,
+        edited_at -> Nullable<BigInt>,
+        deleted_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    room_members (id) {
+        id -> BigInt,
+        room -> Text,
+        user_id -> Text,
+        connection_id -> Text,
+        node_id -> Text,
+        joined_at -> BigInt,
+        left_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    presence (user_id) {
+        user_id -> Text,
+        status -> Text,
+        custom_status -> Nullable<Text>,
+        node_id -> Text,
+        last_seen -> BigInt,
+    }
+}
+
+diesel::table! {
+    connections (connection_id) {
+        connection_id -> Text,
+        user_id -> Text,
+        node_id -> Text,
+        remote_addr -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        connected_at -> BigInt,
+        disconnected_at -> Nullable<BigInt>,
+        last_activity -> BigInt,
+        close_code -> Nullable<Integer>,
+    }
+}
+
+diesel::table! {
+    audit_events (id) {
+        id -> BigInt,
+        kind -> Text,
+        user_id -> Nullable<Text>,
+        connection_id -> Nullable<Text>,
+        node_id -> Text,
+        detail -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    notifications (notification_id) {
+        notification_id -> Text,
+        user_id -> Text,
+        kind -> Text,
+        title -> Text,
+        body -> Text,
+        data -> Text,
+        created_at -> BigInt,
+        delivered_at -> Nullable<BigInt>,
+        read_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    rooms,
+    messages,
+    room_members,
+    presence,
+    connections,
+    audit_events,
+    notifications,
+);
