@@ -14,8 +14,10 @@ use std::time::Duration;
 use actix::prelude::*;
 use bytestring::ByteString;
 use chrono::Utc;
+use futures_util::{Stream, StreamExt};
 use serde::Serialize;
 use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot};
 
 use super::presence::{
     ExpireTyping, GetMembers, LeaveOutcome, PresenceTracker, SetStatus, SetTyping, TrackConnect,
@@ -23,7 +25,7 @@ use super::presence::{
 };
 use super::session::{ConnHandle, ConnId, Deliver, Session, Shutdown};
 use crate::auth::{pattern_matches, Identity, PERSONAL_PREFIX};
-use crate::broker::{MessageLog, NewMessage, Recovery, StoreError};
+use crate::broker::{Appended, MessageLog, NewMessage, Recovery, StoreError, StoreFuture};
 use crate::config::Settings;
 use crate::metrics::{add, inc, Metrics};
 use crate::protocol::{
@@ -105,6 +107,8 @@ pub struct RoomRegistry {
     presence: Addr<PresenceTracker>,
     metrics: Arc<Metrics>,
     records: Arc<Records>,
+    /// Appends waiting for their commit, in order (set in `started`).
+    committing: Option<mpsc::UnboundedSender<Pending>>,
     rooms: HashMap<Arc<str>, Room>,
     conns: HashMap<ConnId, Conn>,
     users: HashMap<Arc<str>, HashSet<ConnId>>,
@@ -112,6 +116,12 @@ pub struct RoomRegistry {
 
 impl Actor for RoomRegistry {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.committing = Some(tx);
+        ctx.add_stream(Self::committed_in_order(rx));
+    }
 }
 
 type Reply<T> = ResponseActFuture<RoomRegistry, Result<T, CommandError>>;
@@ -159,6 +169,7 @@ impl RoomRegistry {
             presence,
             metrics,
             records,
+            committing: None,
             rooms: HashMap::new(),
             conns: HashMap::new(),
             users: HashMap::new(),
@@ -663,24 +674,68 @@ impl Handler<Publish> for RoomRegistry {
             metadata: msg.metadata,
             client_msg_id: msg.client_msg_id,
         });
-        Box::pin(append.into_actor(self).map(|res, act, _| {
-            let appended = res.map_err(store_down)?;
+        // Commits are handled in the order the messages were appended,
+        // which is seq order: see `StreamHandler<Committed>`.
+        let (reply_to, answer) = oneshot::channel();
+        if let Some(committing) = &self.committing {
+            let _ = committing.send((append, reply_to));
+        }
+        Box::pin(
+            async move {
+                answer.await.unwrap_or_else(|_| {
+                    Err(CommandError::new(
+                        ErrorCode::Internal,
+                        "the message was not handled",
+                    ))
+                })
+            }
+            .into_actor(self),
+        )
+    }
+}
+
+type PublishReply = oneshot::Sender<Result<Published, CommandError>>;
+
+/// One append, in the order `Publish` messages arrived.
+type Pending = (StoreFuture<Appended>, PublishReply);
+
+/// One append's outcome, delivered in the order of appends.
+type Committed = (Result<Appended, StoreError>, PublishReply);
+
+impl RoomRegistry {
+    /// A stream of the appends' outcomes in append order: awaiting them one
+    /// after the other keeps fan-out in seq order even when a batch of
+    /// commits completes at once (actix polls its spawned futures in no
+    /// particular order).
+    fn committed_in_order(rx: mpsc::UnboundedReceiver<Pending>) -> impl Stream<Item = Committed> {
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|p| (p, rx)) })
+            .then(|(append, reply)| async move { (append.await, reply) })
+    }
+}
+
+impl StreamHandler<Committed> for RoomRegistry {
+    fn handle(&mut self, (result, reply): Committed, _: &mut Context<Self>) {
+        let result = result.map_err(store_down).map(|appended| {
             let record = appended.record;
             if !appended.duplicate {
-                inc(&act.metrics.messages_in);
-                if let Some(room) = act.rooms.get_mut(&record.room) {
+                inc(&self.metrics.messages_in);
+                if let Some(room) = self.rooms.get_mut(&record.room) {
                     room.last_seq = room.last_seq.max(record.seq);
                 }
                 let frame = encode(&Event::MessageNew(&record));
-                act.fan_out(&record.room, None, &frame);
+                self.fan_out(&record.room, None, &frame);
             }
-            Ok(Published {
+            Published {
                 message_id: record.message_id.clone(),
                 seq: record.seq,
                 timestamp: record.timestamp.clone(),
-            })
-        }))
+            }
+        });
+        let _ = reply.send(result);
     }
+
+    /// The stream lives as long as the registry; nothing to do at its end.
+    fn finished(&mut self, _: &mut Context<Self>) {}
 }
 
 #[derive(Message)]

@@ -62,7 +62,9 @@ impl PartialEq for MessageRecord {
 }
 
 pub trait MessageLog: Send + Sync + 'static {
-    /// Assigns the next `seq` of the room and keeps the message.
+    /// Assigns the next `seq` of the room and keeps the message. The order
+    /// of calls is the order of seqs within a room: an implementation takes
+    /// the message at once and its future only waits for the outcome.
     fn append(&self, msg: NewMessage) -> StoreFuture<Appended>;
     /// The latest `seq`, and the messages after `since` (none when `since`
     /// is absent), up to `max`. When more than `max` were missed, the

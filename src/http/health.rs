@@ -16,17 +16,24 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     }))
 }
 
-/// Readiness: the actors answer. (The database and Redis checks join this
-/// list when those backends exist.)
+/// Readiness: the actors and the database answer.
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     state.sessions.metrics.registry_mailbox.sent();
     let registry = state.registry().send(Stats).await.is_ok();
-    let status = if registry { "ok" } else { "unavailable" };
-    let body = json!({
-        "status": status,
-        "checks": { "roomRegistry": if registry { "ok" } else { "down" } },
+    let database = state.db.ping().await;
+    let up = |ok: bool| if ok { "ok" } else { "down" };
+    let ready = registry && database.is_ok();
+    let mut body = json!({
+        "status": if ready { "ok" } else { "unavailable" },
+        "checks": {
+            "roomRegistry": up(registry),
+            "database": up(database.is_ok()),
+        },
     });
-    if registry {
+    if let Err(e) = database {
+        body["errors"] = json!({ "database": e.to_string() });
+    }
+    if ready {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)

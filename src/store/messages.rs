@@ -108,14 +108,25 @@ impl DbLog {
 }
 
 impl MessageLog for DbLog {
+    /// Queues the message now, in call order (the writer assigns seqs in
+    /// queue order); the future only waits for the commit.
     fn append(&self, msg: NewMessage) -> StoreFuture<Appended> {
-        let (jobs, db) = (self.jobs.clone(), self.db.clone());
-        async move {
-            db.timed(async {
-                let (tx, rx) = oneshot::channel();
-                jobs.send(Job::Append(msg, tx)).await.map_err(|_| {
+        let (tx, rx) = oneshot::channel();
+        let queued = self
+            .jobs
+            .try_send(Job::Append(msg, tx))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => StoreError::Unavailable(
+                    "too many messages are waiting for the database (database.write_queue)".into(),
+                ),
+                mpsc::error::TrySendError::Closed(_) => {
                     StoreError::Unavailable("the message writer has stopped".into())
-                })?;
+                }
+            });
+        let db = self.db.clone();
+        async move {
+            queued?;
+            db.timed(async {
                 rx.await.map_err(|_| {
                     StoreError::Unavailable("the message writer dropped the message".into())
                 })?

@@ -1,0 +1,442 @@
+//! Durability, against both backends: embedded SQLite and the real
+//! PostgreSQL at 127.0.0.1:5432 (a fresh database per test).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Backend, Closed, Proxy, Server, TestDb, WAIT};
+use serde_json::json;
+
+/// Runs a scenario once per backend, as two tests.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+            #[actix_rt::test]
+            async fn sqlite() {
+                super::$name(Backend::Sqlite).await;
+            }
+            #[actix_rt::test]
+            async fn postgres() {
+                super::$name(Backend::Postgres).await;
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    restart_keeps_history_and_seq,
+    recovery_with_and_without_overflow,
+    client_msg_id_never_duplicates,
+    offline_notifications_are_delivered_once_per_connection_until_read,
+    the_audit_log_records_what_happened,
+    concurrent_senders_get_unique_consecutive_seqs,
+);
+
+fn seqs(list: &serde_json::Value) -> Vec<u64> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect()
+}
+
+fn stop(server: &mut Server) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(server.wait_exit(Duration::from_secs(15)).success());
+}
+
+async fn restart_keeps_history_and_seq(backend: Backend) {
+    let db = TestDb::new(backend);
+    let mut server = Server::start_on(&db, "");
+    let mut alice = server.connect("alice", &["r"]).await;
+    alice.join("r").await;
+    for i in 1..=3 {
+        let reply = alice.ok(json!({"type": "message:send", "room": "r", "content": format!("m{i}"), "metadata": {"i": i}})).await;
+        assert_eq!(reply["seq"], i);
+    }
+    drop(alice);
+    stop(&mut server);
+
+    let server = Server::start_on(&db, "");
+    let mut bob = server.connect("bob", &["r"]).await;
+    let joined = bob
+        .ok(json!({"type": "room:join", "room": "r", "since": 1}))
+        .await;
+    assert_eq!(joined["seq"], 3);
+    assert_eq!(joined["recovered"], true);
+    assert_eq!(seqs(&joined["missed"]), vec![2, 3]);
+    assert_eq!(joined["missed"][0]["content"], "m2");
+    assert_eq!(joined["missed"][0]["metadata"], json!({"i": 2}));
+    assert_eq!(joined["missed"][0]["userId"], "alice");
+    // seq goes on from where it was, never back.
+    let reply = bob
+        .ok(json!({"type": "message:send", "room": "r", "content": "after restart"}))
+        .await;
+    assert_eq!(reply["seq"], 4);
+    let history = bob
+        .ok(json!({"type": "history:get", "room": "r", "limit": 10}))
+        .await;
+    assert_eq!(seqs(&history["messages"]), vec![1, 2, 3, 4]);
+    let page = bob
+        .ok(json!({"type": "history:get", "room": "r", "before": 3, "limit": 1}))
+        .await;
+    assert_eq!(seqs(&page["messages"]), vec![2]);
+}
+
+async fn recovery_with_and_without_overflow(backend: Backend) {
+    let db = TestDb::new(backend);
+    let server = Server::start_on(&db, "[limits]\nrecovery_max = 3\n");
+    let mut alice = server.connect("alice", &["r"]).await;
+    alice.join("r").await;
+    for i in 1..=8 {
+        alice
+            .ok(json!({"type": "message:send", "room": "r", "content": format!("m{i}")}))
+            .await;
+    }
+    let mut bob = server.connect("bob", &["r"]).await;
+    let joined = bob
+        .ok(json!({"type": "room:join", "room": "r", "since": 6}))
+        .await;
+    assert_eq!(
+        (joined["seq"].clone(), joined["recovered"].clone()),
+        (json!(8), json!(true))
+    );
+    assert_eq!(seqs(&joined["missed"]), vec![7, 8]);
+    let mut carol = server.connect("carol", &["r"]).await;
+    let joined = carol
+        .ok(json!({"type": "room:join", "room": "r", "since": 2}))
+        .await;
+    assert_eq!(joined["recovered"], false, "6 missed, cap 3");
+    assert_eq!(seqs(&joined["missed"]), vec![6, 7, 8]);
+    // Up to date: nothing missed.
+    let mut dave = server.connect("dave", &["r"]).await;
+    let joined = dave
+        .ok(json!({"type": "room:join", "room": "r", "since": 8}))
+        .await;
+    assert_eq!(
+        (joined["missed"].clone(), joined["recovered"].clone()),
+        (json!([]), json!(true))
+    );
+}
+
+async fn client_msg_id_never_duplicates(backend: Backend) {
+    let db = TestDb::new(backend);
+    let mut server = Server::start_on(&db, "");
+    let mut alice = server.connect("alice", &["r"]).await;
+    let mut bob = server.connect("bob", &["r"]).await;
+    alice.join("r").await;
+    bob.join("r").await;
+    alice.expect("user:joined").await;
+    let send = json!({"type": "message:send", "room": "r", "content": "once", "clientMsgId": "k1"});
+    let first = alice.ok(send.clone()).await;
+    let again = alice.ok(send.clone()).await;
+    assert_eq!(first, again);
+    assert_eq!(bob.expect("message:new").await["seq"], first["seq"]);
+    bob.expect_silence().await;
+    // Another user's identical key is another message.
+    let other = bob.ok(send.clone()).await;
+    assert_eq!(other["seq"], 2);
+    drop((alice, bob));
+    stop(&mut server);
+    // Across a restart too.
+    let server = Server::start_on(&db, "");
+    let mut alice = server.connect("alice", &["r"]).await;
+    alice.join("r").await;
+    assert_eq!(alice.ok(send).await, first);
+    let history = alice.ok(json!({"type": "history:get", "room": "r"})).await;
+    assert_eq!(seqs(&history["messages"]), vec![1, 2]);
+}
+
+async fn offline_notifications_are_delivered_once_per_connection_until_read(backend: Backend) {
+    let db = TestDb::new(backend);
+    let server = Server::start_on(&db, "");
+    // Alice is offline.
+    let answer = server
+        .admin("/admin/notify", json!({"userId": "alice", "kind": "success", "title": "Build", "body": "green", "data": {"n": 1}}))
+        .await;
+    assert_eq!(answer["delivered"], 0);
+    let id = answer["notificationId"].as_str().unwrap().to_string();
+
+    // Her next connection gets it right after `connected`.
+    let mut a1 = server.connect("alice", &[]).await;
+    let n = a1.expect("notification").await;
+    assert_eq!(
+        (
+            n["notificationId"].as_str().unwrap(),
+            n["kind"].as_str().unwrap()
+        ),
+        (id.as_str(), "success")
+    );
+    assert_eq!(n["data"], json!({"n": 1}));
+    a1.expect_silence().await;
+    // Each new connection gets it once while it is unread.
+    let mut a2 = server.connect("alice", &[]).await;
+    assert_eq!(
+        a2.expect("notification").await["notificationId"],
+        id.as_str()
+    );
+    a2.expect_silence().await;
+
+    a2.ok(json!({"type": "notification:read", "notificationId": id}))
+        .await;
+    // Reading again is fine; someone else's or an unknown id is not.
+    a2.ok(json!({"type": "notification:read", "notificationId": id}))
+        .await;
+    assert_eq!(
+        a2.err(json!({"type": "notification:read", "notificationId": "nope"}))
+            .await,
+        "BAD_REQUEST"
+    );
+    let mut bob = server.connect("bob", &[]).await;
+    assert_eq!(
+        bob.err(json!({"type": "notification:read", "notificationId": id}))
+            .await,
+        "BAD_REQUEST"
+    );
+
+    // Read: not replayed any more.
+    let mut a3 = server.connect("alice", &[]).await;
+    a3.expect_silence().await;
+    // A live one reaches the open connections once each, and is stored.
+    let answer = server
+        .admin("/admin/notify", json!({"userId": "alice", "title": "Live"}))
+        .await;
+    assert_eq!(answer["delivered"], 3);
+    for c in [&mut a1, &mut a2, &mut a3] {
+        assert_eq!(c.expect("notification").await["title"], "Live");
+        c.expect_silence().await;
+    }
+}
+
+async fn the_audit_log_records_what_happened(backend: Backend) {
+    let db = TestDb::new(backend);
+    let server = Server::start_on(&db, "");
+    let mut alice = server.connect("alice", &[]).await;
+    let connection_id = alice.connection_id();
+    server
+        .admin("/admin/notify", json!({"userId": "alice", "title": "t"}))
+        .await;
+    server
+        .admin(
+            "/admin/kick",
+            json!({"userId": "alice", "reason": "audit me"}),
+        )
+        .await;
+    assert_eq!(alice.closed(WAIT).await, Closed::Code(4003));
+    // Records are written in the background: wait for the disconnect.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let events = loop {
+        let events = server.admin_get("/admin/audit?userId=alice").await["events"].clone();
+        if events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "disconnect")
+        {
+            break events;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no disconnect event: {events}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let kinds: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["connect", "notify", "kick", "disconnect"],
+        "{events}"
+    );
+    let connect = &events.as_array().unwrap()[3];
+    assert_eq!(connect["connectionId"], connection_id.as_str());
+    let kick = &events.as_array().unwrap()[1];
+    assert_eq!(
+        kick["detail"],
+        json!({"reason": "audit me", "disconnected": 1})
+    );
+    let disconnect = &events.as_array().unwrap()[0];
+    assert_eq!(disconnect["detail"]["code"], 4003);
+    let kicks = server.admin_get("/admin/audit?kind=kick&limit=5").await["events"].clone();
+    assert_eq!(kicks.as_array().unwrap().len(), 1);
+    let (status, _) = server
+        .get("/admin/audit?limit=0", Some(common::ADMIN_KEY))
+        .await;
+    assert_eq!(status, 400);
+}
+
+async fn concurrent_senders_get_unique_consecutive_seqs(backend: Backend) {
+    let db = TestDb::new(backend);
+    let server = Server::start_on(&db, "");
+    let mut senders = Vec::new();
+    for i in 0..4 {
+        let mut c = server.connect(&format!("user{i}"), &["busy"]).await;
+        c.join("busy").await;
+        senders.push(c);
+    }
+    let tasks: Vec<_> = senders
+        .into_iter()
+        .map(|mut c| {
+            actix_rt::spawn(async move {
+                for j in 0..50 {
+                    // Pipelined: commands go out without waiting for answers.
+                    c.send(json!({"type": "message:send", "room": "busy", "content": format!("{j}"), "id": j})).await;
+                }
+                let mut mine = vec![0u64; 50];
+                let mut delivered = Vec::new();
+                while mine.contains(&0) || delivered.len() < 200 {
+                    let frame = c.next().await;
+                    match frame["type"].as_str().unwrap() {
+                        "reply" => mine[frame["id"].as_u64().unwrap() as usize] = frame["data"]["seq"].as_u64().unwrap(),
+                        "message:new" => delivered.push(frame["seq"].as_u64().unwrap()),
+                        "user:joined" => {}
+                        _ => panic!("unexpected {frame}"),
+                    }
+                }
+                (mine, delivered)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        let (mine, delivered) = t.await.unwrap();
+        // One sender's messages keep their order...
+        assert!(mine.windows(2).all(|w| w[0] < w[1]), "{mine:?}");
+        // ...and every member receives every message once, in seq order.
+        assert_eq!(delivered, (1..=200).collect::<Vec<u64>>());
+        all.extend(mine);
+    }
+    all.sort_unstable();
+    assert_eq!(all, (1..=200).collect::<Vec<u64>>());
+    let (_, metrics) = server.get_text("/metrics").await;
+    assert!(
+        metrics.contains("realtime_db_written_messages_total{"),
+        "{metrics}"
+    );
+}
+
+#[actix_rt::test]
+async fn postgres_down_gives_unavailable_and_recovers() {
+    let db = TestDb::new(Backend::Postgres);
+    let proxy = Proxy::start("127.0.0.1:5432");
+    let url = db.url_via(proxy.addr);
+    let server =
+        Server::start_with_env("[database]\ntimeout_ms = 1000\n", &[("DATABASE_URL", &url)]);
+    let mut alice = server.connect("alice", &["r"]).await;
+    alice.join("r").await;
+    assert_eq!(
+        alice
+            .ok(json!({"type": "message:send", "room": "r", "content": "before"}))
+            .await["seq"],
+        1
+    );
+    alice.expect("message:new").await;
+
+    proxy.down();
+    let started = std::time::Instant::now();
+    let answer = alice
+        .request(json!({"type": "message:send", "room": "r", "content": "during"}))
+        .await;
+    assert_eq!(answer["code"], "UNAVAILABLE", "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
+    // Nobody got the unstored message.
+    alice.expect_silence().await;
+    // Rooms, presence and typing keep working.
+    let mut bob = server.connect("bob", &["r"]).await;
+    let joined = bob
+        .ok(json!({"type": "room:join", "room": "r", "since": 0}))
+        .await;
+    assert_eq!(joined["recovered"], false);
+    assert_eq!(alice.expect("user:joined").await["userId"], "bob");
+    bob.ok(json!({"type": "typing:start", "room": "r"})).await;
+    assert_eq!(alice.expect("typing:event").await["users"], json!(["bob"]));
+    bob.ok(json!({"type": "presence:update", "status": "away"}))
+        .await;
+    assert_eq!(alice.expect("presence:changed").await["status"], "away");
+    let (status, ready) = server.get("/ready", None).await;
+    assert_eq!(
+        (status, &ready["checks"]["database"]),
+        (503, &json!("down")),
+        "{ready}"
+    );
+    let (status, body) = server
+        .post(
+            "/admin/notify",
+            Some(common::ADMIN_KEY),
+            json!({"userId": "bob", "title": "t"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str().unwrap()),
+        (503, "UNAVAILABLE")
+    );
+
+    proxy.up();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while server.get("/ready", None).await.0 != 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "database never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reply = alice
+        .ok(json!({"type": "message:send", "room": "r", "content": "after"}))
+        .await;
+    assert_eq!(reply["seq"], 2, "the unstored message took no seq");
+    let history = bob.ok(json!({"type": "history:get", "room": "r"})).await;
+    assert_eq!(seqs(&history["messages"]), vec![1, 2]);
+    // Background records from the outage were retried and written.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let events = server.admin_get("/admin/audit?userId=bob").await["events"].clone();
+        if events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "connect")
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "bob's connect was never written"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[test]
+fn migrate_applies_once_and_is_idempotent() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let db = TestDb::new(backend);
+        for _ in 0..2 {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_realtime-server"))
+                .arg("migrate")
+                .env("DATABASE_URL", &db.url)
+                .env("RUST_LOG", "info")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{backend:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
