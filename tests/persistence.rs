@@ -64,6 +64,12 @@ async fn restart_keeps_history_and_seq(backend: Backend) {
     stop(&mut server);
 
     let server = Server::start_on(&db, "");
+    // The shutdown flushed the background records: alice's disconnect is there.
+    let events = server
+        .admin_get("/admin/audit?userId=alice&kind=disconnect")
+        .await["events"]
+        .clone();
+    assert_eq!(events.as_array().unwrap().len(), 1, "{events}");
     let mut bob = server.connect("bob", &["r"]).await;
     let joined = bob
         .ok(json!({"type": "room:join", "room": "r", "since": 1}))
@@ -87,6 +93,15 @@ async fn restart_keeps_history_and_seq(backend: Backend) {
         .ok(json!({"type": "history:get", "room": "r", "before": 3, "limit": 1}))
         .await;
     assert_eq!(seqs(&page["messages"]), vec![2]);
+    if backend == Backend::Postgres {
+        // The operator views see the same.
+        let stats = db.query("SELECT messages, members FROM room_stats WHERE room = 'r'");
+        assert_eq!(stats, "4|1");
+        let summary = db.query("SELECT status, users FROM presence_summary");
+        assert_eq!(summary, "online|1");
+        let active = db.query("SELECT user_id FROM active_connections");
+        assert_eq!(active, "bob");
+    }
 }
 
 async fn recovery_with_and_without_overflow(backend: Backend) {

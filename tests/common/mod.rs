@@ -569,6 +569,31 @@ impl TestDb {
         }
     }
 
+    /// Runs `sql` on this PostgreSQL test database; rows as `a|b` lines.
+    pub fn query(&self, sql: &str) -> String {
+        let name = self.pg_name.as_deref().expect("PostgreSQL only");
+        let out = Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                name,
+                "-At",
+                "-c",
+                sql,
+            ])
+            .output()
+            .expect("psql");
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     /// The same database reached through `host:port` (a proxy).
     pub fn url_via(&self, addr: SocketAddr) -> String {
         let name = self
