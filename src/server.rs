@@ -66,7 +66,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         })
     };
     let registry = {
-        let cfg = RegistryConfig::from_settings(&settings);
+        let cfg = RegistryConfig::from_settings(&settings, &node_id);
         let log: Arc<dyn MessageLog> = message_log.clone();
         let cap = settings.mailbox.registry;
         let (metrics, presence, records) = (metrics.clone(), presence.clone(), records.clone());

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use crate::broker::{PresenceStore, UserPresence};
+use crate::broker::{NodeSnapshot, PresenceStore, UserPresence};
 use crate::metrics::Metrics;
 use crate::protocol::{CustomStatus, Member, Status};
 
@@ -76,10 +76,11 @@ pub struct TypingChange {
     pub users: Vec<Arc<str>>,
 }
 
-/// A connection of `user` opened; it is implicitly in `personal_room`.
+/// A connection of `user` opened on `node`; it is implicitly in `personal_room`.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct TrackConnect {
+    pub node: Arc<str>,
     pub user: Arc<str>,
     pub name: Option<Arc<str>>,
     pub personal_room: Arc<str>,
@@ -89,15 +90,17 @@ impl Handler<TrackConnect> for PresenceTracker {
     type Result = ();
     fn handle(&mut self, msg: TrackConnect, _: &mut Context<Self>) {
         self.metrics.presence_mailbox.handled();
-        self.store.connect(&msg.user, msg.name);
-        self.store.join(&msg.personal_room, &msg.user);
+        self.store.connect(&msg.node, &msg.user, msg.name);
+        self.store.join(&msg.node, &msg.personal_room, &msg.user);
     }
 }
 
-/// A connection of `user` closed while in `rooms` (its personal room included).
+/// A connection of `user` on `node` closed while in `rooms` (its personal
+/// room included).
 #[derive(Message)]
 #[rtype(result = "Vec<LeaveOutcome>")]
 pub struct TrackDisconnect {
+    pub node: Arc<str>,
     pub user: Arc<str>,
     pub rooms: Vec<Arc<str>>,
 }
@@ -109,9 +112,9 @@ impl Handler<TrackDisconnect> for PresenceTracker {
         let outcomes = msg
             .rooms
             .into_iter()
-            .map(|room| self.leave(room, &msg.user))
+            .map(|room| self.leave(&msg.node, room, &msg.user))
             .collect();
-        self.store.disconnect(&msg.user);
+        self.store.disconnect(&msg.node, &msg.user);
         MessageResult(outcomes)
     }
 }
@@ -126,6 +129,7 @@ pub struct JoinOutcome {
 #[derive(Message)]
 #[rtype(result = "JoinOutcome")]
 pub struct TrackJoin {
+    pub node: Arc<str>,
     pub room: Arc<str>,
     pub user: Arc<str>,
 }
@@ -134,7 +138,7 @@ impl Handler<TrackJoin> for PresenceTracker {
     type Result = MessageResult<TrackJoin>;
     fn handle(&mut self, msg: TrackJoin, _: &mut Context<Self>) -> Self::Result {
         self.metrics.presence_mailbox.handled();
-        let first = self.store.join(&msg.room, &msg.user);
+        let first = self.store.join(&msg.node, &msg.room, &msg.user);
         MessageResult(JoinOutcome {
             first,
             members: self.store.members(&msg.room),
@@ -152,8 +156,8 @@ pub struct LeaveOutcome {
 }
 
 impl PresenceTracker {
-    fn leave(&mut self, room: Arc<str>, user: &str) -> LeaveOutcome {
-        let last = self.store.leave(&room, user);
+    fn leave(&mut self, node: &str, room: Arc<str>, user: &str) -> LeaveOutcome {
+        let last = self.store.leave(node, &room, user);
         let typing = if last {
             self.stop_typing_in(&room, user)
         } else {
@@ -166,6 +170,7 @@ impl PresenceTracker {
 #[derive(Message)]
 #[rtype(result = "LeaveOutcome")]
 pub struct TrackLeave {
+    pub node: Arc<str>,
     pub room: Arc<str>,
     pub user: Arc<str>,
 }
@@ -174,13 +179,14 @@ impl Handler<TrackLeave> for PresenceTracker {
     type Result = MessageResult<TrackLeave>;
     fn handle(&mut self, msg: TrackLeave, _: &mut Context<Self>) -> Self::Result {
         self.metrics.presence_mailbox.handled();
-        MessageResult(self.leave(msg.room, &msg.user))
+        MessageResult(self.leave(&msg.node, msg.room, &msg.user))
     }
 }
 
-/// Sets a user's status; answers the new presence (None: user unknown).
+/// Sets a user's status; answers the new presence and the rooms the user is
+/// in on any node (None: user unknown).
 #[derive(Message)]
-#[rtype(result = "Option<UserPresence>")]
+#[rtype(result = "Option<(UserPresence, Vec<Arc<str>>)>")]
 pub struct SetStatus {
     pub user: Arc<str>,
     pub status: Status,
@@ -188,17 +194,14 @@ pub struct SetStatus {
 }
 
 impl Handler<SetStatus> for PresenceTracker {
-    type Result = Option<UserPresence>;
+    type Result = Option<(UserPresence, Vec<Arc<str>>)>;
     fn handle(&mut self, msg: SetStatus, _: &mut Context<Self>) -> Self::Result {
         self.metrics.presence_mailbox.handled();
-        if self
-            .store
-            .set_status(&msg.user, msg.status, msg.custom_status)
-        {
-            self.store.user(&msg.user)
-        } else {
-            None
+        if !self.store.set_status(&msg.user, msg.status, msg.custom_status) {
+            return None;
         }
+        let presence = self.store.user(&msg.user)?;
+        Some((presence, self.store.rooms_of(&msg.user)))
     }
 }
 
@@ -288,5 +291,104 @@ impl Handler<ExpireTyping> for PresenceTracker {
             thread_id: key.1,
             users,
         })
+    }
+}
+
+/// A node died or restarted: forget its entries. Answers the (room, user)
+/// pairs that no longer have any connection, to announce `user:left`.
+#[derive(Message)]
+#[rtype(result = "Vec<(LeaveOutcome, Arc<str>)>")]
+pub struct DropNode {
+    pub node: Arc<str>,
+}
+
+impl Handler<DropNode> for PresenceTracker {
+    type Result = MessageResult<DropNode>;
+    fn handle(&mut self, msg: DropNode, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.presence_mailbox.handled();
+        let before = self.store.snapshot(&msg.node);
+        self.store.drop_node(&msg.node);
+        MessageResult(self.gone(before.rooms.iter().map(|(r, u, _)| (r.clone(), u.clone()))))
+    }
+}
+
+impl PresenceTracker {
+    /// Of `pairs`, those whose user is no longer in the room anywhere.
+    fn gone(&mut self, pairs: impl Iterator<Item = (Arc<str>, Arc<str>)>) -> Vec<(LeaveOutcome, Arc<str>)> {
+        let mut out = Vec::new();
+        for (room, user) in pairs {
+            if !self.store.present(&room, &user) {
+                let typing = self.stop_typing_in(&room, &user);
+                out.push((LeaveOutcome { room, last: true, typing }, user));
+            }
+        }
+        out
+    }
+}
+
+/// What this node contributes to presence, for a node that asks.
+#[derive(Message)]
+#[rtype(result = "NodeSnapshot")]
+pub struct TakeSnapshot {
+    pub node: Arc<str>,
+}
+
+impl Handler<TakeSnapshot> for PresenceTracker {
+    type Result = MessageResult<TakeSnapshot>;
+    fn handle(&mut self, msg: TakeSnapshot, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.presence_mailbox.handled();
+        MessageResult(self.store.snapshot(&msg.node))
+    }
+}
+
+/// Another node's complete contribution replaces what was known of it.
+/// Answers the users who appeared in rooms and those who left them.
+#[derive(Message)]
+#[rtype(result = "SnapshotChanges")]
+pub struct ApplySnapshot {
+    pub node: Arc<str>,
+    pub snapshot: NodeSnapshot,
+}
+
+#[derive(Debug, Default)]
+pub struct SnapshotChanges {
+    /// (room, user) now present that were not.
+    pub joined: Vec<(Arc<str>, Arc<str>)>,
+    pub left: Vec<(LeaveOutcome, Arc<str>)>,
+}
+
+impl Handler<ApplySnapshot> for PresenceTracker {
+    type Result = MessageResult<ApplySnapshot>;
+    fn handle(&mut self, msg: ApplySnapshot, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.presence_mailbox.handled();
+        let old = self.store.snapshot(&msg.node);
+        let mut pairs: Vec<(Arc<str>, Arc<str>)> = old.rooms.iter().map(|(r, u, _)| (r.clone(), u.clone())).collect();
+        pairs.extend(msg.snapshot.rooms.iter().map(|(r, u, _)| (r.clone(), u.clone())));
+        pairs.sort();
+        pairs.dedup();
+        let before: Vec<bool> = pairs.iter().map(|(r, u)| self.store.present(r, u)).collect();
+        self.store.drop_node(&msg.node);
+        for u in &msg.snapshot.users {
+            for _ in 0..u.connections {
+                self.store.connect(&msg.node, &u.user, u.name.clone());
+            }
+            self.store.set_status(&u.user, u.status, u.custom_status.clone());
+        }
+        for (room, user, n) in &msg.snapshot.rooms {
+            for _ in 0..*n {
+                self.store.join(&msg.node, room, user);
+            }
+        }
+        let mut changes = SnapshotChanges::default();
+        let mut left_pairs = Vec::new();
+        for ((room, user), was) in pairs.into_iter().zip(before) {
+            match (was, self.store.present(&room, &user)) {
+                (false, true) => changes.joined.push((room, user)),
+                (true, false) => left_pairs.push((room, user)),
+                _ => {}
+            }
+        }
+        changes.left = self.gone(left_pairs.into_iter());
+        MessageResult(changes)
     }
 }

@@ -25,7 +25,7 @@ use super::presence::{
 };
 use super::session::{ConnHandle, ConnId, Deliver, Session, Shutdown};
 use crate::auth::{pattern_matches, Identity, PERSONAL_PREFIX};
-use crate::broker::{Appended, MessageLog, NewMessage, Recovery, StoreError, StoreFuture};
+use crate::broker::{Appended, MessageLog, NewMessage, Recovery, StoreError, StoreFuture, UserPresence};
 use crate::config::Settings;
 use crate::metrics::{add, inc, Metrics};
 use crate::protocol::{
@@ -38,6 +38,8 @@ use crate::store::records::{Record, Records};
 /// The registry's share of the settings.
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
+    /// This node's id: presence entries it makes are its own.
+    pub node_id: Arc<str>,
     pub public_rooms: Vec<String>,
     pub max_users_default: usize,
     pub max_users: Vec<(String, usize)>,
@@ -48,8 +50,9 @@ pub struct RegistryConfig {
 }
 
 impl RegistryConfig {
-    pub fn from_settings(s: &Settings) -> Self {
+    pub fn from_settings(s: &Settings, node_id: &str) -> Self {
         RegistryConfig {
+            node_id: node_id.into(),
             public_rooms: s.rooms.public.clone(),
             max_users_default: s.limits.max_users_per_room,
             max_users: s
@@ -405,6 +408,7 @@ impl Handler<Connect> for RoomRegistry {
         self.users.entry(user.clone()).or_default().insert(msg.id);
         self.add_member(msg.id, &personal_room);
         let track = self.track(TrackConnect {
+            node: self.cfg.node_id.clone(),
             user,
             name: msg.identity.name.clone(),
             personal_room,
@@ -443,6 +447,7 @@ impl Handler<Disconnect> for RoomRegistry {
             }
         }
         let track = self.track(TrackDisconnect {
+            node: self.cfg.node_id.clone(),
             user: user.clone(),
             rooms,
         });
@@ -536,6 +541,7 @@ impl Handler<Join> for RoomRegistry {
         } else {
             self.add_member(msg.id, &room);
             self.track(TrackJoin {
+                node: self.cfg.node_id.clone(),
                 room: room.clone(),
                 user: user.clone(),
             })
@@ -624,6 +630,7 @@ impl Handler<Leave> for RoomRegistry {
             json!({ "room": &msg.room }),
         );
         let track = self.track(TrackLeave {
+            node: self.cfg.node_id.clone(),
             room: msg.room.into(),
             user: user.clone(),
         });
@@ -802,47 +809,44 @@ impl Handler<UpdatePresence> for RoomRegistry {
         });
         let origin = msg.id;
         Box::pin(set.into_actor(self).map(move |res, act, _| {
-            let Some(presence) = res.map_err(tracker_down)? else {
+            let Some((presence, rooms)) = res.map_err(tracker_down)? else {
                 return Ok(());
             };
             act.records.send(Record::Presence {
                 user_id: user.to_string(),
                 status: status_name(presence.status).to_string(),
-                custom_status: presence
-                    .custom_status
-                    .as_ref()
-                    .map(|c| json!(c).to_string()),
+                custom_status: presence.custom_status.as_ref().map(|c| json!(c).to_string()),
                 at: now_ms(),
             });
-            let frame = encode(&Event::PresenceChanged {
-                user_id: &user,
-                status: presence.status,
-                custom_status: presence.custom_status.as_ref(),
-            });
-            // Everyone who shares a room with any of the user's connections, once.
-            let mut receivers: HashMap<ConnId, &Target> = HashMap::new();
-            for conn_id in act.users.get(&user).into_iter().flatten() {
-                let Some(conn) = act.conns.get(conn_id) else {
-                    continue;
-                };
-                for room in conn
-                    .rooms
-                    .iter()
-                    .chain(std::iter::once(&conn.personal_room))
-                {
-                    if let Some(r) = act.rooms.get(room) {
-                        receivers.extend(r.members.iter().map(|(id, t)| (*id, t)));
-                    }
-                }
-            }
-            receivers.remove(&origin);
-            let delivered = receivers
-                .iter()
-                .filter(|(id, target)| act.deliver(**id, target, &frame))
-                .count();
-            add(&act.metrics.messages_out, delivered as u64);
+            act.announce_presence(&user, &presence, &rooms, Some(origin));
             Ok(())
         }))
+    }
+}
+
+impl RoomRegistry {
+    /// `presence:changed` to every local connection in any of `rooms` (the
+    /// rooms `user` is in), once each, except `origin`.
+    fn announce_presence(&self, user: &str, presence: &UserPresence, rooms: &[Arc<str>], origin: Option<ConnId>) {
+        let frame = encode(&Event::PresenceChanged {
+            user_id: user,
+            status: presence.status,
+            custom_status: presence.custom_status.as_ref(),
+        });
+        let mut receivers: HashMap<ConnId, &Target> = HashMap::new();
+        for room in rooms {
+            if let Some(r) = self.rooms.get(room) {
+                receivers.extend(r.members.iter().map(|(id, t)| (*id, t)));
+            }
+        }
+        if let Some(origin) = origin {
+            receivers.remove(&origin);
+        }
+        let delivered = receivers
+            .iter()
+            .filter(|(id, target)| self.deliver(**id, target, &frame))
+            .count();
+        add(&self.metrics.messages_out, delivered as u64);
     }
 }
 
@@ -1109,7 +1113,7 @@ mod tests {
 
     #[test]
     fn the_most_specific_room_limit_wins() {
-        let mut cfg = RegistryConfig::from_settings(&Settings::load_from(&[]).unwrap());
+        let mut cfg = RegistryConfig::from_settings(&Settings::load_from(&[]).unwrap(), "n");
         cfg.max_users_default = 100;
         cfg.max_users = vec![
             ("team:*".into(), 50),

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use chrono::Utc;
 use futures_util::future::{ready, FutureExt};
 
-use super::{Appended, MessageLog, NewMessage, PresenceStore, Recovery, StoreFuture, UserPresence};
+use super::{Appended, MessageLog, NewMessage, NodeSnapshot, PresenceStore, Recovery, SnapshotUser, StoreFuture, UserPresence};
 use crate::protocol::{timestamp, CustomStatus, Member, MessageRecord, Status};
 
 #[derive(Default)]
@@ -147,57 +147,89 @@ impl MessageLog for MemoryLog {
     }
 }
 
-/// Presence of the users connected to this node.
+#[derive(Debug, Clone)]
+struct UserEntry {
+    name: Option<Arc<str>>,
+    status: Status,
+    custom_status: Option<CustomStatus>,
+    /// node -> connections of the user there
+    nodes: HashMap<Arc<str>, usize>,
+}
+
+/// Presence of the users on every node this node knows of.
 #[derive(Default)]
 pub struct MemoryPresence {
-    users: HashMap<Arc<str>, UserPresence>,
-    /// room -> user -> that user's connections in the room
-    rooms: HashMap<Arc<str>, HashMap<Arc<str>, usize>>,
+    users: HashMap<Arc<str>, UserEntry>,
+    /// room -> user -> node -> that user's connections in the room there
+    rooms: HashMap<Arc<str>, HashMap<Arc<str>, HashMap<Arc<str>, usize>>>,
+}
+
+impl MemoryPresence {
+    fn room_count(&self, room: &str, user: &str) -> usize {
+        self.rooms
+            .get(room)
+            .and_then(|m| m.get(user))
+            .map_or(0, |nodes| nodes.values().sum())
+    }
 }
 
 impl PresenceStore for MemoryPresence {
-    fn connect(&mut self, user: &Arc<str>, name: Option<Arc<str>>) {
-        let entry = self.users.entry(user.clone()).or_insert(UserPresence {
+    fn connect(&mut self, node: &Arc<str>, user: &Arc<str>, name: Option<Arc<str>>) {
+        let entry = self.users.entry(user.clone()).or_insert(UserEntry {
             name: None,
             status: Status::Online,
             custom_status: None,
-            connections: 0,
+            nodes: HashMap::new(),
         });
-        entry.connections += 1;
+        *entry.nodes.entry(node.clone()).or_insert(0) += 1;
         if name.is_some() {
             entry.name = name;
         }
     }
 
-    fn disconnect(&mut self, user: &str) {
-        if let Some(entry) = self.users.get_mut(user) {
-            entry.connections = entry.connections.saturating_sub(1);
-            if entry.connections == 0 {
-                self.users.remove(user);
+    fn disconnect(&mut self, node: &str, user: &str) {
+        let Some(entry) = self.users.get_mut(user) else {
+            return;
+        };
+        if let Some(n) = entry.nodes.get_mut(node) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                entry.nodes.remove(node);
             }
+        }
+        if entry.nodes.is_empty() {
+            self.users.remove(user);
         }
     }
 
-    fn join(&mut self, room: &Arc<str>, user: &Arc<str>) -> bool {
-        let count = self
+    fn join(&mut self, node: &Arc<str>, room: &Arc<str>, user: &Arc<str>) -> bool {
+        let first = self.room_count(room, user) == 0;
+        *self
             .rooms
             .entry(room.clone())
             .or_default()
             .entry(user.clone())
-            .or_insert(0);
-        *count += 1;
-        *count == 1
+            .or_default()
+            .entry(node.clone())
+            .or_insert(0) += 1;
+        first
     }
 
-    fn leave(&mut self, room: &str, user: &str) -> bool {
+    fn leave(&mut self, node: &str, room: &str, user: &str) -> bool {
         let Some(members) = self.rooms.get_mut(room) else {
             return false;
         };
-        let Some(count) = members.get_mut(user) else {
+        let Some(nodes) = members.get_mut(user) else {
+            return false;
+        };
+        let Some(count) = nodes.get_mut(node) else {
             return false;
         };
         *count -= 1;
-        if *count > 0 {
+        if *count == 0 {
+            nodes.remove(node);
+        }
+        if !nodes.is_empty() {
             return false;
         }
         members.remove(user);
@@ -205,6 +237,10 @@ impl PresenceStore for MemoryPresence {
             self.rooms.remove(room);
         }
         true
+    }
+
+    fn present(&self, room: &str, user: &str) -> bool {
+        self.room_count(room, user) > 0
     }
 
     fn set_status(&mut self, user: &str, status: Status, custom: Option<CustomStatus>) -> bool {
@@ -219,7 +255,12 @@ impl PresenceStore for MemoryPresence {
     }
 
     fn user(&self, user: &str) -> Option<UserPresence> {
-        self.users.get(user).cloned()
+        self.users.get(user).map(|e| UserPresence {
+            name: e.name.clone(),
+            status: e.status,
+            custom_status: e.custom_status.clone(),
+            connections: e.nodes.values().sum(),
+        })
     }
 
     fn members(&self, room: &str) -> Vec<Member> {
@@ -228,19 +269,66 @@ impl PresenceStore for MemoryPresence {
         };
         let mut list: Vec<Member> = members
             .iter()
-            .map(|(user, &connections)| {
+            .map(|(user, nodes)| {
                 let p = self.users.get(user);
                 Member {
                     user_id: user.clone(),
                     name: p.and_then(|p| p.name.clone()),
                     status: p.map_or(Status::Online, |p| p.status),
                     custom_status: p.and_then(|p| p.custom_status.clone()),
-                    connections,
+                    connections: nodes.values().sum(),
                 }
             })
             .collect();
         list.sort_by(|a, b| a.user_id.cmp(&b.user_id));
         list
+    }
+
+    fn rooms_of(&self, user: &str) -> Vec<Arc<str>> {
+        self.rooms
+            .iter()
+            .filter(|(_, members)| members.contains_key(user))
+            .map(|(room, _)| room.clone())
+            .collect()
+    }
+
+    fn snapshot(&self, node: &str) -> NodeSnapshot {
+        let users = self
+            .users
+            .iter()
+            .filter_map(|(user, e)| {
+                e.nodes.get(node).map(|&connections| SnapshotUser {
+                    user: user.clone(),
+                    name: e.name.clone(),
+                    status: e.status,
+                    custom_status: e.custom_status.clone(),
+                    connections,
+                })
+            })
+            .collect();
+        let mut rooms = Vec::new();
+        for (room, members) in &self.rooms {
+            for (user, nodes) in members {
+                if let Some(&n) = nodes.get(node) {
+                    rooms.push((room.clone(), user.clone(), n));
+                }
+            }
+        }
+        NodeSnapshot { users, rooms }
+    }
+
+    fn drop_node(&mut self, node: &str) {
+        self.users.retain(|_, e| {
+            e.nodes.remove(node);
+            !e.nodes.is_empty()
+        });
+        self.rooms.retain(|_, members| {
+            members.retain(|_, nodes| {
+                nodes.remove(node);
+                !nodes.is_empty()
+            });
+            !members.is_empty()
+        });
     }
 }
 
@@ -328,24 +416,57 @@ mod tests {
     }
 
     #[test]
-    fn presence_counts_first_and_last() {
+    fn presence_counts_first_and_last_across_nodes() {
         let mut p = MemoryPresence::default();
         let (room, alice): (Arc<str>, Arc<str>) = ("r".into(), "alice".into());
-        p.connect(&alice, Some("Alice".into()));
-        p.connect(&alice, None);
-        assert!(p.join(&room, &alice));
-        assert!(!p.join(&room, &alice));
+        let (a, b): (Arc<str>, Arc<str>) = ("node-a".into(), "node-b".into());
+        p.connect(&a, &alice, Some("Alice".into()));
+        p.connect(&b, &alice, None);
+        assert!(p.join(&a, &room, &alice), "first anywhere");
+        assert!(!p.join(&b, &room, &alice), "second node, same user");
         assert_eq!(p.members("r")[0].connections, 2);
         assert_eq!(p.members("r")[0].name.as_deref(), Some("Alice"));
+        assert_eq!(p.rooms_of("alice"), vec![room.clone()]);
         assert!(p.set_status("alice", Status::Busy, None));
         assert_eq!(p.members("r")[0].status, Status::Busy);
-        assert!(!p.leave("r", "alice"));
-        assert!(p.leave("r", "alice"));
+        assert!(!p.leave("node-a", "r", "alice"));
+        assert!(p.present("r", "alice"));
+        assert!(p.leave("node-b", "r", "alice"), "last anywhere");
         assert!(p.members("r").is_empty());
-        p.disconnect("alice");
-        assert!(p.user("alice").is_some());
-        p.disconnect("alice");
+        p.disconnect("node-a", "alice");
+        assert_eq!(p.user("alice").unwrap().connections, 1);
+        p.disconnect("node-b", "alice");
         assert!(p.user("alice").is_none());
         assert!(!p.set_status("alice", Status::Away, None));
+    }
+
+    #[test]
+    fn a_node_can_be_dropped_and_restored_from_its_snapshot() {
+        let mut p = MemoryPresence::default();
+        let (room, alice, bob): (Arc<str>, Arc<str>, Arc<str>) = ("r".into(), "alice".into(), "bob".into());
+        let (a, b): (Arc<str>, Arc<str>) = ("node-a".into(), "node-b".into());
+        p.connect(&a, &alice, None);
+        p.join(&a, &room, &alice);
+        p.connect(&b, &bob, None);
+        p.join(&b, &room, &bob);
+        let snap = p.snapshot("node-b");
+        assert_eq!(snap.rooms, vec![(room.clone(), bob.clone(), 1)]);
+        assert_eq!(snap.users.len(), 1);
+        p.drop_node("node-b");
+        assert!(!p.present("r", "bob"));
+        assert!(p.user("bob").is_none());
+        assert!(p.present("r", "alice"));
+        let mut other = MemoryPresence::default();
+        for u in &snap.users {
+            for _ in 0..u.connections {
+                other.connect(&b, &u.user, u.name.clone());
+            }
+        }
+        for (r, u, n) in &snap.rooms {
+            for _ in 0..*n {
+                other.join(&b, r, u);
+            }
+        }
+        assert_eq!(other.snapshot("node-b"), snap);
     }
 }

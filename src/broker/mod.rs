@@ -85,22 +85,56 @@ pub struct UserPresence {
     pub name: Option<Arc<str>>,
     pub status: Status,
     pub custom_status: Option<CustomStatus>,
+    /// Connections on all nodes.
     pub connections: usize,
 }
 
+/// What one node contributes to presence, as sent to a node that asks.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeSnapshot {
+    pub users: Vec<SnapshotUser>,
+    /// (room, user, that user's connections in the room on this node)
+    pub rooms: Vec<(Arc<str>, Arc<str>, usize)>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotUser {
+    pub user: Arc<str>,
+    pub name: Option<Arc<str>>,
+    pub status: Status,
+    pub custom_status: Option<CustomStatus>,
+    pub connections: usize,
+}
+
+/// Presence across nodes. Every entry belongs to the node holding the
+/// connection, so the entries of a node that died can be dropped at once.
+/// A single node uses it with its own id only.
 pub trait PresenceStore: Send + 'static {
-    /// A connection of `user` opened.
-    fn connect(&mut self, user: &Arc<str>, name: Option<Arc<str>>);
-    /// A connection of `user` closed; forgets the user after the last.
-    fn disconnect(&mut self, user: &str);
-    /// A connection of `user` joined `room`; true when it is the user's first there.
-    fn join(&mut self, room: &Arc<str>, user: &Arc<str>) -> bool;
-    /// A connection of `user` left `room`; true when it was the user's last there.
-    fn leave(&mut self, room: &str, user: &str) -> bool;
+    /// A connection of `user` opened on `node`.
+    fn connect(&mut self, node: &Arc<str>, user: &Arc<str>, name: Option<Arc<str>>);
+    /// A connection of `user` on `node` closed; the user is forgotten after
+    /// their last connection anywhere.
+    fn disconnect(&mut self, node: &str, user: &str);
+    /// A connection of `user` on `node` joined `room`; true when it is the
+    /// user's first connection there on any node.
+    fn join(&mut self, node: &Arc<str>, room: &Arc<str>, user: &Arc<str>) -> bool;
+    /// A connection of `user` on `node` left `room`; true when it was the
+    /// user's last there on any node.
+    fn leave(&mut self, node: &str, room: &str, user: &str) -> bool;
+    /// Whether `user` has a connection in `room` on any node.
+    fn present(&self, room: &str, user: &str) -> bool;
     /// Sets a connected user's status; false when the user is unknown.
     fn set_status(&mut self, user: &str, status: Status, custom: Option<CustomStatus>) -> bool;
     fn user(&self, user: &str) -> Option<UserPresence>;
-    /// The members of `room`, sorted by user id; `connections` counts the
-    /// user's connections in that room.
+    /// The members of `room` on all nodes, sorted by user id; `connections`
+    /// counts the user's connections in that room.
     fn members(&self, room: &str) -> Vec<Member>;
+    /// The rooms `user` is in on any node.
+    fn rooms_of(&self, user: &str) -> Vec<Arc<str>>;
+    /// Everything `node` contributes.
+    fn snapshot(&self, node: &str) -> NodeSnapshot;
+    /// Forgets everything of `node`.
+    fn drop_node(&mut self, node: &str);
 }
