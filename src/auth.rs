@@ -224,7 +224,7 @@ impl Auth {
 
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         use jsonwebtoken::errors::ErrorKind;
-        decode::<Claims>(token, &self.decoding, &self.validation)
+        let claims = decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
@@ -239,7 +239,17 @@ impl Auth {
                     AuthError::Invalid(format!("missing claim `{c}`"))
                 }
                 _ => AuthError::Invalid("malformed token".into()),
-            })
+            })?;
+        let control = |s: &str| s.chars().any(char::is_control);
+        if claims.sub.is_empty()
+            || control(&claims.sub)
+            || claims.name.as_deref().is_some_and(control)
+        {
+            return Err(AuthError::Invalid(
+                "`sub` and `name` must be non-empty text without control characters".into(),
+            ));
+        }
+        Ok(claims)
     }
 
     /// Signs `claims` with the configured secret (HS256 only: with a public

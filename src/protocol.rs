@@ -255,6 +255,29 @@ pub fn decode(text: &str, limits: &DecodeLimits) -> Result<Request, Rejected> {
 }
 
 fn command(f: Frame, limits: &DecodeLimits) -> Result<Command, CommandError> {
+    // Stored text cannot hold NUL characters (PostgreSQL refuses them).
+    let fields = [
+        ("content", f.content.as_deref()),
+        ("threadId", f.thread_id.as_deref()),
+        ("clientMsgId", f.client_msg_id.as_deref()),
+        ("notificationId", f.notification_id.as_deref()),
+        (
+            "customStatus.text",
+            f.custom_status.as_ref().and_then(|c| c.text.as_deref()),
+        ),
+        (
+            "customStatus.emoji",
+            f.custom_status.as_ref().and_then(|c| c.emoji.as_deref()),
+        ),
+    ];
+    if let Some((name, _)) = fields
+        .iter()
+        .find(|(_, v)| v.is_some_and(|v| v.contains('\0')))
+    {
+        return Err(CommandError::bad_request(format!(
+            "`{name}` must not contain NUL characters"
+        )));
+    }
     let kind = f
         .kind
         .as_deref()
@@ -638,6 +661,11 @@ mod tests {
             ErrorCode::BadRequest
         );
         assert_eq!(err(r#"[1,2]"#).error.code, ErrorCode::BadRequest);
+        let nul = err(r#"{"type":"message:send","room":"x","content":"a\u0000b"}"#);
+        assert_eq!(
+            nul.error.message,
+            "`content` must not contain NUL characters"
+        );
         let array = r#"[null,"ping",null,null,null,null,null,null,null,null,null,null,null,null]"#;
         assert_eq!(err(array).error.message, "a frame must be one JSON object");
     }

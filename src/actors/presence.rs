@@ -197,7 +197,10 @@ impl Handler<SetStatus> for PresenceTracker {
     type Result = Option<(UserPresence, Vec<Arc<str>>)>;
     fn handle(&mut self, msg: SetStatus, _: &mut Context<Self>) -> Self::Result {
         self.metrics.presence_mailbox.handled();
-        if !self.store.set_status(&msg.user, msg.status, msg.custom_status) {
+        if !self
+            .store
+            .set_status(&msg.user, msg.status, msg.custom_status)
+        {
             return None;
         }
         let presence = self.store.user(&msg.user)?;
@@ -314,12 +317,22 @@ impl Handler<DropNode> for PresenceTracker {
 
 impl PresenceTracker {
     /// Of `pairs`, those whose user is no longer in the room anywhere.
-    fn gone(&mut self, pairs: impl Iterator<Item = (Arc<str>, Arc<str>)>) -> Vec<(LeaveOutcome, Arc<str>)> {
+    fn gone(
+        &mut self,
+        pairs: impl Iterator<Item = (Arc<str>, Arc<str>)>,
+    ) -> Vec<(LeaveOutcome, Arc<str>)> {
         let mut out = Vec::new();
         for (room, user) in pairs {
             if !self.store.present(&room, &user) {
                 let typing = self.stop_typing_in(&room, &user);
-                out.push((LeaveOutcome { room, last: true, typing }, user));
+                out.push((
+                    LeaveOutcome {
+                        room,
+                        last: true,
+                        typing,
+                    },
+                    user,
+                ));
             }
         }
         out
@@ -362,17 +375,30 @@ impl Handler<ApplySnapshot> for PresenceTracker {
     fn handle(&mut self, msg: ApplySnapshot, _: &mut Context<Self>) -> Self::Result {
         self.metrics.presence_mailbox.handled();
         let old = self.store.snapshot(&msg.node);
-        let mut pairs: Vec<(Arc<str>, Arc<str>)> = old.rooms.iter().map(|(r, u, _)| (r.clone(), u.clone())).collect();
-        pairs.extend(msg.snapshot.rooms.iter().map(|(r, u, _)| (r.clone(), u.clone())));
+        let mut pairs: Vec<(Arc<str>, Arc<str>)> = old
+            .rooms
+            .iter()
+            .map(|(r, u, _)| (r.clone(), u.clone()))
+            .collect();
+        pairs.extend(
+            msg.snapshot
+                .rooms
+                .iter()
+                .map(|(r, u, _)| (r.clone(), u.clone())),
+        );
         pairs.sort();
         pairs.dedup();
-        let before: Vec<bool> = pairs.iter().map(|(r, u)| self.store.present(r, u)).collect();
+        let before: Vec<bool> = pairs
+            .iter()
+            .map(|(r, u)| self.store.present(r, u))
+            .collect();
         self.store.drop_node(&msg.node);
         for u in &msg.snapshot.users {
             for _ in 0..u.connections {
                 self.store.connect(&msg.node, &u.user, u.name.clone());
             }
-            self.store.set_status(&u.user, u.status, u.custom_status.clone());
+            self.store
+                .set_status(&u.user, u.status, u.custom_status.clone());
         }
         for (room, user, n) in &msg.snapshot.rooms {
             for _ in 0..*n {

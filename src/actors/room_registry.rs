@@ -25,7 +25,9 @@ use super::presence::{
 };
 use super::session::{ConnHandle, ConnId, Deliver, Session, Shutdown};
 use crate::auth::{pattern_matches, Identity, PERSONAL_PREFIX};
-use crate::broker::{Appended, MessageLog, NewMessage, Recovery, StoreError, StoreFuture, UserPresence};
+use crate::broker::{
+    Appended, MessageLog, NewMessage, Recovery, StoreError, StoreFuture, UserPresence,
+};
 use crate::config::Settings;
 use crate::metrics::{add, inc, Metrics};
 use crate::protocol::{
@@ -47,6 +49,8 @@ pub struct RegistryConfig {
     pub recovery_max: usize,
     pub typing_timeout: Duration,
     pub slow_consumer_grace: Duration,
+    /// How long `message:send` waits for its commit (`database.timeout_ms`).
+    pub commit_timeout: Duration,
 }
 
 impl RegistryConfig {
@@ -65,6 +69,7 @@ impl RegistryConfig {
             recovery_max: s.limits.recovery_max,
             typing_timeout: Duration::from_millis(s.typing.timeout_ms),
             slow_consumer_grace: Duration::from_millis(s.limits.slow_consumer_grace_ms),
+            commit_timeout: Duration::from_millis(s.database.timeout_ms),
         }
     }
 
@@ -687,14 +692,25 @@ impl Handler<Publish> for RoomRegistry {
         if let Some(committing) = &self.committing {
             let _ = committing.send((append, reply_to));
         }
+        let limit = self.cfg.commit_timeout;
         Box::pin(
             async move {
-                answer.await.unwrap_or_else(|_| {
-                    Err(CommandError::new(
+                match tokio::time::timeout(limit, answer).await {
+                    Ok(Ok(result)) => result,
+                    Ok(Err(_)) => Err(CommandError::new(
                         ErrorCode::Internal,
                         "the message was not handled",
-                    ))
-                })
+                    )),
+                    // Not acknowledged; it may still commit (and is then
+                    // delivered): a retry with the same clientMsgId is safe.
+                    Err(_) => Err(CommandError::new(
+                        ErrorCode::Unavailable,
+                        format!(
+                            "the database did not commit the message within {} ms",
+                            limit.as_millis()
+                        ),
+                    )),
+                }
             }
             .into_actor(self),
         )
@@ -815,7 +831,10 @@ impl Handler<UpdatePresence> for RoomRegistry {
             act.records.send(Record::Presence {
                 user_id: user.to_string(),
                 status: status_name(presence.status).to_string(),
-                custom_status: presence.custom_status.as_ref().map(|c| json!(c).to_string()),
+                custom_status: presence
+                    .custom_status
+                    .as_ref()
+                    .map(|c| json!(c).to_string()),
                 at: now_ms(),
             });
             act.announce_presence(&user, &presence, &rooms, Some(origin));
@@ -827,7 +846,13 @@ impl Handler<UpdatePresence> for RoomRegistry {
 impl RoomRegistry {
     /// `presence:changed` to every local connection in any of `rooms` (the
     /// rooms `user` is in), once each, except `origin`.
-    fn announce_presence(&self, user: &str, presence: &UserPresence, rooms: &[Arc<str>], origin: Option<ConnId>) {
+    fn announce_presence(
+        &self,
+        user: &str,
+        presence: &UserPresence,
+        rooms: &[Arc<str>],
+        origin: Option<ConnId>,
+    ) {
         let frame = encode(&Event::PresenceChanged {
             user_id: user,
             status: presence.status,

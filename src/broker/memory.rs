@@ -7,7 +7,10 @@ use std::sync::{Arc, Mutex};
 use chrono::Utc;
 use futures_util::future::{ready, FutureExt};
 
-use super::{Appended, MessageLog, NewMessage, NodeSnapshot, PresenceStore, Recovery, SnapshotUser, StoreFuture, UserPresence};
+use super::{
+    Appended, MessageLog, NewMessage, NodeSnapshot, PresenceStore, Recovery, SnapshotUser,
+    StoreFuture, UserPresence,
+};
 use crate::protocol::{timestamp, CustomStatus, Member, MessageRecord, Status};
 
 #[derive(Default)]
@@ -156,12 +159,15 @@ struct UserEntry {
     nodes: HashMap<Arc<str>, usize>,
 }
 
+/// node -> connections
+type PerNode = HashMap<Arc<str>, usize>;
+
 /// Presence of the users on every node this node knows of.
 #[derive(Default)]
 pub struct MemoryPresence {
     users: HashMap<Arc<str>, UserEntry>,
     /// room -> user -> node -> that user's connections in the room there
-    rooms: HashMap<Arc<str>, HashMap<Arc<str>, HashMap<Arc<str>, usize>>>,
+    rooms: HashMap<Arc<str>, HashMap<Arc<str>, PerNode>>,
 }
 
 impl MemoryPresence {
@@ -443,7 +449,8 @@ mod tests {
     #[test]
     fn a_node_can_be_dropped_and_restored_from_its_snapshot() {
         let mut p = MemoryPresence::default();
-        let (room, alice, bob): (Arc<str>, Arc<str>, Arc<str>) = ("r".into(), "alice".into(), "bob".into());
+        let (room, alice, bob): (Arc<str>, Arc<str>, Arc<str>) =
+            ("r".into(), "alice".into(), "bob".into());
         let (a, b): (Arc<str>, Arc<str>) = ("node-a".into(), "node-b".into());
         p.connect(&a, &alice, None);
         p.join(&a, &room, &alice);

@@ -7,7 +7,6 @@ use std::future::{ready, Ready};
 use actix_web::http::header;
 use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
-use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -15,7 +14,7 @@ use super::{ApiError, AppState};
 use crate::actors::presence::GetMembers;
 use crate::actors::room_registry::{Broadcast, Kick, ListConnections, ListRooms, Notify, Stats};
 use crate::metrics::get;
-use crate::protocol::{timestamp, validate_room, ErrorCode, Notification, NotificationKind};
+use crate::protocol::{validate_room, ErrorCode, Notification, NotificationKind};
 use crate::store::records::{audit_events, Record};
 use crate::store::{ms_to_rfc3339, now_ms, StoreError};
 
@@ -84,6 +83,17 @@ fn non_empty(value: &str, field: &str) -> Result<(), ApiError> {
             "`{field}` must not be empty"
         )))
     } else {
+        no_nul(value, field)
+    }
+}
+
+/// Databases refuse NUL characters in text; refuse them here, clearly.
+fn no_nul(value: &str, field: &str) -> Result<(), ApiError> {
+    if value.contains('\0') {
+        Err(ApiError::bad_request(format!(
+            "`{field}` must not contain NUL characters"
+        )))
+    } else {
         Ok(())
     }
 }
@@ -147,13 +157,16 @@ pub async fn notify(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     non_empty(&body.user_id, "userId")?;
+    no_nul(&body.title, "title")?;
+    no_nul(&body.body, "body")?;
+    let created_ms = now_ms();
     let notification = Notification {
         notification_id: uuid::Uuid::new_v4().to_string(),
         kind: body.kind,
         title: body.title,
         body: body.body,
         data: body.data,
-        created_at: timestamp(Utc::now()),
+        created_at: ms_to_rfc3339(created_ms),
     };
     let notification_id = notification.notification_id.clone();
     // Stored first: an offline user gets it on their next connection, and
@@ -161,7 +174,7 @@ pub async fn notify(
     state
         .sessions
         .notifications
-        .save(&body.user_id, &notification)
+        .save(&body.user_id, &notification, created_ms)
         .await
         .map_err(store_down)?;
     state.sessions.metrics.registry_mailbox.sent();

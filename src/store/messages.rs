@@ -123,15 +123,14 @@ impl MessageLog for DbLog {
                     StoreError::Unavailable("the message writer has stopped".into())
                 }
             });
-        let db = self.db.clone();
+        // No timeout here: the writer's transaction has one, so this always
+        // ends, and a late commit is still delivered in order. The caller
+        // bounds how long the sender waits.
         async move {
             queued?;
-            db.timed(async {
-                rx.await.map_err(|_| {
-                    StoreError::Unavailable("the message writer dropped the message".into())
-                })?
-            })
-            .await
+            rx.await.map_err(|_| {
+                StoreError::Unavailable("the message writer dropped the message".into())
+            })?
         }
         .boxed()
     }
@@ -264,7 +263,8 @@ impl Writer {
             inc(&self.metrics.db_write_batches);
             match result {
                 Ok(appended) => {
-                    add(&self.metrics.db_written_messages, appended.len() as u64);
+                    let written = appended.iter().filter(|a| !a.duplicate).count();
+                    add(&self.metrics.db_written_messages, written as u64);
                     for (reply, a) in replies.into_iter().zip(appended) {
                         let _ = reply.send(Ok(a));
                     }

@@ -61,8 +61,14 @@ impl Notifications {
         Notifications { db }
     }
 
-    /// Stores a new notification for `user_id`; created_at is now.
-    pub async fn save(&self, user_id: &str, n: &Notification) -> Result<(), StoreError> {
+    /// Stores a new notification for `user_id`, created at `created_ms`
+    /// (the same instant as its `createdAt`).
+    pub async fn save(
+        &self,
+        user_id: &str,
+        n: &Notification,
+        created_ms: i64,
+    ) -> Result<(), StoreError> {
         let data = n.data.to_string();
         self.db
             .timed(async {
@@ -75,7 +81,7 @@ impl Notifications {
                             notifications::title.eq(&n.title),
                             notifications::body.eq(&n.body),
                             notifications::data.eq(&data),
-                            notifications::created_at.eq(now_ms()),
+                            notifications::created_at.eq(created_ms),
                         ))
                         .execute(conn)
                         .await?;

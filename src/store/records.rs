@@ -174,9 +174,7 @@ impl Writer {
                 }
             }
             if !batch.is_empty() {
-                let batch = Arc::new(batch);
-                self.retry(|w| Box::pin(w.write(batch.clone()))).await;
-                add(&self.metrics.records_written, batch.len() as u64);
+                self.persist(Arc::new(batch)).await;
             }
             if let Some(ack) = flush {
                 let _ = ack.send(());
@@ -204,6 +202,40 @@ impl Writer {
                     backoff = (backoff * 2).min(self.max_backoff);
                 }
             }
+        }
+    }
+
+    /// Writes a batch, retrying while the database is unreachable. When the
+    /// database answers but refuses the batch, the batch itself is at fault:
+    /// its records are written one by one and the refused ones dropped
+    /// (logged and counted), so one bad record cannot block all others.
+    async fn persist(&self, batch: Arc<Vec<Record>>) {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let Err(e) = self.db.timed(self.write(batch.clone())).await else {
+                add(&self.metrics.records_written, batch.len() as u64);
+                return;
+            };
+            inc(&self.metrics.db_errors);
+            if self.db.ping().await.is_ok() {
+                for record in batch.iter() {
+                    match self
+                        .db
+                        .timed(self.write(Arc::new(vec![record.clone()])))
+                        .await
+                    {
+                        Ok(()) => inc(&self.metrics.records_written),
+                        Err(e) => {
+                            inc(&self.metrics.records_dropped);
+                            log::error!("the database refused a record, dropped: {e}: {record:?}");
+                        }
+                    }
+                }
+                return;
+            }
+            log::warn!("background records not written, retrying in {backoff:?}: {e}");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(self.max_backoff);
         }
     }
 
