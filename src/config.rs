@@ -28,6 +28,7 @@ pub struct Settings {
     pub mailbox: MailboxSettings,
     pub database: DatabaseSettings,
     pub audit: AuditSettings,
+    pub redis: RedisSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -113,6 +114,7 @@ pub struct MailboxSettings {
     pub session: usize,
     pub registry: usize,
     pub presence: usize,
+    pub redis: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -129,6 +131,19 @@ pub struct DatabaseSettings {
     pub background_queue: usize,
     pub retry_max_backoff_ms: u64,
     pub notifications_on_connect: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    pub url: String,
+    pub prefix: String,
+    pub pool_size: usize,
+    pub heartbeat_ms: u64,
+    pub node_ttl_ms: u64,
+    pub gather_timeout_ms: u64,
+    pub gap_timeout_ms: u64,
+    pub reconnect_max_backoff_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -160,6 +175,7 @@ const SHORT_VARS: &[(&str, &str, &str)] = &[
     ("REALTIME_JWT_PUBLIC_KEY", "auth", "jwt_public_key"),
     ("REALTIME_ADMIN_TOKEN", "auth", "admin_token"),
     ("DATABASE_URL", "database", "url"),
+    ("REDIS_URL", "redis", "url"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -239,6 +255,9 @@ impl Settings {
             ("mailbox.registry", self.mailbox.registry),
             ("mailbox.presence", self.mailbox.presence),
             ("database.pool_size", self.database.pool_size),
+            ("mailbox.redis", self.mailbox.redis),
+            ("redis.pool_size", self.redis.pool_size),
+            ("redis.heartbeat_ms", self.redis.heartbeat_ms as usize),
             ("database.timeout_ms", self.database.timeout_ms as usize),
             ("database.batch_max", self.database.batch_max),
             ("database.write_queue", self.database.write_queue),
@@ -269,6 +288,11 @@ impl Settings {
                 "audit.events: unknown kind {kind:?} (known: {})",
                 AUDIT_KINDS.join(", ")
             )));
+        }
+        if self.redis.node_ttl_ms <= self.redis.heartbeat_ms {
+            return Err(ConfigError::Invalid(
+                "redis.node_ttl_ms must be longer than redis.heartbeat_ms".into(),
+            ));
         }
         if self.heartbeat.timeout_ms <= self.heartbeat.interval_ms {
             return Err(ConfigError::Invalid(

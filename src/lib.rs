@@ -15,7 +15,9 @@
 //! - [`limits`]: rate limits (governor) and connection counts.
 //! - [`actors`]: one module per actor, its messages beside it:
 //!   [`actors::session`] (one per connection), [`actors::room_registry`]
-//!   (rooms, seq, fan-out), [`actors::presence`] (users, status, typing).
+//!   (rooms, seq, fan-out), [`actors::presence`] (users, status, typing),
+//!   [`actors::redis_bridge`] (the relay between nodes through Redis).
+//! - [`cluster`]: the typed events nodes send each other.
 //! - [`broker`]: the interfaces the actors keep state behind (message log,
 //!   presence store) and their in-memory implementations.
 //! - [`http`]: thin handlers: the upgrade, the admin API, health and metrics.
@@ -27,6 +29,7 @@
 pub mod actors;
 pub mod auth;
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod limits;

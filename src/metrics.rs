@@ -52,9 +52,12 @@ pub struct Metrics {
     pub db_errors: AtomicU64,
     pub records_written: AtomicU64,
     pub records_dropped: AtomicU64,
+    pub redis_publish_errors: AtomicU64,
+    pub cluster_gaps_filled: AtomicU64,
     pub session_mailbox: MailboxGauge,
     pub registry_mailbox: MailboxGauge,
     pub presence_mailbox: MailboxGauge,
+    pub redis_mailbox: MailboxGauge,
 }
 
 pub fn inc(counter: &AtomicU64) {
@@ -189,6 +192,16 @@ impl Metrics {
                 "Background records dropped because their queue was full.",
                 c(&self.records_dropped),
             ),
+            (
+                "redis_publish_errors",
+                "Events for other nodes that could not be published.",
+                c(&self.redis_publish_errors),
+            ),
+            (
+                "cluster_gaps_filled",
+                "Times missing seqs from other nodes were read from the database.",
+                c(&self.cluster_gaps_filled),
+            ),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(out, "# HELP realtime_{name}_total {help}");
@@ -201,6 +214,7 @@ impl Metrics {
             ("session", &self.session_mailbox),
             ("room_registry", &self.registry_mailbox),
             ("presence_tracker", &self.presence_mailbox),
+            ("redis_bridge", &self.redis_mailbox),
         ] {
             let _ = writeln!(
                 out,

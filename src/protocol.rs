@@ -438,7 +438,7 @@ pub fn timestamp(t: DateTime<Utc>) -> String {
 // Server -> client
 
 /// A stored or live chat message; `message:new` and history entries.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageRecord {
     pub room: Arc<str>,
@@ -472,7 +472,7 @@ pub enum NotificationKind {
     Success,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Notification {
     pub notification_id: String,

@@ -8,6 +8,7 @@ use actix::prelude::*;
 use actix_web::{web, App, HttpServer};
 
 use crate::actors::presence::PresenceTracker;
+use crate::actors::redis_bridge::{Attach, BridgeConfig, BridgeHealth, RedisBridge};
 use crate::actors::room_registry::{CloseAll, RegistryConfig, RoomRegistry};
 use crate::actors::session::{SessionConfig, SessionDeps};
 use crate::auth::Auth;
@@ -21,7 +22,7 @@ use crate::protocol::DecodeLimits;
 use crate::store::messages::DbLog;
 use crate::store::notifications::Notifications;
 use crate::store::records::Records;
-use crate::store::{DatabaseUrl, Db};
+use crate::store::{redact_url, DatabaseUrl, Db};
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
@@ -57,6 +58,30 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         metrics.clone(),
     );
 
+    let bridge_health = Arc::new(BridgeHealth::default());
+    let bridge = if settings.redis.url.is_empty() {
+        None
+    } else {
+        if matches!(db.url(), DatabaseUrl::Sqlite(_)) {
+            anyhow::bail!(
+                "REDIS_URL is set but the database is SQLite: nodes that share a Redis must also share \
+                 one PostgreSQL database (that is where seq comes from); set DATABASE_URL=postgres://…"
+            );
+        }
+        let cfg = BridgeConfig::from_settings(&settings.redis, &node_id, settings.mailbox.redis);
+        log::info!(
+            "redis: {} with prefix {:?}",
+            redact_url(&settings.redis.url),
+            cfg.prefix
+        );
+        let bridge = RedisBridge::new(cfg, bridge_health.clone(), metrics.clone())
+            .map_err(anyhow::Error::msg)?;
+        Some(RedisBridge::start_in_arbiter(
+            &Arbiter::new().handle(),
+            move |_| bridge,
+        ))
+    };
+
     let presence = {
         let (cap, metrics) = (settings.mailbox.presence, metrics.clone());
         let timeout = Duration::from_millis(settings.typing.timeout_ms);
@@ -70,11 +95,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         let log: Arc<dyn MessageLog> = message_log.clone();
         let cap = settings.mailbox.registry;
         let (metrics, presence, records) = (metrics.clone(), presence.clone(), records.clone());
+        let bridge = bridge.clone();
         RoomRegistry::start_in_arbiter(&Arbiter::new().handle(), move |ctx| {
             ctx.set_mailbox_capacity(cap);
-            RoomRegistry::new(cfg, log, presence, metrics, records)
+            RoomRegistry::new(cfg, log, presence, metrics, records, bridge)
         })
     };
+    if let Some(bridge) = &bridge {
+        bridge.do_send(Attach {
+            registry: registry.clone(),
+        });
+    }
     let limiters = Arc::new(RateLimiters::new(&settings.rate_limits));
     let sessions = Arc::new(SessionDeps {
         registry: registry.clone(),
@@ -103,6 +134,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         presence,
         counter: ConnectionCounter::new(&settings.limits),
         db,
+        redis: bridge.as_ref().map(|_| bridge_health.clone()),
         sessions,
     });
 

@@ -7,29 +7,31 @@
 //! found at once: it is a slow consumer, skipped from then on and closed
 //! (see `docs/architecture.md`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use bytestring::ByteString;
 use chrono::Utc;
-use futures_util::{Stream, StreamExt};
-use serde::Serialize;
+use futures_util::{FutureExt, Stream, StreamExt};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use super::presence::{
-    ExpireTyping, GetMembers, LeaveOutcome, PresenceTracker, SetStatus, SetTyping, TrackConnect,
-    TrackDisconnect, TrackJoin, TrackLeave, TypingChange,
+    ApplySnapshot, DropNode, ExpireTyping, GetMembers, LeaveOutcome, PresenceTracker, SetStatus,
+    SetTyping, TakeSnapshot, TrackConnect, TrackDisconnect, TrackJoin, TrackLeave, TypingChange,
 };
+use super::redis_bridge::{Follow, Gather, RedisBridge, Relay};
 use super::session::{ConnHandle, ConnId, Deliver, Session, Shutdown};
 use crate::auth::{pattern_matches, Identity, PERSONAL_PREFIX};
 use crate::broker::{
     Appended, MessageLog, NewMessage, Recovery, StoreError, StoreFuture, UserPresence,
 };
+use crate::cluster::{AdminOp, Channel, ClusterEvent, TrackOp};
 use crate::config::Settings;
-use crate::metrics::{add, inc, Metrics};
+use crate::metrics::{add, get, inc, Metrics};
 use crate::protocol::{
     close, encode, timestamp, CommandError, CustomStatus, ErrorCode, Event, Member, MessageRecord,
     Notification, RawJson, Status,
@@ -49,6 +51,8 @@ pub struct RegistryConfig {
     pub recovery_max: usize,
     pub typing_timeout: Duration,
     pub slow_consumer_grace: Duration,
+    /// How long a message from another node waits for a missing seq.
+    pub gap_timeout: Duration,
     /// How long `message:send` waits for its commit (`database.timeout_ms`).
     pub commit_timeout: Duration,
 }
@@ -70,6 +74,7 @@ impl RegistryConfig {
             typing_timeout: Duration::from_millis(s.typing.timeout_ms),
             slow_consumer_grace: Duration::from_millis(s.limits.slow_consumer_grace_ms),
             commit_timeout: Duration::from_millis(s.database.timeout_ms),
+            gap_timeout: Duration::from_millis(s.redis.gap_timeout_ms),
         }
     }
 
@@ -95,6 +100,9 @@ struct Room {
     /// The newest seq delivered here: answers `room:join` while the
     /// message log cannot.
     last_seq: u64,
+    /// Messages that arrived ahead of a missing seq (from other nodes).
+    early: BTreeMap<u64, Arc<MessageRecord>>,
+    gap_timer: bool,
     members: HashMap<ConnId, Target>,
     /// user -> connections of that user in the room
     users: HashMap<Arc<str>, usize>,
@@ -115,6 +123,9 @@ pub struct RoomRegistry {
     presence: Addr<PresenceTracker>,
     metrics: Arc<Metrics>,
     records: Arc<Records>,
+    /// The relay to other nodes, when Redis is configured.
+    bridge: Option<Addr<RedisBridge>>,
+    started: std::time::Instant,
     /// Appends waiting for their commit, in order (set in `started`).
     committing: Option<mpsc::UnboundedSender<Pending>>,
     rooms: HashMap<Arc<str>, Room>,
@@ -170,6 +181,7 @@ impl RoomRegistry {
         presence: Addr<PresenceTracker>,
         metrics: Arc<Metrics>,
         records: Arc<Records>,
+        bridge: Option<Addr<RedisBridge>>,
     ) -> Self {
         RoomRegistry {
             cfg,
@@ -177,6 +189,8 @@ impl RoomRegistry {
             presence,
             metrics,
             records,
+            bridge,
+            started: std::time::Instant::now(),
             committing: None,
             rooms: HashMap::new(),
             conns: HashMap::new(),
@@ -232,9 +246,14 @@ impl RoomRegistry {
         if *conn.personal_room != **room {
             conn.rooms.insert(room.clone());
         }
+        let user = conn.identity.user_id.clone();
+        let target = conn.target.clone();
+        if !self.rooms.contains_key(room) && !is_personal(room) {
+            self.follow(room.clone(), true);
+        }
         let r = self.rooms.entry(room.clone()).or_default();
-        r.members.insert(id, conn.target.clone());
-        *r.users.entry(conn.identity.user_id.clone()).or_insert(0) += 1;
+        r.members.insert(id, target);
+        *r.users.entry(user).or_insert(0) += 1;
     }
 
     /// Removes one membership; true when it existed.
@@ -257,9 +276,34 @@ impl RoomRegistry {
             }
         }
         if r.members.is_empty() {
-            self.rooms.remove(room);
+            if let Some((name, _)) = self.rooms.remove_entry(room) {
+                if !is_personal(&name) {
+                    self.follow(name, false);
+                }
+            }
         }
         true
+    }
+
+    /// Tells the bridge (if any) to follow a room's channel or not.
+    fn follow(&self, room: Arc<str>, on: bool) {
+        if let Some(bridge) = &self.bridge {
+            self.metrics.redis_mailbox.sent();
+            if bridge.try_send(Follow { room, on }).is_err() {
+                log::warn!("redis bridge mailbox full: a subscription change was dropped");
+            }
+        }
+    }
+
+    /// Hands an event to the bridge for the other nodes (if any).
+    fn cluster(&self, channel: Channel, event: ClusterEvent) {
+        if let Some(bridge) = &self.bridge {
+            self.metrics.redis_mailbox.sent();
+            if bridge.try_send(Relay { channel, event }).is_err() {
+                inc(&self.metrics.redis_publish_errors);
+                log::warn!("redis bridge mailbox full: an event for other nodes was dropped");
+            }
+        }
     }
 
     /// Hands `frame` to one session; false when it could not take it.
@@ -367,7 +411,7 @@ impl RoomRegistry {
 // ---------------------------------------------------------------------------
 // Connections
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionInfo {
     pub connection_id: String,
@@ -375,7 +419,7 @@ pub struct ConnectionInfo {
     pub remote_addr: Option<String>,
     pub user_agent: Option<String>,
     pub connected_at: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rooms: Vec<Arc<str>>,
 }
 
@@ -412,6 +456,13 @@ impl Handler<Connect> for RoomRegistry {
         );
         self.users.entry(user.clone()).or_default().insert(msg.id);
         self.add_member(msg.id, &personal_room);
+        self.cluster(
+            Channel::All,
+            ClusterEvent::Track(TrackOp::Connect {
+                user: user.clone(),
+                name: msg.identity.name.clone(),
+            }),
+        );
         let track = self.track(TrackConnect {
             node: self.cfg.node_id.clone(),
             user,
@@ -451,6 +502,13 @@ impl Handler<Disconnect> for RoomRegistry {
                 self.users.remove(&user);
             }
         }
+        self.cluster(
+            Channel::All,
+            ClusterEvent::Track(TrackOp::Disconnect {
+                user: user.clone(),
+                rooms: rooms.clone(),
+            }),
+        );
         let track = self.track(TrackDisconnect {
             node: self.cfg.node_id.clone(),
             user: user.clone(),
@@ -545,6 +603,13 @@ impl Handler<Join> for RoomRegistry {
                 .boxed_local()
         } else {
             self.add_member(msg.id, &room);
+            self.cluster(
+                Channel::All,
+                ClusterEvent::Track(TrackOp::Join {
+                    room: room.clone(),
+                    user: user.clone(),
+                }),
+            );
             self.track(TrackJoin {
                 node: self.cfg.node_id.clone(),
                 room: room.clone(),
@@ -633,6 +698,13 @@ impl Handler<Leave> for RoomRegistry {
             Some(&user),
             Some(&msg.id.to_string()),
             json!({ "room": &msg.room }),
+        );
+        self.cluster(
+            Channel::All,
+            ClusterEvent::Track(TrackOp::Leave {
+                room: msg.room.as_str().into(),
+                user: user.clone(),
+            }),
         );
         let track = self.track(TrackLeave {
             node: self.cfg.node_id.clone(),
@@ -737,16 +809,18 @@ impl RoomRegistry {
 }
 
 impl StreamHandler<Committed> for RoomRegistry {
-    fn handle(&mut self, (result, reply): Committed, _: &mut Context<Self>) {
+    fn handle(&mut self, (result, reply): Committed, ctx: &mut Context<Self>) {
         let result = result.map_err(store_down).map(|appended| {
             let record = appended.record;
             if !appended.duplicate {
                 inc(&self.metrics.messages_in);
-                if let Some(room) = self.rooms.get_mut(&record.room) {
-                    room.last_seq = room.last_seq.max(record.seq);
-                }
-                let frame = encode(&Event::MessageNew(&record));
-                self.fan_out(&record.room, None, &frame);
+                self.cluster(
+                    Channel::Room(record.room.clone()),
+                    ClusterEvent::Message {
+                        record: record.clone(),
+                    },
+                );
+                self.sequence(ctx, record.clone());
             }
             Published {
                 message_id: record.message_id.clone(),
@@ -780,6 +854,15 @@ impl Handler<Typing> for RoomRegistry {
         };
         let room: Arc<str> = msg.room.into();
         let msg_thread = msg.thread_id.clone();
+        self.cluster(
+            Channel::Room(room.clone()),
+            ClusterEvent::Typing {
+                room: room.clone(),
+                thread_id: msg.thread_id.clone(),
+                user: conn.identity.user_id.clone(),
+                active: msg.active,
+            },
+        );
         let set = self.track(SetTyping {
             room: room.clone(),
             thread_id: msg.thread_id,
@@ -837,6 +920,14 @@ impl Handler<UpdatePresence> for RoomRegistry {
                     .map(|c| json!(c).to_string()),
                 at: now_ms(),
             });
+            act.cluster(
+                Channel::All,
+                ClusterEvent::Status {
+                    user: user.clone(),
+                    status: presence.status,
+                    custom_status: presence.custom_status.clone(),
+                },
+            );
             act.announce_presence(&user, &presence, &rooms, Some(origin));
             Ok(())
         }))
@@ -936,41 +1027,23 @@ pub struct Kick {
 }
 
 impl Handler<Kick> for RoomRegistry {
-    type Result = usize;
-    fn handle(&mut self, msg: Kick, _: &mut Context<Self>) -> usize {
+    type Result = ResponseFuture<usize>;
+    fn handle(&mut self, msg: Kick, _: &mut Context<Self>) -> Self::Result {
         self.metrics.registry_mailbox.handled();
-        let Some(ids) = self.users.get(msg.user_id.as_str()) else {
-            return 0;
+        let local = self.kick_local(&msg.user_id, &msg.reason);
+        let op = AdminOp::Kick {
+            user_id: msg.user_id,
+            reason: msg.reason,
         };
-        let mut kicked = 0;
-        for id in ids {
-            let Some(conn) = self.conns.get(id) else {
-                continue;
-            };
-            let shutdown = Shutdown {
-                code: close::KICKED,
-                reason: msg.reason.clone(),
-            };
-            match conn.target.addr.try_send(shutdown) {
-                Ok(()) => conn.target.handle.enqueued(),
-                // A session too far behind to take the kick: drop its socket.
-                Err(SendError::Full(_)) => conn.target.handle.shut_down_socket(),
-                Err(SendError::Closed(_)) => continue,
-            }
-            kicked += 1;
-            log::info!(
-                "kick conn={} user={} reason={:?}",
-                id,
-                msg.user_id,
-                msg.reason
-            );
-        }
-        add(&self.metrics.kicks, kicked as u64);
-        kicked
+        Box::pin(
+            self.gather(op)
+                .map(move |(answers, _)| local + sum_counts(&answers)),
+        )
     }
 }
 
-/// Delivers a notification to every connection of a user; answers how many.
+/// Delivers a notification to every connection of a user on every node;
+/// answers how many.
 #[derive(Message)]
 #[rtype(result = "usize")]
 pub struct Notify {
@@ -979,16 +1052,23 @@ pub struct Notify {
 }
 
 impl Handler<Notify> for RoomRegistry {
-    type Result = usize;
-    fn handle(&mut self, msg: Notify, _: &mut Context<Self>) -> usize {
+    type Result = ResponseFuture<usize>;
+    fn handle(&mut self, msg: Notify, _: &mut Context<Self>) -> Self::Result {
         self.metrics.registry_mailbox.handled();
-        inc(&self.metrics.notifications);
-        let frame = encode(&Event::Notification(&msg.notification));
-        self.fan_out(&crate::auth::personal_room(&msg.user_id), None, &frame)
+        let local = self.notify_local(&msg.user_id, &msg.notification);
+        let op = AdminOp::Notify {
+            user_id: msg.user_id,
+            notification: msg.notification,
+        };
+        Box::pin(
+            self.gather(op)
+                .map(move |(answers, _)| local + sum_counts(&answers)),
+        )
     }
 }
 
-/// Sends a `broadcast` event to a room, or to every connection.
+/// Sends a `broadcast` event to a room, or to every connection, on every
+/// node; answers how many connections got it.
 #[derive(Message)]
 #[rtype(result = "usize")]
 pub struct Broadcast {
@@ -998,17 +1078,192 @@ pub struct Broadcast {
 }
 
 impl Handler<Broadcast> for RoomRegistry {
-    type Result = usize;
-    fn handle(&mut self, msg: Broadcast, _: &mut Context<Self>) -> usize {
+    type Result = ResponseFuture<usize>;
+    fn handle(&mut self, msg: Broadcast, _: &mut Context<Self>) -> Self::Result {
         self.metrics.registry_mailbox.handled();
+        let local = self.broadcast_local(msg.room.as_deref(), &msg.event, &msg.data);
+        let op = AdminOp::Broadcast {
+            room: msg.room,
+            event: msg.event,
+            data: msg.data,
+        };
+        Box::pin(
+            self.gather(op)
+                .map(move |(answers, _)| local + sum_counts(&answers)),
+        )
+    }
+}
+
+fn sum_counts(answers: &[Value]) -> usize {
+    answers.iter().filter_map(Value::as_u64).sum::<u64>() as usize
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomInfo {
+    pub room: Arc<str>,
+    pub users: usize,
+    pub connections: usize,
+}
+
+/// Rooms with members on any node; counts add up every node's.
+#[derive(Message)]
+#[rtype(result = "Vec<RoomInfo>")]
+pub struct ListRooms;
+
+impl Handler<ListRooms> for RoomRegistry {
+    type Result = ResponseFuture<Vec<RoomInfo>>;
+    fn handle(&mut self, _: ListRooms, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.registry_mailbox.handled();
+        let local = self.rooms_local();
+        Box::pin(self.gather(AdminOp::Rooms).map(move |(answers, _)| {
+            let mut merged: BTreeMap<Arc<str>, RoomInfo> = BTreeMap::new();
+            let remote = answers
+                .into_iter()
+                .filter_map(|a| serde_json::from_value::<Vec<RoomInfo>>(a).ok())
+                .flatten();
+            for r in local.into_iter().chain(remote) {
+                let entry = merged.entry(r.room.clone()).or_insert(RoomInfo {
+                    room: r.room.clone(),
+                    users: 0,
+                    connections: 0,
+                });
+                entry.users += r.users;
+                entry.connections += r.connections;
+            }
+            merged.into_values().collect()
+        }))
+    }
+}
+
+/// Connections on every node, optionally of one user.
+#[derive(Message)]
+#[rtype(result = "Vec<ConnectionInfo>")]
+pub struct ListConnections {
+    pub user_id: Option<String>,
+}
+
+impl Handler<ListConnections> for RoomRegistry {
+    type Result = ResponseFuture<Vec<ConnectionInfo>>;
+    fn handle(&mut self, msg: ListConnections, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.registry_mailbox.handled();
+        let local = self.connections_local(msg.user_id.as_deref());
+        let op = AdminOp::Connections {
+            user_id: msg.user_id,
+        };
+        Box::pin(self.gather(op).map(move |(answers, _)| {
+            let mut list = local;
+            for a in answers {
+                if let Ok(more) = serde_json::from_value::<Vec<ConnectionInfo>>(a) {
+                    list.extend(more);
+                }
+            }
+            list.sort_by(|a, b| a.connected_at.cmp(&b.connected_at));
+            list
+        }))
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryStats {
+    pub connections: usize,
+    pub users: usize,
+    pub rooms: usize,
+}
+
+/// This node's counts.
+#[derive(Message)]
+#[rtype(result = "RegistryStats")]
+pub struct Stats;
+
+impl Handler<Stats> for RoomRegistry {
+    type Result = MessageResult<Stats>;
+    fn handle(&mut self, _: Stats, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.registry_mailbox.handled();
+        MessageResult(self.stats_local())
+    }
+}
+
+/// Every node's figures (this node first), and how many nodes were asked
+/// but did not answer in time.
+#[derive(Message)]
+#[rtype(result = "(Vec<Value>, usize)")]
+pub struct ClusterStats;
+
+impl Handler<ClusterStats> for RoomRegistry {
+    type Result = ResponseFuture<(Vec<Value>, usize)>;
+    fn handle(&mut self, _: ClusterStats, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.registry_mailbox.handled();
+        let local = self.node_figures();
+        Box::pin(self.gather(AdminOp::Stats).map(move |(answers, asked)| {
+            let missing = asked.saturating_sub(answers.len());
+            let mut nodes = vec![local];
+            nodes.extend(answers);
+            (nodes, missing)
+        }))
+    }
+}
+
+impl RoomRegistry {
+    /// Asks the other nodes (if any) to carry out `op`.
+    fn gather(
+        &self,
+        op: AdminOp,
+    ) -> impl std::future::Future<Output = (Vec<Value>, usize)> + 'static {
+        let request = self.bridge.as_ref().map(|bridge| {
+            self.metrics.redis_mailbox.sent();
+            bridge.send(Gather { op })
+        });
+        async move {
+            match request {
+                Some(request) => request.await.unwrap_or_default(),
+                None => (Vec::new(), 0),
+            }
+        }
+    }
+
+    fn kick_local(&self, user_id: &str, reason: &str) -> usize {
+        let Some(ids) = self.users.get(user_id) else {
+            return 0;
+        };
+        let mut kicked = 0;
+        for id in ids {
+            let Some(conn) = self.conns.get(id) else {
+                continue;
+            };
+            let shutdown = Shutdown {
+                code: close::KICKED,
+                reason: reason.to_string(),
+            };
+            match conn.target.addr.try_send(shutdown) {
+                Ok(()) => conn.target.handle.enqueued(),
+                // A session too far behind to take the kick: drop its socket.
+                Err(SendError::Full(_)) => conn.target.handle.shut_down_socket(),
+                Err(SendError::Closed(_)) => continue,
+            }
+            kicked += 1;
+            log::info!("kick conn={id} user={user_id} reason={reason:?}");
+        }
+        add(&self.metrics.kicks, kicked as u64);
+        kicked
+    }
+
+    fn notify_local(&self, user_id: &str, notification: &Notification) -> usize {
+        inc(&self.metrics.notifications);
+        let frame = encode(&Event::Notification(notification));
+        self.fan_out(&crate::auth::personal_room(user_id), None, &frame)
+    }
+
+    fn broadcast_local(&self, room: Option<&str>, event: &str, data: &Value) -> usize {
         inc(&self.metrics.broadcasts);
         let frame = encode(&Event::Broadcast {
-            room: msg.room.as_deref(),
-            event: &msg.event,
-            data: &msg.data,
+            room,
+            event,
+            data,
             timestamp: timestamp(Utc::now()),
         });
-        match &msg.room {
+        match room {
             Some(room) => self.fan_out(room, None, &frame),
             None => {
                 let delivered = self
@@ -1021,24 +1276,8 @@ impl Handler<Broadcast> for RoomRegistry {
             }
         }
     }
-}
 
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RoomInfo {
-    pub room: Arc<str>,
-    pub users: usize,
-    pub connections: usize,
-}
-
-#[derive(Message)]
-#[rtype(result = "Vec<RoomInfo>")]
-pub struct ListRooms;
-
-impl Handler<ListRooms> for RoomRegistry {
-    type Result = MessageResult<ListRooms>;
-    fn handle(&mut self, _: ListRooms, _: &mut Context<Self>) -> Self::Result {
-        self.metrics.registry_mailbox.handled();
+    fn rooms_local(&self) -> Vec<RoomInfo> {
         let mut rooms: Vec<RoomInfo> = self
             .rooms
             .iter()
@@ -1049,28 +1288,14 @@ impl Handler<ListRooms> for RoomRegistry {
             })
             .collect();
         rooms.sort_by(|a, b| a.room.cmp(&b.room));
-        MessageResult(rooms)
+        rooms
     }
-}
 
-#[derive(Message)]
-#[rtype(result = "Vec<ConnectionInfo>")]
-pub struct ListConnections {
-    pub user_id: Option<String>,
-}
-
-impl Handler<ListConnections> for RoomRegistry {
-    type Result = MessageResult<ListConnections>;
-    fn handle(&mut self, msg: ListConnections, _: &mut Context<Self>) -> Self::Result {
-        self.metrics.registry_mailbox.handled();
+    fn connections_local(&self, user_id: Option<&str>) -> Vec<ConnectionInfo> {
         let mut list: Vec<ConnectionInfo> = self
             .conns
             .values()
-            .filter(|c| {
-                msg.user_id
-                    .as_deref()
-                    .is_none_or(|u| *c.identity.user_id == *u)
-            })
+            .filter(|c| user_id.is_none_or(|u| *c.identity.user_id == *u))
             .map(|c| {
                 let mut info = c.info.clone();
                 info.rooms = c.rooms.iter().cloned().collect();
@@ -1079,31 +1304,55 @@ impl Handler<ListConnections> for RoomRegistry {
             })
             .collect();
         list.sort_by(|a, b| a.connected_at.cmp(&b.connected_at));
-        MessageResult(list)
+        list
     }
-}
 
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RegistryStats {
-    pub connections: usize,
-    pub users: usize,
-    pub rooms: usize,
-}
-
-#[derive(Message)]
-#[rtype(result = "RegistryStats")]
-pub struct Stats;
-
-impl Handler<Stats> for RoomRegistry {
-    type Result = MessageResult<Stats>;
-    fn handle(&mut self, _: Stats, _: &mut Context<Self>) -> Self::Result {
-        self.metrics.registry_mailbox.handled();
-        MessageResult(RegistryStats {
+    fn stats_local(&self) -> RegistryStats {
+        RegistryStats {
             connections: self.conns.len(),
             users: self.users.len(),
             rooms: self.rooms.len(),
+        }
+    }
+
+    /// This node's line of `/admin/stats`.
+    fn node_figures(&self) -> Value {
+        let s = self.stats_local();
+        let m = &self.metrics;
+        json!({
+            "nodeId": &*self.cfg.node_id,
+            "connections": s.connections,
+            "users": s.users,
+            "rooms": s.rooms,
+            "messagesIn": get(&m.messages_in),
+            "messagesOut": get(&m.messages_out),
+            "rateLimited": get(&m.rate_limited),
+            "slowConsumerCloses": get(&m.slow_consumer_closes),
+            "uptimeSecs": self.started.elapsed().as_secs(),
+            "mailboxDepth": {
+                "session": m.session_mailbox.depth(),
+                "roomRegistry": m.registry_mailbox.depth(),
+                "presenceTracker": m.presence_mailbox.depth(),
+                "redisBridge": m.redis_mailbox.depth(),
+            },
         })
+    }
+
+    /// What another node's admin request asks of this one.
+    fn run_admin(&self, op: AdminOp) -> Value {
+        match op {
+            AdminOp::Kick { user_id, reason } => json!(self.kick_local(&user_id, &reason)),
+            AdminOp::Notify {
+                user_id,
+                notification,
+            } => json!(self.notify_local(&user_id, &notification)),
+            AdminOp::Broadcast { room, event, data } => {
+                json!(self.broadcast_local(room.as_deref(), &event, &data))
+            }
+            AdminOp::Stats => self.node_figures(),
+            AdminOp::Connections { user_id } => json!(self.connections_local(user_id.as_deref())),
+            AdminOp::Rooms => json!(self.rooms_local()),
+        }
     }
 }
 
@@ -1150,5 +1399,293 @@ mod tests {
         assert_eq!(cfg.max_users("lobby"), 70);
         cfg.max_users.clear();
         assert_eq!(cfg.max_users("lobby"), 100);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Delivery in seq order, whatever node a message came from
+
+impl RoomRegistry {
+    /// Delivers a committed message to this node's members of its room, in
+    /// `seq` order. Messages from other nodes may arrive out of order (each
+    /// node publishes its own commits); one that is ahead of a missing seq
+    /// waits up to `redis.gap_timeout_ms`, then the missing ones are read
+    /// from the database (or skipped when it cannot answer: clients see the
+    /// gap and recover with `room:join` + `since`).
+    fn sequence(&mut self, ctx: &mut Context<Self>, record: Arc<MessageRecord>) {
+        let Some(room) = self.rooms.get_mut(&record.room) else {
+            return; // no local member
+        };
+        let last = room.last_seq;
+        if last != 0 && record.seq <= last {
+            return; // delivered already
+        }
+        if last != 0 && record.seq > last + 1 {
+            room.early.insert(record.seq, record.clone());
+            if !room.gap_timer {
+                room.gap_timer = true;
+                let name = record.room.clone();
+                ctx.run_later(self.cfg.gap_timeout, move |act, ctx| {
+                    act.fill_gap(ctx, name)
+                });
+            }
+            return;
+        }
+        self.deliver_record(&record);
+        self.deliver_early(&record.room);
+    }
+
+    fn deliver_record(&mut self, record: &MessageRecord) {
+        if let Some(room) = self.rooms.get_mut(&record.room) {
+            room.last_seq = room.last_seq.max(record.seq);
+        }
+        let frame = encode(&Event::MessageNew(record));
+        self.fan_out(&record.room, None, &frame);
+    }
+
+    /// Delivers the waiting messages that are next in line.
+    fn deliver_early(&mut self, room: &Arc<str>) {
+        loop {
+            let Some(r) = self.rooms.get_mut(room) else {
+                return;
+            };
+            let next = r.last_seq + 1;
+            match r.early.remove(&next) {
+                Some(record) => self.deliver_record(&record),
+                None => break,
+            }
+        }
+        if let Some(r) = self.rooms.get_mut(room) {
+            if r.early.is_empty() {
+                r.gap_timer = false;
+            }
+        }
+    }
+
+    fn fill_gap(&mut self, ctx: &mut Context<Self>, name: Arc<str>) {
+        let Some(room) = self.rooms.get(&name) else {
+            return;
+        };
+        if room.early.is_empty() {
+            return;
+        }
+        let since = room.last_seq;
+        let wanted = room
+            .early
+            .keys()
+            .next()
+            .map_or(0, |first| first - since - 1) as usize;
+        let recover = self.log.recover(&name, Some(since), wanted.max(1));
+        ctx.spawn(recover.into_actor(self).map(move |res, act, ctx| {
+            match res {
+                Ok(recovery) => {
+                    inc(&act.metrics.cluster_gaps_filled);
+                    for record in recovery.messages {
+                        if let Some(r) = act.rooms.get_mut(&name) {
+                            r.early.entry(record.seq).or_insert(record);
+                        }
+                    }
+                }
+                Err(e) => log::warn!(
+                    "room {name}: missing messages not read back ({e}); skipping the gap"
+                ),
+            }
+            // Deliver everything waiting in order; what is still missing is
+            // skipped (the database did not have it).
+            let waiting: Vec<Arc<MessageRecord>> = match act.rooms.get_mut(&name) {
+                Some(r) => std::mem::take(&mut r.early).into_values().collect(),
+                None => return,
+            };
+            for record in waiting {
+                let last = act.rooms.get(&name).map_or(0, |r| r.last_seq);
+                if record.seq > last {
+                    act.deliver_record(&record);
+                }
+            }
+            if let Some(r) = act.rooms.get_mut(&name) {
+                r.gap_timer = false;
+                if !r.early.is_empty() {
+                    r.gap_timer = true;
+                    let name = name.clone();
+                    ctx.run_later(act.cfg.gap_timeout, move |act, ctx| act.fill_gap(ctx, name));
+                }
+            }
+        }));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// What other nodes say
+
+/// An event from another node, relayed by the RedisBridge.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FromCluster {
+    pub node: Arc<str>,
+    pub event: ClusterEvent,
+}
+
+impl Handler<FromCluster> for RoomRegistry {
+    type Result = ();
+    fn handle(&mut self, msg: FromCluster, ctx: &mut Context<Self>) {
+        self.metrics.registry_mailbox.handled();
+        let node = msg.node;
+        match msg.event {
+            ClusterEvent::Message { record } => self.sequence(ctx, record),
+            ClusterEvent::Typing {
+                room,
+                thread_id,
+                user,
+                active,
+            } => {
+                let set = self.track(SetTyping {
+                    room,
+                    thread_id,
+                    user,
+                    active,
+                });
+                ctx.spawn(set.into_actor(self).map(move |res, act, ctx| {
+                    if let Ok(Some(change)) = res {
+                        act.announce_typing(&change, None);
+                        if active {
+                            act.schedule_typing_expiry(ctx, change.room, change.thread_id);
+                        }
+                    }
+                }));
+            }
+            ClusterEvent::Track(op) => self.apply_remote(ctx, node, op),
+            ClusterEvent::Status {
+                user,
+                status,
+                custom_status,
+            } => {
+                let set = self.track(SetStatus {
+                    user: user.clone(),
+                    status,
+                    custom_status,
+                });
+                ctx.spawn(set.into_actor(self).map(move |res, act, _| {
+                    if let Ok(Some((presence, rooms))) = res {
+                        act.announce_presence(&user, &presence, &rooms, None);
+                    }
+                }));
+            }
+            ClusterEvent::Hello => {
+                let take = self.track(TakeSnapshot {
+                    node: self.cfg.node_id.clone(),
+                });
+                ctx.spawn(take.into_actor(self).map(move |res, act, _| {
+                    if let Ok(snapshot) = res {
+                        act.cluster(Channel::Node(node), ClusterEvent::Snapshot { snapshot });
+                    }
+                }));
+            }
+            ClusterEvent::Snapshot { snapshot } => {
+                let apply = self.track(ApplySnapshot { node, snapshot });
+                ctx.spawn(apply.into_actor(self).map(|res, act, _| {
+                    let Ok(changes) = res else { return };
+                    for (room, user) in changes.joined {
+                        if !is_personal(&room) {
+                            let frame = encode(&Event::UserJoined {
+                                room: &room,
+                                user_id: &user,
+                            });
+                            act.fan_out(&room, None, &frame);
+                        }
+                    }
+                    for (outcome, user) in changes.left {
+                        act.announce_leave(&outcome, &user);
+                    }
+                }));
+            }
+            ClusterEvent::Request { id, op } => {
+                let answer = self.run_admin(op);
+                self.cluster(Channel::Node(node), ClusterEvent::Reply { id, answer });
+            }
+            // Answers are gathered by the bridge itself.
+            ClusterEvent::Reply { .. } => {}
+        }
+    }
+}
+
+impl RoomRegistry {
+    /// A presence change on another node: the same bookkeeping as a local
+    /// one, announced to this node's members.
+    fn apply_remote(&mut self, ctx: &mut Context<Self>, node: Arc<str>, op: TrackOp) {
+        match op {
+            TrackOp::Connect { user, name } => {
+                let personal_room = crate::auth::personal_room(&user).into();
+                let track = self.track(TrackConnect {
+                    node,
+                    user,
+                    name,
+                    personal_room,
+                });
+                actix::spawn(async move {
+                    let _ = track.await;
+                });
+            }
+            TrackOp::Disconnect { user, rooms } => {
+                let track = self.track(TrackDisconnect {
+                    node,
+                    user: user.clone(),
+                    rooms,
+                });
+                ctx.spawn(track.into_actor(self).map(move |res, act, _| {
+                    for outcome in res.unwrap_or_default() {
+                        act.announce_leave(&outcome, &user);
+                    }
+                }));
+            }
+            TrackOp::Join { room, user } => {
+                let track = self.track(TrackJoin {
+                    node,
+                    room: room.clone(),
+                    user: user.clone(),
+                });
+                ctx.spawn(track.into_actor(self).map(move |res, act, _| {
+                    if res.is_ok_and(|o| o.first) && !is_personal(&room) {
+                        let frame = encode(&Event::UserJoined {
+                            room: &room,
+                            user_id: &user,
+                        });
+                        act.fan_out(&room, None, &frame);
+                    }
+                }));
+            }
+            TrackOp::Leave { room, user } => {
+                let track = self.track(TrackLeave {
+                    node,
+                    room,
+                    user: user.clone(),
+                });
+                ctx.spawn(track.into_actor(self).map(move |res, act, _| {
+                    if let Ok(outcome) = res {
+                        act.announce_leave(&outcome, &user);
+                    }
+                }));
+            }
+        }
+    }
+}
+
+/// Another node is dead (its liveness key expired) or restarted: its users
+/// leave, once per user and room.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct NodeGone {
+    pub node: Arc<str>,
+}
+
+impl Handler<NodeGone> for RoomRegistry {
+    type Result = ();
+    fn handle(&mut self, msg: NodeGone, ctx: &mut Context<Self>) {
+        self.metrics.registry_mailbox.handled();
+        let drop = self.track(DropNode { node: msg.node });
+        ctx.spawn(drop.into_actor(self).map(|res, act, _| {
+            for (outcome, user) in res.unwrap_or_default() {
+                act.announce_leave(&outcome, &user);
+            }
+        }));
     }
 }

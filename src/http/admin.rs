@@ -12,8 +12,9 @@ use serde_json::{json, Value};
 
 use super::{ApiError, AppState};
 use crate::actors::presence::GetMembers;
-use crate::actors::room_registry::{Broadcast, Kick, ListConnections, ListRooms, Notify, Stats};
-use crate::metrics::get;
+use crate::actors::room_registry::{
+    Broadcast, ClusterStats, Kick, ListConnections, ListRooms, Notify,
+};
 use crate::protocol::{validate_room, ErrorCode, Notification, NotificationKind};
 use crate::store::records::{audit_events, Record};
 use crate::store::{ms_to_rfc3339, now_ms, StoreError};
@@ -239,31 +240,20 @@ pub async fn broadcast(
 
 pub async fn stats(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     state.sessions.metrics.registry_mailbox.sent();
-    let s = state.registry().send(Stats).await.map_err(registry_down)?;
-    let m = &state.sessions.metrics;
-    let node = json!({
-        "nodeId": state.node_id,
-        "connections": s.connections,
-        "users": s.users,
-        "rooms": s.rooms,
-        "messagesIn": get(&m.messages_in),
-        "messagesOut": get(&m.messages_out),
-        "rateLimited": get(&m.rate_limited),
-        "slowConsumerCloses": get(&m.slow_consumer_closes),
-        "uptimeSecs": state.started.elapsed().as_secs(),
-        "mailboxDepth": {
-            "session": m.session_mailbox.depth(),
-            "roomRegistry": m.registry_mailbox.depth(),
-            "presenceTracker": m.presence_mailbox.depth(),
-        },
-    });
+    let (nodes, missing) = state
+        .registry()
+        .send(ClusterStats)
+        .await
+        .map_err(registry_down)?;
+    let total = |key: &str| nodes.iter().filter_map(|n| n[key].as_u64()).sum::<u64>();
     Ok(HttpResponse::Ok().json(json!({
-        "connections": s.connections,
-        "users": s.users,
-        "rooms": s.rooms,
-        "messagesIn": get(&m.messages_in),
-        "messagesOut": get(&m.messages_out),
-        "nodes": [node],
+        "connections": total("connections"),
+        "users": total("users"),
+        "rooms": total("rooms"),
+        "messagesIn": total("messagesIn"),
+        "messagesOut": total("messagesOut"),
+        "nodes": nodes,
+        "nodesNotAnswering": missing,
     })))
 }
 

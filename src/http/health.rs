@@ -21,8 +21,9 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     state.sessions.metrics.registry_mailbox.sent();
     let registry = state.registry().send(Stats).await.is_ok();
     let database = state.db.ping().await;
+    let redis = state.redis.as_ref().map(|h| h.up());
     let up = |ok: bool| if ok { "ok" } else { "down" };
-    let ready = registry && database.is_ok();
+    let ready = registry && database.is_ok() && redis != Some(false);
     let mut body = json!({
         "status": if ready { "ok" } else { "unavailable" },
         "checks": {
@@ -30,6 +31,9 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
             "database": up(database.is_ok()),
         },
     });
+    if let Some(redis) = redis {
+        body["checks"]["redis"] = json!(up(redis));
+    }
     if let Err(e) = database {
         body["errors"] = json!({ "database": e.to_string() });
     }

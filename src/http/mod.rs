@@ -14,6 +14,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse, Resource, ResponseError, Route};
 
 use crate::actors::presence::PresenceTracker;
+use crate::actors::redis_bridge::BridgeHealth;
 use crate::actors::room_registry::RoomRegistry;
 use crate::actors::session::SessionDeps;
 use crate::config::Settings;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub presence: Addr<PresenceTracker>,
     pub counter: Arc<ConnectionCounter>,
     pub db: Db,
+    /// Redis health, when this node is part of a cluster.
+    pub redis: Option<Arc<BridgeHealth>>,
     pub sessions: Arc<SessionDeps>,
 }
 

@@ -78,7 +78,7 @@ impl DatabaseUrl {
         }
         Err(format!(
             "unsupported DATABASE_URL {:?}: use postgres://… or sqlite://<file>",
-            redact(url)
+            redact_url(url)
         ))
     }
 
@@ -92,14 +92,14 @@ impl DatabaseUrl {
     /// For logs: the password, if any, is hidden.
     pub fn describe(&self) -> String {
         match self {
-            DatabaseUrl::Postgres(url) => redact(url),
+            DatabaseUrl::Postgres(url) => redact_url(url),
             DatabaseUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
         }
     }
 }
 
 /// Hides the password of a `scheme://user:password@host/...` URL.
-fn redact(url: &str) -> String {
+pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };

@@ -1,0 +1,532 @@
+//! The RedisBridge actor: relays between this node's RoomRegistry and the
+//! other nodes through Redis.
+//!
+//! - Outbound: the registry hands it typed [`ClusterEvent`]s with
+//!   `try_send`; one publisher task sends them in order, pipelined, through
+//!   the `deadpool-redis` pool.
+//! - Inbound: a dedicated pub/sub connection, subscribed to `<prefix>:all`,
+//!   `<prefix>:node:<self>` and the rooms with local members; events go to the
+//!   registry, answers to admin requests are gathered here.
+//! - Liveness: every `redis.heartbeat_ms` the node refreshes its key
+//!   `<prefix>:alive:<node>` (expiring after `redis.node_ttl_ms`) and checks
+//!   the keys of the nodes it knows; a node whose key is gone (or holds a new
+//!   boot id) is dead and the registry drops its presence.
+//! - Redis down: publishing fails and is counted, the pub/sub connection is
+//!   retried with backoff, and on reconnection the node resubscribes and
+//!   says `Hello`, so every node re-sends its presence snapshot.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use deadpool_redis::redis::{self, aio::PubSubSink};
+use deadpool_redis::{Pool, PoolConfig, Runtime};
+use futures_util::StreamExt;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use super::room_registry::{FromCluster, NodeGone, RoomRegistry};
+use crate::cluster::{AdminOp, Channel, ClusterEvent, Envelope};
+use crate::config::RedisSettings;
+use crate::metrics::{inc, Metrics};
+
+/// Longest wait for one Redis command.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+/// Events published in one pipeline at most.
+const PUBLISH_BATCH: usize = 256;
+
+#[derive(Debug, Clone)]
+pub struct BridgeConfig {
+    pub url: String,
+    pub prefix: String,
+    pub node_id: Arc<str>,
+    pub boot_id: Arc<str>,
+    pub pool_size: usize,
+    pub heartbeat: Duration,
+    pub node_ttl: Duration,
+    pub gather_timeout: Duration,
+    pub reconnect_max: Duration,
+    pub mailbox: usize,
+}
+
+impl BridgeConfig {
+    pub fn from_settings(s: &RedisSettings, node_id: &str, mailbox: usize) -> Self {
+        BridgeConfig {
+            url: s.url.clone(),
+            prefix: s.prefix.clone(),
+            node_id: node_id.into(),
+            boot_id: uuid::Uuid::new_v4().simple().to_string().into(),
+            pool_size: s.pool_size.max(1),
+            heartbeat: Duration::from_millis(s.heartbeat_ms),
+            node_ttl: Duration::from_millis(s.node_ttl_ms),
+            gather_timeout: Duration::from_millis(s.gather_timeout_ms),
+            reconnect_max: Duration::from_millis(s.reconnect_max_backoff_ms.max(100)),
+            mailbox,
+        }
+    }
+
+    fn alive_key(&self, node: &str) -> String {
+        format!("{}:alive:{node}", self.prefix)
+    }
+}
+
+/// Whether Redis is usable, for `/ready`.
+#[derive(Default)]
+pub struct BridgeHealth {
+    subscribed: AtomicBool,
+    heartbeat_ok: AtomicBool,
+}
+
+impl BridgeHealth {
+    pub fn up(&self) -> bool {
+        self.subscribed.load(Ordering::Relaxed) && self.heartbeat_ok.load(Ordering::Relaxed)
+    }
+}
+
+struct Gathering {
+    waiting_for: HashSet<Arc<str>>,
+    answers: Vec<Value>,
+    done: Option<oneshot::Sender<Vec<Value>>>,
+}
+
+pub struct RedisBridge {
+    cfg: BridgeConfig,
+    client: redis::Client,
+    pool: Pool,
+    outbox: mpsc::Sender<(String, String)>,
+    sink: Option<PubSubSink>,
+    /// Counts pub/sub connections, so events of an old one are ignored.
+    generation: u64,
+    backoff: Duration,
+    rooms: HashSet<Arc<str>>,
+    registry: Option<Addr<RoomRegistry>>,
+    /// Other nodes seen, with their boot id.
+    known: HashMap<Arc<str>, Arc<str>>,
+    pending: HashMap<u64, Gathering>,
+    next_request: u64,
+    health: Arc<BridgeHealth>,
+    metrics: Arc<Metrics>,
+}
+
+impl RedisBridge {
+    pub fn new(
+        cfg: BridgeConfig,
+        health: Arc<BridgeHealth>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, String> {
+        let client =
+            redis::Client::open(cfg.url.as_str()).map_err(|e| format!("invalid REDIS_URL: {e}"))?;
+        let mut pool_cfg = deadpool_redis::Config::from_url(cfg.url.clone());
+        pool_cfg.pool = Some(PoolConfig::new(cfg.pool_size));
+        let pool = pool_cfg
+            .create_pool(Some(Runtime::Tokio1))
+            .map_err(|e| format!("cannot create the Redis pool: {e}"))?;
+        let (outbox, rx) = mpsc::channel(cfg.mailbox.max(1));
+        tokio::spawn(publisher(pool.clone(), rx, metrics.clone()));
+        Ok(RedisBridge {
+            cfg,
+            client,
+            pool,
+            outbox,
+            sink: None,
+            generation: 0,
+            backoff: Duration::from_millis(100),
+            rooms: HashSet::new(),
+            registry: None,
+            known: HashMap::new(),
+            pending: HashMap::new(),
+            next_request: 1,
+            health,
+            metrics,
+        })
+    }
+
+    fn publish(&self, channel: &Channel, event: ClusterEvent) {
+        let envelope = Envelope {
+            node: self.cfg.node_id.clone(),
+            boot: self.cfg.boot_id.clone(),
+            event,
+        };
+        let payload = serde_json::to_string(&envelope).expect("cluster events serialise");
+        if self
+            .outbox
+            .try_send((channel.name(&self.cfg.prefix), payload))
+            .is_err()
+        {
+            inc(&self.metrics.redis_publish_errors);
+            log::warn!("redis publish queue full: an event to {channel:?} was dropped");
+        }
+    }
+
+    fn connect(&mut self, ctx: &mut Context<Self>) {
+        let client = self.client.clone();
+        let mut channels = vec![
+            Channel::All.name(&self.cfg.prefix),
+            Channel::Node(self.cfg.node_id.clone()).name(&self.cfg.prefix),
+        ];
+        channels.extend(
+            self.rooms
+                .iter()
+                .map(|r| Channel::Room(r.clone()).name(&self.cfg.prefix)),
+        );
+        let connecting = async move {
+            let pubsub = tokio::time::timeout(COMMAND_TIMEOUT, client.get_async_pubsub())
+                .await
+                .map_err(|_| "timed out".to_string())?
+                .map_err(|e| e.to_string())?;
+            let (mut sink, stream) = pubsub.split();
+            tokio::time::timeout(COMMAND_TIMEOUT, sink.subscribe(&channels))
+                .await
+                .map_err(|_| "subscribe timed out".to_string())?
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((sink, stream))
+        };
+        ctx.spawn(connecting.into_actor(self).map(|res, act, ctx| match res {
+            Ok((sink, stream)) => {
+                act.generation += 1;
+                let generation = act.generation;
+                act.sink = Some(sink);
+                act.backoff = Duration::from_millis(100);
+                act.health.subscribed.store(true, Ordering::Relaxed);
+                log::info!("redis: subscribed as node {}", act.cfg.node_id);
+                let inbound = stream
+                    .map(move |msg| Inbound::Message(generation, msg))
+                    .chain(futures_util::stream::once(async move {
+                        Inbound::Closed(generation)
+                    }));
+                ctx.add_stream(inbound);
+                // Ask every node for its presence; they ask us when they hear it.
+                act.publish(&Channel::All, ClusterEvent::Hello);
+            }
+            Err(e) => {
+                log::warn!(
+                    "redis: cannot subscribe ({e}); retrying in {:?}",
+                    act.backoff
+                );
+                act.retry_later(ctx);
+            }
+        }));
+    }
+
+    fn retry_later(&mut self, ctx: &mut Context<Self>) {
+        let wait = self.backoff;
+        self.backoff = (self.backoff * 2).min(self.cfg.reconnect_max);
+        ctx.run_later(wait, |act, ctx| act.connect(ctx));
+    }
+
+    fn subscribe(&mut self, ctx: &mut Context<Self>, room: Arc<str>, on: bool) {
+        let changed = if on {
+            self.rooms.insert(room.clone())
+        } else {
+            self.rooms.remove(&room)
+        };
+        if !changed {
+            return;
+        }
+        let Some(mut sink) = self.sink.clone() else {
+            return; // subscribed on reconnection
+        };
+        let channel = Channel::Room(room).name(&self.cfg.prefix);
+        ctx.spawn(
+            async move {
+                let done = if on {
+                    sink.subscribe(&channel).await
+                } else {
+                    sink.unsubscribe(&channel).await
+                };
+                if let Err(e) = done {
+                    log::warn!("redis: (un)subscribe {channel}: {e}");
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    /// Refreshes our liveness key and checks the other nodes'.
+    fn beat(&mut self, ctx: &mut Context<Self>) {
+        let pool = self.pool.clone();
+        let own = self.cfg.alive_key(&self.cfg.node_id);
+        let (boot, ttl) = (
+            self.cfg.boot_id.clone(),
+            self.cfg.node_ttl.as_millis() as u64,
+        );
+        let others: Vec<Arc<str>> = self.known.keys().cloned().collect();
+        let keys: Vec<String> = others.iter().map(|n| self.cfg.alive_key(n)).collect();
+        let beat = async move {
+            let work = async {
+                let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+                redis::cmd("SET")
+                    .arg(&own)
+                    .arg(&*boot)
+                    .arg("PX")
+                    .arg(ttl)
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if keys.is_empty() {
+                    return Ok(Vec::new());
+                }
+                redis::cmd("MGET")
+                    .arg(&keys)
+                    .query_async::<Vec<Option<String>>>(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())
+            };
+            tokio::time::timeout(COMMAND_TIMEOUT, work)
+                .await
+                .map_err(|_| "timed out".to_string())?
+        };
+        ctx.spawn(beat.into_actor(self).map(move |res, act, _| match res {
+            Ok(boots) => {
+                act.health.heartbeat_ok.store(true, Ordering::Relaxed);
+                for (node, seen) in others.into_iter().zip(boots) {
+                    let alive = act
+                        .known
+                        .get(&node)
+                        .is_some_and(|b| seen.as_deref() == Some(&**b));
+                    if !alive {
+                        act.node_gone(node);
+                    }
+                }
+            }
+            Err(e) => {
+                act.health.heartbeat_ok.store(false, Ordering::Relaxed);
+                log::warn!("redis: heartbeat failed: {e}");
+            }
+        }));
+    }
+
+    fn node_gone(&mut self, node: Arc<str>) {
+        if self.known.remove(&node).is_none() {
+            return;
+        }
+        log::warn!("node {node} is gone: dropping its presence");
+        for g in self.pending.values_mut() {
+            g.waiting_for.remove(&node);
+        }
+        self.finish_complete_gatherings();
+        if let Some(registry) = &self.registry {
+            self.metrics.registry_mailbox.sent();
+            registry.do_send(NodeGone { node });
+        }
+    }
+
+    fn finish_complete_gatherings(&mut self) {
+        let done: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, g)| g.waiting_for.is_empty())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in done {
+            if let Some(mut g) = self.pending.remove(&id) {
+                if let Some(tx) = g.done.take() {
+                    let _ = tx.send(g.answers);
+                }
+            }
+        }
+    }
+
+    fn on_envelope(&mut self, env: Envelope) {
+        if env.node == self.cfg.node_id {
+            return;
+        }
+        match self.known.get(&env.node) {
+            Some(boot) if *boot == env.boot => {}
+            Some(_) => {
+                // The same id with a new boot: the old node is gone.
+                self.node_gone(env.node.clone());
+                self.known.insert(env.node.clone(), env.boot.clone());
+            }
+            None => {
+                self.known.insert(env.node.clone(), env.boot.clone());
+            }
+        }
+        if let ClusterEvent::Reply { id, answer } = env.event {
+            if let Some(g) = self.pending.get_mut(&id) {
+                g.answers.push(answer);
+                g.waiting_for.remove(&env.node);
+            }
+            self.finish_complete_gatherings();
+            return;
+        }
+        if let Some(registry) = &self.registry {
+            // Waits for mailbox space rather than dropping: the registry is
+            // never waiting on us, so this cannot deadlock.
+            self.metrics.registry_mailbox.sent();
+            let send = registry.send(FromCluster {
+                node: env.node,
+                event: env.event,
+            });
+            actix::spawn(async move {
+                let _ = send.await;
+            });
+        }
+    }
+}
+
+impl Actor for RedisBridge {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(self.cfg.mailbox);
+        self.connect(ctx);
+        self.beat(ctx);
+        ctx.run_interval(self.cfg.heartbeat, |act, ctx| act.beat(ctx));
+    }
+}
+
+enum Inbound {
+    Message(u64, redis::Msg),
+    Closed(u64),
+}
+
+impl StreamHandler<Inbound> for RedisBridge {
+    fn handle(&mut self, item: Inbound, ctx: &mut Context<Self>) {
+        match item {
+            Inbound::Message(generation, msg) if generation == self.generation => {
+                let payload = msg.get_payload_bytes();
+                match serde_json::from_slice::<Envelope>(payload) {
+                    Ok(env) => self.on_envelope(env),
+                    Err(e) => {
+                        log::warn!("redis: unreadable event on {}: {e}", msg.get_channel_name())
+                    }
+                }
+            }
+            Inbound::Closed(generation) if generation == self.generation => {
+                log::warn!("redis: subscription connection lost; reconnecting");
+                self.sink = None;
+                self.health.subscribed.store(false, Ordering::Relaxed);
+                self.retry_later(ctx);
+            }
+            _ => {}
+        }
+    }
+
+    fn finished(&mut self, _: &mut Context<Self>) {}
+}
+
+/// Sends the events in order, pipelining what is queued.
+async fn publisher(pool: Pool, mut rx: mpsc::Receiver<(String, String)>, metrics: Arc<Metrics>) {
+    let mut failures: u64 = 0;
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < PUBLISH_BATCH {
+            match rx.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
+        let mut pipe = redis::pipe();
+        for (channel, payload) in &batch {
+            pipe.cmd("PUBLISH").arg(channel).arg(payload).ignore();
+        }
+        let sent = tokio::time::timeout(COMMAND_TIMEOUT, async {
+            let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+            pipe.query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|_| Err("timed out".into()));
+        if let Err(e) = sent {
+            for _ in &batch {
+                inc(&metrics.redis_publish_errors);
+            }
+            failures += 1;
+            if failures.is_power_of_two() {
+                log::warn!(
+                    "redis: {} events not published ({failures} failures so far): {e}",
+                    batch.len()
+                );
+            }
+        }
+    }
+}
+
+/// Registers the registry that receives what other nodes say.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Attach {
+    pub registry: Addr<RoomRegistry>,
+}
+
+impl Handler<Attach> for RedisBridge {
+    type Result = ();
+    fn handle(&mut self, msg: Attach, _: &mut Context<Self>) {
+        self.registry = Some(msg.registry);
+    }
+}
+
+/// An event for other nodes.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Relay {
+    pub channel: Channel,
+    pub event: ClusterEvent,
+}
+
+impl Handler<Relay> for RedisBridge {
+    type Result = ();
+    fn handle(&mut self, msg: Relay, _: &mut Context<Self>) {
+        self.metrics.redis_mailbox.handled();
+        self.publish(&msg.channel, msg.event);
+    }
+}
+
+/// Follow (or stop following) a room's channel.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Follow {
+    pub room: Arc<str>,
+    pub on: bool,
+}
+
+impl Handler<Follow> for RedisBridge {
+    type Result = ();
+    fn handle(&mut self, msg: Follow, ctx: &mut Context<Self>) {
+        self.metrics.redis_mailbox.handled();
+        self.subscribe(ctx, msg.room, msg.on);
+    }
+}
+
+/// Asks every other live node to carry out `op`; answers what came back
+/// within `redis.gather_timeout_ms`, and how many nodes were asked.
+#[derive(Message)]
+#[rtype(result = "(Vec<Value>, usize)")]
+pub struct Gather {
+    pub op: AdminOp,
+}
+
+impl Handler<Gather> for RedisBridge {
+    type Result = ResponseFuture<(Vec<Value>, usize)>;
+    fn handle(&mut self, msg: Gather, ctx: &mut Context<Self>) -> Self::Result {
+        self.metrics.redis_mailbox.handled();
+        let asked = self.known.len();
+        if asked == 0 {
+            return Box::pin(async { (Vec::new(), 0) });
+        }
+        let id = self.next_request;
+        self.next_request += 1;
+        let (tx, rx) = oneshot::channel();
+        self.pending.insert(
+            id,
+            Gathering {
+                waiting_for: self.known.keys().cloned().collect(),
+                answers: Vec::new(),
+                done: Some(tx),
+            },
+        );
+        self.publish(&Channel::All, ClusterEvent::Request { id, op: msg.op });
+        ctx.run_later(self.cfg.gather_timeout, move |act, _| {
+            if let Some(mut g) = act.pending.remove(&id) {
+                if let Some(tx) = g.done.take() {
+                    let _ = tx.send(g.answers);
+                }
+            }
+        });
+        Box::pin(async move { (rx.await.unwrap_or_default(), asked) })
+    }
+}

@@ -1,0 +1,158 @@
+//! What nodes say to each other through Redis: typed events, serialised as
+//! JSON in an [`Envelope`] that names the sending node and its boot.
+//!
+//! Channels (all under the configured prefix):
+//! - `<prefix>:room:<room>`: `Message` and `Typing` of one room; a node
+//!   subscribes while it has local members there.
+//! - `<prefix>:all`: presence changes (`Track`, `Status`), `Hello`, and admin
+//!   `Request`s; every node subscribes.
+//! - `<prefix>:node:<node>`: answers meant for one node (`Snapshot`, `Reply`).
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::broker::NodeSnapshot;
+use crate::protocol::{CustomStatus, MessageRecord, Notification, Status};
+
+/// Where an event goes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Channel {
+    Room(Arc<str>),
+    All,
+    Node(Arc<str>),
+}
+
+impl Channel {
+    pub fn name(&self, prefix: &str) -> String {
+        match self {
+            Channel::Room(room) => format!("{prefix}:room:{room}"),
+            Channel::All => format!("{prefix}:all"),
+            Channel::Node(node) => format!("{prefix}:node:{node}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope {
+    pub node: Arc<str>,
+    /// Changes each time the node starts: a node that comes back with the
+    /// same id is a new node, and what the old one held is dropped.
+    pub boot: Arc<str>,
+    pub event: ClusterEvent,
+}
+
+/// A change to presence, mirrored from the tracker message of the same name.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum TrackOp {
+    Connect {
+        user: Arc<str>,
+        name: Option<Arc<str>>,
+    },
+    Disconnect {
+        user: Arc<str>,
+        rooms: Vec<Arc<str>>,
+    },
+    Join {
+        room: Arc<str>,
+        user: Arc<str>,
+    },
+    Leave {
+        room: Arc<str>,
+        user: Arc<str>,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum ClusterEvent {
+    /// A committed message (room channel).
+    Message {
+        record: Arc<MessageRecord>,
+    },
+    /// typing:start / typing:stop (room channel).
+    Typing {
+        room: Arc<str>,
+        thread_id: Option<String>,
+        user: Arc<str>,
+        active: bool,
+    },
+    /// A presence change on the sending node.
+    Track(TrackOp),
+    /// presence:update of a user.
+    Status {
+        user: Arc<str>,
+        status: Status,
+        custom_status: Option<CustomStatus>,
+    },
+    /// "I (re)started or reconnected: send me your presence."
+    Hello,
+    /// The sender's whole presence contribution (to one node).
+    Snapshot {
+        snapshot: NodeSnapshot,
+    },
+    /// An admin call to carry out on every node; answer with `Reply`.
+    Request {
+        id: u64,
+        op: AdminOp,
+    },
+    Reply {
+        id: u64,
+        answer: Value,
+    },
+}
+
+/// What an admin call asks of every node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum AdminOp {
+    Kick {
+        user_id: String,
+        reason: String,
+    },
+    Notify {
+        user_id: String,
+        notification: Notification,
+    },
+    Broadcast {
+        room: Option<String>,
+        event: String,
+        data: Value,
+    },
+    Stats,
+    Connections {
+        user_id: Option<String>,
+    },
+    Rooms,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_as_json() {
+        let env = Envelope {
+            node: "n1".into(),
+            boot: "b1".into(),
+            event: ClusterEvent::Track(TrackOp::Join {
+                room: "r".into(),
+                user: "u".into(),
+            }),
+        };
+        let text = serde_json::to_string(&env).unwrap();
+        assert_eq!(
+            text,
+            r#"{"node":"n1","boot":"b1","event":{"t":"track","op":"join","room":"r","user":"u"}}"#
+        );
+        let back: Envelope = serde_json::from_str(&text).unwrap();
+        assert!(matches!(
+            back.event,
+            ClusterEvent::Track(TrackOp::Join { .. })
+        ));
+        assert_eq!(Channel::Room("a:b".into()).name("p"), "p:room:a:b");
+        assert_eq!(Channel::Node("n".into()).name("p"), "p:node:n");
+    }
+}
