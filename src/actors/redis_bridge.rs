@@ -77,11 +77,16 @@ impl BridgeConfig {
 pub struct BridgeHealth {
     subscribed: AtomicBool,
     heartbeat_ok: AtomicBool,
+    /// The other nodes have had `redis.gather_timeout_ms` to send their
+    /// presence snapshots since this node last (re)connected.
+    synced: AtomicBool,
 }
 
 impl BridgeHealth {
     pub fn up(&self) -> bool {
-        self.subscribed.load(Ordering::Relaxed) && self.heartbeat_ok.load(Ordering::Relaxed)
+        self.subscribed.load(Ordering::Relaxed)
+            && self.heartbeat_ok.load(Ordering::Relaxed)
+            && self.synced.load(Ordering::Relaxed)
     }
 }
 
@@ -198,7 +203,13 @@ impl RedisBridge {
                     }));
                 ctx.add_stream(inbound);
                 // Ask every node for its presence; they ask us when they hear it.
+                act.health.synced.store(false, Ordering::Relaxed);
                 act.publish(&Channel::All, ClusterEvent::Hello);
+                ctx.run_later(act.cfg.gather_timeout, move |act, _| {
+                    if act.generation == generation {
+                        act.health.synced.store(true, Ordering::Relaxed);
+                    }
+                });
             }
             Err(e) => {
                 log::warn!(
@@ -216,32 +227,36 @@ impl RedisBridge {
         ctx.run_later(wait, |act, ctx| act.connect(ctx));
     }
 
-    fn subscribe(&mut self, ctx: &mut Context<Self>, room: Arc<str>, on: bool) {
+    /// (Un)subscribes a room's channel; the future ends when Redis has
+    /// confirmed (or at once when nothing changes or Redis is down: the
+    /// channel is then subscribed on reconnection).
+    fn subscribe(
+        &mut self,
+        room: Arc<str>,
+        on: bool,
+    ) -> futures_util::future::BoxFuture<'static, ()> {
         let changed = if on {
             self.rooms.insert(room.clone())
         } else {
             self.rooms.remove(&room)
         };
-        if !changed {
-            return;
-        }
-        let Some(mut sink) = self.sink.clone() else {
-            return; // subscribed on reconnection
-        };
+        let sink = self.sink.clone().filter(|_| changed);
         let channel = Channel::Room(room).name(&self.cfg.prefix);
-        ctx.spawn(
-            async move {
-                let done = if on {
+        Box::pin(async move {
+            let Some(mut sink) = sink else { return };
+            let done = async {
+                if on {
                     sink.subscribe(&channel).await
                 } else {
                     sink.unsubscribe(&channel).await
-                };
-                if let Err(e) = done {
-                    log::warn!("redis: (un)subscribe {channel}: {e}");
                 }
+            };
+            match tokio::time::timeout(COMMAND_TIMEOUT, done).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => log::warn!("redis: (un)subscribe {channel}: {e}"),
+                Err(_) => log::warn!("redis: (un)subscribe {channel}: timed out"),
             }
-            .into_actor(self),
-        );
+        })
     }
 
     /// Refreshes our liveness key and checks the other nodes'.
@@ -476,7 +491,7 @@ impl Handler<Relay> for RedisBridge {
     }
 }
 
-/// Follow (or stop following) a room's channel.
+/// Follow (or stop following) a room's channel; answers once subscribed.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Follow {
@@ -485,10 +500,10 @@ pub struct Follow {
 }
 
 impl Handler<Follow> for RedisBridge {
-    type Result = ();
-    fn handle(&mut self, msg: Follow, ctx: &mut Context<Self>) {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, msg: Follow, _: &mut Context<Self>) -> Self::Result {
         self.metrics.redis_mailbox.handled();
-        self.subscribe(ctx, msg.room, msg.on);
+        self.subscribe(msg.room, msg.on)
     }
 }
 

@@ -248,9 +248,6 @@ impl RoomRegistry {
         }
         let user = conn.identity.user_id.clone();
         let target = conn.target.clone();
-        if !self.rooms.contains_key(room) && !is_personal(room) {
-            self.follow(room.clone(), true);
-        }
         let r = self.rooms.entry(room.clone()).or_default();
         r.members.insert(id, target);
         *r.users.entry(user).or_insert(0) += 1;
@@ -278,19 +275,23 @@ impl RoomRegistry {
         if r.members.is_empty() {
             if let Some((name, _)) = self.rooms.remove_entry(room) {
                 if !is_personal(&name) {
-                    self.follow(name, false);
+                    actix::spawn(self.follow(name, false));
                 }
             }
         }
         true
     }
 
-    /// Tells the bridge (if any) to follow a room's channel or not.
-    fn follow(&self, room: Arc<str>, on: bool) {
-        if let Some(bridge) = &self.bridge {
+    /// Tells the bridge (if any) to follow a room's channel or not; the
+    /// future ends once the subscription is confirmed.
+    fn follow(&self, room: Arc<str>, on: bool) -> impl std::future::Future<Output = ()> + 'static {
+        let request = self.bridge.as_ref().map(|bridge| {
             self.metrics.redis_mailbox.sent();
-            if bridge.try_send(Follow { room, on }).is_err() {
-                log::warn!("redis bridge mailbox full: a subscription change was dropped");
+            bridge.send(Follow { room, on })
+        });
+        async move {
+            if let Some(request) = request {
+                let _ = request.await;
             }
         }
     }
@@ -596,6 +597,10 @@ impl Handler<Join> for RoomRegistry {
             .get_key_value(msg.room.as_str())
             .map_or_else(|| msg.room.as_str().into(), |(k, _)| k.clone());
         let recover = self.log.recover(&room, msg.since, self.cfg.recovery_max);
+        // A room new to this node is followed on Redis before the recovery
+        // read, so no message falls between what is read and what is relayed.
+        let follow = (!already && !self.rooms.contains_key(&room) && !is_personal(&room))
+            .then(|| self.follow(room.clone(), true));
         let members = if already {
             self.track(GetMembers { room: room.clone() })
                 .into_actor(self)
@@ -621,6 +626,12 @@ impl Handler<Join> for RoomRegistry {
         };
         let id = msg.id;
         Box::pin(members.then(move |members, act, _| {
+            let recover = async move {
+                if let Some(follow) = follow {
+                    follow.await;
+                }
+                recover.await
+            };
             recover.into_actor(act).map(move |recovery, act, _| {
                 let (first, members) = members.map_err(tracker_down)?;
                 // Without the log the join still works: live messages flow,
@@ -1470,17 +1481,15 @@ impl RoomRegistry {
             return;
         }
         let since = room.last_seq;
-        let wanted = room
-            .early
-            .keys()
-            .next()
-            .map_or(0, |first| first - since - 1) as usize;
-        let recover = self.log.recover(&name, Some(since), wanted.max(1));
-        ctx.spawn(recover.into_actor(self).map(move |res, act, ctx| {
+        let first = room.early.keys().next().copied().unwrap_or(since + 1);
+        let wanted = (first - since - 1) as usize;
+        // The missing ones are the newest `wanted` before the first waiting.
+        let history = self.log.history(&name, Some(first), wanted.max(1));
+        ctx.spawn(history.into_actor(self).map(move |res, act, ctx| {
             match res {
-                Ok(recovery) => {
+                Ok(messages) => {
                     inc(&act.metrics.cluster_gaps_filled);
-                    for record in recovery.messages {
+                    for record in messages.into_iter().filter(|m| m.seq > since) {
                         if let Some(r) = act.rooms.get_mut(&name) {
                             r.early.entry(record.seq).or_insert(record);
                         }

@@ -108,6 +108,12 @@ impl Server {
         self.child.id()
     }
 
+    /// SIGKILL: the process dies without any cleanup.
+    pub fn kill9(&mut self) {
+        self.child.kill().expect("kill");
+        let _ = self.child.wait();
+    }
+
     /// Waits for the process to exit by itself; panics after `limit`.
     pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
         let deadline = std::time::Instant::now() + limit;
@@ -258,6 +264,18 @@ impl Server {
         let (status, body) = self.get(path, Some(ADMIN_KEY)).await;
         assert_eq!(status, 200, "{path}: {body}");
         body
+    }
+
+    /// Waits until `/ready` answers 200 (a cluster node has synced).
+    pub async fn wait_ready(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while self.get("/ready", None).await.0 != 200 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the server never became ready"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Polls `GET /admin/stats` until `check` holds (cleanup is asynchronous).
@@ -679,5 +697,105 @@ impl Proxy {
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.down();
+    }
+}
+
+/// The Redis every cluster test uses, with a prefix of its own.
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// Starts node `node_id` of a cluster sharing `db` and the Redis at
+/// `redis_url` under `prefix`, with fast liveness settings.
+pub fn start_node(
+    db: &TestDb,
+    redis_url: &str,
+    prefix: &str,
+    node_id: &str,
+    extra: &str,
+) -> Server {
+    let config = format!(
+        "[redis]\nheartbeat_ms = 200\nnode_ttl_ms = 1500\ngather_timeout_ms = 1000\ngap_timeout_ms = 300\nreconnect_max_backoff_ms = 500\n{extra}"
+    );
+    Server::start_with_env(
+        &config,
+        &[
+            ("DATABASE_URL", &db.url),
+            ("REDIS_URL", redis_url),
+            ("REALTIME__REDIS__PREFIX", prefix),
+            ("REALTIME_NODE_ID", node_id),
+        ],
+    )
+}
+
+/// A unique key prefix, so parallel tests share one Redis safely.
+pub fn redis_prefix() -> String {
+    format!("rt-test-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A redis-server of the test's own, on a free port, that it may stop.
+pub struct PrivateRedis {
+    pub port: u16,
+    child: Option<Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl PrivateRedis {
+    pub fn start() -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let mut redis = PrivateRedis {
+            port,
+            child: None,
+            _dir: dir,
+        };
+        redis.restart();
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .current_dir(self._dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed for the cluster tests");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "private redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

@@ -1,0 +1,317 @@
+//! Several real server processes sharing the real Redis (127.0.0.1:6379,
+//! a prefix per test) and one PostgreSQL database behave as one server.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{redis_prefix, start_node, Backend, Closed, PrivateRedis, TestDb, REDIS_URL, WAIT};
+use serde_json::{json, Value};
+
+fn user_ids(members: &Value) -> Vec<String> {
+    members
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["userId"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[actix_rt::test]
+async fn messages_cross_nodes_once_in_seq_order() {
+    let db = TestDb::new(Backend::Postgres);
+    let prefix = redis_prefix();
+    let a = start_node(&db, REDIS_URL, &prefix, "node-a", "");
+    a.wait_ready().await;
+    let b = start_node(&db, REDIS_URL, &prefix, "node-b", "");
+    b.wait_ready().await;
+    let mut clients = Vec::new();
+    for (i, node) in [&a, &b, &a, &b].into_iter().enumerate() {
+        let mut c = node.connect(&format!("user{i}"), &["r"]).await;
+        c.join("r").await;
+        clients.push(c);
+    }
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|mut c| {
+            actix_rt::spawn(async move {
+                for j in 0..25 {
+                    c.send(json!({"type": "message:send", "room": "r", "content": format!("{j}"), "id": j})).await;
+                }
+                let mut seen = Vec::new();
+                let mut replies = 0;
+                while replies < 25 || seen.len() < 100 {
+                    let f = c.next().await;
+                    match f["type"].as_str().unwrap() {
+                        "message:new" => seen.push(f["seq"].as_u64().unwrap()),
+                        "reply" => replies += 1,
+                        "user:joined" | "user:left" => {}
+                        _ => panic!("unexpected {f}"),
+                    }
+                }
+                (seen, c)
+            })
+        })
+        .collect();
+    let mut done = Vec::new();
+    for t in tasks {
+        let (seen, c) = t.await.unwrap();
+        assert_eq!(
+            seen,
+            (1..=100).collect::<Vec<u64>>(),
+            "every member, on every node, gets each message once in order"
+        );
+        done.push(c);
+    }
+    for c in &mut done {
+        c.expect_silence().await;
+    }
+}
+
+#[actix_rt::test]
+async fn presence_join_leave_and_typing_span_nodes() {
+    let db = TestDb::new(Backend::Postgres);
+    let prefix = redis_prefix();
+    let a = start_node(&db, REDIS_URL, &prefix, "node-a", "");
+    a.wait_ready().await;
+    let b = start_node(&db, REDIS_URL, &prefix, "node-b", "");
+    b.wait_ready().await;
+    let mut alice = a.connect("alice", &["r"]).await;
+    alice.join("r").await;
+    let mut bob = b.connect("bob", &["r"]).await;
+    let joined = bob.join("r").await;
+    assert_eq!(
+        user_ids(&joined["members"]),
+        vec!["alice", "bob"],
+        "{joined}"
+    );
+    assert_eq!(alice.expect("user:joined").await["userId"], "bob");
+    // A second connection of bob, on the other node: not a new user.
+    let mut bob2 = a.connect("bob", &["r"]).await;
+    bob2.join("r").await;
+    alice.expect_silence().await;
+    let members = alice.ok(json!({"type": "presence:get", "room": "r"})).await["members"].clone();
+    assert_eq!(user_ids(&members), vec!["alice", "bob"]);
+    assert_eq!(members[1]["connections"], 2);
+    let admin = b.admin_get("/admin/rooms/r/presence").await;
+    assert_eq!(user_ids(&admin["members"]), vec!["alice", "bob"]);
+
+    // Typing and presence changes cross too.
+    bob.ok(json!({"type": "typing:start", "room": "r"})).await;
+    assert_eq!(alice.expect("typing:event").await["users"], json!(["bob"]));
+    assert_eq!(bob2.expect("typing:event").await["users"], json!(["bob"]));
+    bob.ok(json!({"type": "typing:stop", "room": "r"})).await;
+    assert_eq!(alice.expect("typing:event").await["users"], json!([]));
+    bob2.expect("typing:event").await;
+    bob.ok(json!({"type": "presence:update", "status": "away"}))
+        .await;
+    assert_eq!(alice.expect("presence:changed").await["status"], "away");
+    assert_eq!(bob2.expect("presence:changed").await["status"], "away");
+
+    // bob's last connection anywhere leaving: one user:left.
+    bob2.ok(json!({"type": "room:leave", "room": "r"})).await;
+    alice.expect_silence().await;
+    drop(bob);
+    assert_eq!(alice.expect("user:left").await["userId"], "bob");
+    alice.expect_silence().await;
+}
+
+#[actix_rt::test]
+async fn admin_calls_act_on_every_node_and_add_up() {
+    let db = TestDb::new(Backend::Postgres);
+    let prefix = redis_prefix();
+    let a = start_node(&db, REDIS_URL, &prefix, "node-a", "");
+    a.wait_ready().await;
+    let b = start_node(&db, REDIS_URL, &prefix, "node-b", "");
+    b.wait_ready().await;
+    let mut on_a = a.connect("alice", &["news"]).await;
+    let mut on_b = b.connect("alice", &["news"]).await;
+    let mut carol = b.connect("carol", &["news"]).await;
+    on_a.join("news").await;
+    on_b.join("news").await;
+    carol.join("news").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for c in [&mut on_a, &mut on_b, &mut carol] {
+        c.drain().await;
+    }
+
+    let answer = a
+        .admin("/admin/notify", json!({"userId": "alice", "title": "hi"}))
+        .await;
+    assert_eq!(answer["delivered"], 2);
+    assert_eq!(on_a.expect("notification").await["title"], "hi");
+    assert_eq!(on_b.expect("notification").await["title"], "hi");
+    carol.expect_silence().await;
+
+    let answer = b
+        .admin(
+            "/admin/broadcast",
+            json!({"room": "news", "event": "e", "data": 1}),
+        )
+        .await;
+    assert_eq!(answer["delivered"], 3);
+    let answer = a
+        .admin("/admin/broadcast", json!({"event": "all", "data": 2}))
+        .await;
+    assert_eq!(answer["delivered"], 3);
+    for c in [&mut on_a, &mut on_b, &mut carol] {
+        assert_eq!(c.expect("broadcast").await["event"], "e");
+        assert_eq!(c.expect("broadcast").await["event"], "all");
+    }
+
+    let stats = a.admin_get("/admin/stats").await;
+    assert_eq!(stats["connections"], 3, "{stats}");
+    let nodes: Vec<&str> = stats["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["nodeId"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, vec!["node-a", "node-b"]);
+    let conns = b.admin_get("/admin/connections?userId=alice").await["connections"].clone();
+    assert_eq!(conns.as_array().unwrap().len(), 2);
+    let rooms = a.admin_get("/admin/rooms").await["rooms"].clone();
+    let news = rooms
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["room"] == "news")
+        .unwrap()
+        .clone();
+    assert_eq!(news["connections"], 3, "{rooms}");
+
+    // Kick from node b closes alice on both nodes.
+    let answer = b
+        .admin("/admin/kick", json!({"userId": "alice", "reason": "bye"}))
+        .await;
+    assert_eq!(answer["disconnected"], 2);
+    assert_eq!(on_a.closed(WAIT).await, Closed::Code(4003));
+    assert_eq!(on_b.closed(WAIT).await, Closed::Code(4003));
+    assert_eq!(carol.expect("user:left").await["userId"], "alice");
+}
+
+#[actix_rt::test]
+async fn a_killed_node_leaves_presence_once_and_does_not_come_back() {
+    let db = TestDb::new(Backend::Postgres);
+    let prefix = redis_prefix();
+    let a = start_node(&db, REDIS_URL, &prefix, "node-a", "");
+    a.wait_ready().await;
+    let mut b = start_node(&db, REDIS_URL, &prefix, "node-b", "");
+    b.wait_ready().await;
+    let mut alice = a.connect("alice", &["r"]).await;
+    alice.join("r").await;
+    let mut bob = b.connect("bob", &["r"]).await;
+    bob.join("r").await;
+    let mut dave = b.connect("dave", &["r"]).await;
+    dave.join("r").await;
+    assert_eq!(alice.expect("user:joined").await["userId"], "bob");
+    assert_eq!(alice.expect("user:joined").await["userId"], "dave");
+
+    b.kill9();
+    let started = std::time::Instant::now();
+    let mut left = vec![
+        alice.expect("user:left").await["userId"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        alice.expect("user:left").await["userId"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    ];
+    left.sort();
+    assert_eq!(left, vec!["bob", "dave"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    alice.expect_silence().await;
+    let members = alice.ok(json!({"type": "presence:get", "room": "r"})).await["members"].clone();
+    assert_eq!(user_ids(&members), vec!["alice"]);
+
+    // The same node id again: nothing of the old bob or dave comes back.
+    let b = start_node(&db, REDIS_URL, &prefix, "node-b", "");
+    b.wait_ready().await;
+    let mut erin = b.connect("erin", &["r"]).await;
+    let joined = erin.join("r").await;
+    assert_eq!(user_ids(&joined["members"]), vec!["alice", "erin"]);
+    assert_eq!(alice.expect("user:joined").await["userId"], "erin");
+    alice.expect_silence().await;
+    let members = alice.ok(json!({"type": "presence:get", "room": "r"})).await["members"].clone();
+    assert_eq!(user_ids(&members), vec!["alice", "erin"]);
+}
+
+#[actix_rt::test]
+async fn redis_restarting_mid_traffic_loses_nothing_for_good() {
+    let db = TestDb::new(Backend::Postgres);
+    let mut redis = PrivateRedis::start();
+    let prefix = redis_prefix();
+    let a = start_node(&db, &redis.url(), &prefix, "node-a", "");
+    a.wait_ready().await;
+    let b = start_node(&db, &redis.url(), &prefix, "node-b", "");
+    b.wait_ready().await;
+    let mut alice = a.connect("alice", &["r"]).await;
+    let mut carol = a.connect("carol", &["r"]).await;
+    let mut bob = b.connect("bob", &["r"]).await;
+    for c in [&mut alice, &mut carol, &mut bob] {
+        c.join("r").await;
+    }
+    alice
+        .ok(json!({"type": "message:send", "room": "r", "content": "1"}))
+        .await;
+    for c in [&mut alice, &mut carol, &mut bob] {
+        let seq = loop {
+            let f = c.next().await;
+            if f["type"] == "message:new" {
+                break f["seq"].as_u64().unwrap();
+            }
+        };
+        assert_eq!(seq, 1);
+    }
+
+    redis.stop();
+    // Local delivery goes on.
+    alice
+        .ok(json!({"type": "message:send", "room": "r", "content": "2"}))
+        .await;
+    assert_eq!(alice.expect("message:new").await["seq"], 2);
+    assert_eq!(carol.expect("message:new").await["seq"], 2);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (status, ready) = a.get("/ready", None).await;
+        if status == 503 {
+            assert_eq!(ready["checks"]["redis"], "down", "{ready}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/ready never reported Redis down"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    redis.restart();
+    for node in [&a, &b] {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while node.get("/ready", None).await.0 != 200 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "a node never reconnected to Redis"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // The next message shows bob the gap, which is filled from the database.
+    alice
+        .ok(json!({"type": "message:send", "room": "r", "content": "3"}))
+        .await;
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let f = bob.next().await;
+        if f["type"] == "message:new" {
+            seen.push(f["seq"].as_u64().unwrap());
+        }
+    }
+    assert_eq!(seen, vec![2, 3]);
+}
