@@ -599,8 +599,8 @@ impl Handler<Join> for RoomRegistry {
         let recover = self.log.recover(&room, msg.since, self.cfg.recovery_max);
         // A room new to this node is followed on Redis before the recovery
         // read, so no message falls between what is read and what is relayed.
-        let follow = (!already && !self.rooms.contains_key(&room) && !is_personal(&room))
-            .then(|| self.follow(room.clone(), true));
+        let created = !already && !self.rooms.contains_key(&room);
+        let follow = (created && !is_personal(&room)).then(|| self.follow(room.clone(), true));
         let members = if already {
             self.track(GetMembers { room: room.clone() })
                 .into_actor(self)
@@ -634,6 +634,15 @@ impl Handler<Join> for RoomRegistry {
             };
             recover.into_actor(act).map(move |recovery, act, _| {
                 let (first, members) = members.map_err(tracker_down)?;
+                // A room new to this node starts its sequencer at the newest
+                // stored seq, unless a newer message was delivered meanwhile.
+                if let (true, Ok(r)) = (created, &recovery) {
+                    if let Some(local) = act.rooms.get_mut(&room) {
+                        if local.last_seq == 0 {
+                            local.last_seq = r.latest;
+                        }
+                    }
+                }
                 // Without the log the join still works: live messages flow,
                 // and `recovered: false` tells the client to fetch history later.
                 let recovery = recovery.unwrap_or_else(|e| {
