@@ -451,3 +451,25 @@ mod tests {
         assert!(everything.may_access("user:bob", &public));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::pattern_matches;
+
+    proptest! {
+        /// `prefix*` matches exactly the rooms that start with `prefix`.
+        #[test]
+        fn trailing_wildcard_is_a_prefix(prefix in "[a-z:]{0,10}", room in "[a-z:]{0,12}") {
+            let pattern = format!("{prefix}*");
+            prop_assert_eq!(pattern_matches(&pattern, &room), room.starts_with(&prefix));
+        }
+
+        /// Without a wildcard, a pattern matches only itself.
+        #[test]
+        fn plain_patterns_match_only_themselves(pattern in "[a-z:]{1,10}", room in "[a-z:]{1,10}") {
+            prop_assert_eq!(pattern_matches(&pattern, &room), pattern == room);
+        }
+    }
+}

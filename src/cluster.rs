@@ -89,6 +89,8 @@ pub enum ClusterEvent {
     },
     /// "I (re)started or reconnected: send me your presence."
     Hello,
+    /// "I am shutting down: drop what I held."
+    Bye,
     /// The sender's whole presence contribution (to one node).
     Snapshot {
         snapshot: NodeSnapshot,

@@ -42,6 +42,7 @@ pub struct ServerSettings {
     pub shutdown_timeout_secs: u64,
     pub origins: Vec<String>,
     pub anonymous: bool,
+    pub client_request_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -80,6 +81,7 @@ pub struct TypingSettings {
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     pub max_frame_bytes: usize,
+    pub max_fragments: usize,
     pub max_message_chars: usize,
     pub max_metadata_bytes: usize,
     pub max_rooms_per_connection: usize,

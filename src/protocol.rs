@@ -219,7 +219,47 @@ pub struct Rejected {
 }
 
 /// Parses one text frame into a command, checking every field.
+/// Deepest nesting of arrays and objects a frame may have.
+pub const MAX_JSON_DEPTH: usize = 32;
+
+/// Whether `text` nests arrays/objects deeper than `max` (strings skipped).
+/// A cheap scan, so no parser ever sees a pathological document.
+fn nested_deeper_than(text: &str, max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for b in text.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 pub fn decode(text: &str, limits: &DecodeLimits) -> Result<Request, Rejected> {
+    if nested_deeper_than(text, MAX_JSON_DEPTH) {
+        return Err(Rejected {
+            id: None,
+            error: CommandError::bad_request(format!(
+                "JSON nested deeper than {MAX_JSON_DEPTH} levels"
+            )),
+        });
+    }
     // serde would also read a struct from a JSON array; a command is an object.
     if !text.trim_start().starts_with('{') {
         return Err(Rejected {
@@ -691,6 +731,31 @@ mod tests {
     }
 
     #[test]
+    fn deep_nesting_is_refused_before_parsing() {
+        let deep = format!(
+            r#"{{"type":"ping","x":{}{}}}"#,
+            "[".repeat(40),
+            "]".repeat(40)
+        );
+        assert_eq!(
+            err(&deep).error.message,
+            "JSON nested deeper than 32 levels"
+        );
+        let fine = format!(
+            r#"{{"type":"ping","x":{}{}}}"#,
+            "[".repeat(30),
+            "]".repeat(30)
+        );
+        ok(&fine);
+        // Brackets inside strings do not count.
+        let quoted = format!(
+            r#"{{"type":"message:send","room":"x","content":"{}"}}"#,
+            "[\\\"".repeat(3)
+        );
+        ok(&quoted);
+    }
+
+    #[test]
     fn room_names_are_checked() {
         for good in ["lobby", "team:42:general", "a.b-c_d@e", &"r".repeat(128)] {
             assert!(validate_room(good).is_ok(), "{good}");
@@ -728,5 +793,68 @@ mod tests {
             &*t,
             r#"{"type":"typing:event","room":"r","threadId":null,"users":["a"]}"#
         );
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const LIMITS: DecodeLimits = DecodeLimits {
+        max_message_chars: 100,
+        max_metadata_bytes: 200,
+    };
+
+    proptest! {
+        /// Whatever arrives, decoding answers (a command or an error) and
+        /// never panics.
+        #[test]
+        fn decoding_never_panics(text in ".{0,300}") {
+            let _ = decode(&text, &LIMITS);
+        }
+
+        /// The same for text that looks like JSON commands.
+        #[test]
+        fn json_shaped_frames_never_panic(
+            kind in prop::sample::select(vec!["room:join", "message:send", "typing:start", "presence:update", "history:get", "ping", "x"]),
+            room in "[a-z:*?]{0,20}",
+            extra in "[\\[\\]{}\",:0-9a-z\\\\]{0,80}",
+        ) {
+            let text = format!(r#"{{"type":"{kind}","room":"{room}","id":1,"x":{extra}}}"#);
+            let _ = decode(&text, &LIMITS);
+        }
+
+        /// A well-formed join keeps its id and room.
+        #[test]
+        fn valid_joins_round_trip(room in "[A-Za-z0-9_.:@-]{1,128}", id in any::<u32>(), since in any::<Option<u32>>()) {
+            let mut frame = serde_json::json!({"type": "room:join", "room": room, "id": id});
+            if let Some(s) = since {
+                frame["since"] = serde_json::json!(s);
+            }
+            let request = decode(&frame.to_string(), &LIMITS).unwrap();
+            prop_assert_eq!(request.id, Some(CommandId::Number(id.into())));
+            prop_assert_eq!(request.command, Command::Join { room, since: since.map(u64::from) });
+        }
+
+        /// Room names with anything outside the allowed set are refused.
+        #[test]
+        fn room_names_outside_the_alphabet_are_refused(prefix in "[a-z]{0,5}", bad in "[*?\\[\\] /#\\u{0}-\\u{1f}é]", suffix in "[a-z]{0,5}") {
+            let name = format!("{prefix}{bad}{suffix}");
+            prop_assert!(validate_room(&name).is_err());
+        }
+
+        /// Content length is counted in characters, and the limit holds.
+        #[test]
+        fn content_limit_holds(content in "\\PC{0,150}") {
+            let frame = serde_json::json!({"type": "message:send", "room": "r", "content": content});
+            let result = decode(&frame.to_string(), &LIMITS);
+            let chars = content.chars().count();
+            match result {
+                Ok(_) => prop_assert!(chars <= 100),
+                Err(r) => prop_assert!(chars > 100 || content.contains('\0'), "{:?}", r),
+            }
+        }
     }
 }

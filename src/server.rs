@@ -8,7 +8,7 @@ use actix::prelude::*;
 use actix_web::{web, App, HttpServer};
 
 use crate::actors::presence::PresenceTracker;
-use crate::actors::redis_bridge::{Attach, BridgeConfig, BridgeHealth, RedisBridge};
+use crate::actors::redis_bridge::{Attach, BridgeConfig, BridgeHealth, Depart, RedisBridge};
 use crate::actors::room_registry::{CloseAll, RegistryConfig, RoomRegistry};
 use crate::actors::session::{SessionConfig, SessionDeps};
 use crate::auth::Auth;
@@ -119,6 +119,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             heartbeat_timeout: Duration::from_millis(settings.heartbeat.timeout_ms),
             mailbox: settings.mailbox.session,
             max_frame_bytes: settings.limits.max_frame_bytes,
+            max_fragments: settings.limits.max_fragments,
             decode: DecodeLimits {
                 max_message_chars: settings.limits.max_message_chars,
                 max_metadata_bytes: settings.limits.max_metadata_bytes,
@@ -143,6 +144,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             .on_connect(http::ws::remember_socket)
             // Events are small and must go out at once: no Nagle delay.
             .tcp_nodelay(true)
+            // A request (the upgrade included) must arrive whole within this;
+            // a trickling handshake is cut off.
+            .client_request_timeout(Duration::from_millis(
+                settings.server.client_request_timeout_ms,
+            ))
+            .client_disconnect_timeout(Duration::from_millis(1000))
             .shutdown_timeout(settings.server.shutdown_timeout_secs)
             .disable_signals();
     if settings.server.workers > 0 {
@@ -188,6 +195,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     if !records.flush(limit).await {
         log::warn!("background records not all written within {limit:?}");
+    }
+    if let Some(bridge) = &bridge {
+        // The other nodes drop this node's presence now, not after the TTL.
+        let _ = tokio::time::timeout(limit, bridge.send(Depart)).await;
     }
     log::info!("stopped");
     Ok(())

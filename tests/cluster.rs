@@ -21,9 +21,9 @@ fn user_ids(members: &Value) -> Vec<String> {
 async fn messages_cross_nodes_once_in_seq_order() {
     let db = TestDb::new(Backend::Postgres);
     let prefix = redis_prefix();
-    let a = start_node(&db, REDIS_URL, &prefix, "node-a", "");
+    let a = start_node(&db, REDIS_URL, &prefix, "node-a", &[]);
     a.wait_ready().await;
-    let b = start_node(&db, REDIS_URL, &prefix, "node-b", "");
+    let b = start_node(&db, REDIS_URL, &prefix, "node-b", &[]);
     b.wait_ready().await;
     let mut clients = Vec::new();
     for (i, node) in [&a, &b, &a, &b].into_iter().enumerate() {
@@ -72,9 +72,9 @@ async fn messages_cross_nodes_once_in_seq_order() {
 async fn presence_join_leave_and_typing_span_nodes() {
     let db = TestDb::new(Backend::Postgres);
     let prefix = redis_prefix();
-    let a = start_node(&db, REDIS_URL, &prefix, "node-a", "");
+    let a = start_node(&db, REDIS_URL, &prefix, "node-a", &[]);
     a.wait_ready().await;
-    let b = start_node(&db, REDIS_URL, &prefix, "node-b", "");
+    let b = start_node(&db, REDIS_URL, &prefix, "node-b", &[]);
     b.wait_ready().await;
     let mut alice = a.connect("alice", &["r"]).await;
     alice.join("r").await;
@@ -120,9 +120,9 @@ async fn presence_join_leave_and_typing_span_nodes() {
 async fn admin_calls_act_on_every_node_and_add_up() {
     let db = TestDb::new(Backend::Postgres);
     let prefix = redis_prefix();
-    let a = start_node(&db, REDIS_URL, &prefix, "node-a", "");
+    let a = start_node(&db, REDIS_URL, &prefix, "node-a", &[]);
     a.wait_ready().await;
-    let b = start_node(&db, REDIS_URL, &prefix, "node-b", "");
+    let b = start_node(&db, REDIS_URL, &prefix, "node-b", &[]);
     b.wait_ready().await;
     let mut on_a = a.connect("alice", &["news"]).await;
     let mut on_b = b.connect("alice", &["news"]).await;
@@ -194,9 +194,9 @@ async fn admin_calls_act_on_every_node_and_add_up() {
 async fn a_killed_node_leaves_presence_once_and_does_not_come_back() {
     let db = TestDb::new(Backend::Postgres);
     let prefix = redis_prefix();
-    let a = start_node(&db, REDIS_URL, &prefix, "node-a", "");
+    let a = start_node(&db, REDIS_URL, &prefix, "node-a", &[]);
     a.wait_ready().await;
-    let mut b = start_node(&db, REDIS_URL, &prefix, "node-b", "");
+    let mut b = start_node(&db, REDIS_URL, &prefix, "node-b", &[]);
     b.wait_ready().await;
     let mut alice = a.connect("alice", &["r"]).await;
     alice.join("r").await;
@@ -231,7 +231,7 @@ async fn a_killed_node_leaves_presence_once_and_does_not_come_back() {
     assert_eq!(user_ids(&members), vec!["alice"]);
 
     // The same node id again: nothing of the old bob or dave comes back.
-    let b = start_node(&db, REDIS_URL, &prefix, "node-b", "");
+    let b = start_node(&db, REDIS_URL, &prefix, "node-b", &[]);
     b.wait_ready().await;
     let mut erin = b.connect("erin", &["r"]).await;
     let joined = erin.join("r").await;
@@ -247,9 +247,9 @@ async fn redis_restarting_mid_traffic_loses_nothing_for_good() {
     let db = TestDb::new(Backend::Postgres);
     let mut redis = PrivateRedis::start();
     let prefix = redis_prefix();
-    let a = start_node(&db, &redis.url(), &prefix, "node-a", "");
+    let a = start_node(&db, &redis.url(), &prefix, "node-a", &[]);
     a.wait_ready().await;
-    let b = start_node(&db, &redis.url(), &prefix, "node-b", "");
+    let b = start_node(&db, &redis.url(), &prefix, "node-b", &[]);
     b.wait_ready().await;
     let mut alice = a.connect("alice", &["r"]).await;
     let mut carol = a.connect("carol", &["r"]).await;
@@ -309,9 +309,16 @@ async fn redis_restarting_mid_traffic_loses_nothing_for_good() {
     let mut seen = Vec::new();
     while seen.len() < 2 {
         let f = bob.next().await;
-        if f["type"] == "message:new" {
-            seen.push(f["seq"].as_u64().unwrap());
-        }
+        assert_eq!(f["type"], "message:new", "bob saw a presence flap: {f}");
+        seen.push(f["seq"].as_u64().unwrap());
     }
     assert_eq!(seen, vec![2, 3]);
+    // Nobody left or joined while Redis was away: presence did not flap.
+    for c in [&mut alice, &mut carol] {
+        for f in c.drain().await {
+            assert_eq!(f["type"], "message:new", "{f}");
+        }
+    }
+    let members = bob.ok(json!({"type": "presence:get", "room": "r"})).await["members"].clone();
+    assert_eq!(members.as_array().unwrap().len(), 3, "{members}");
 }

@@ -18,7 +18,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use deadpool_redis::redis::{self, aio::PubSubSink};
@@ -100,7 +100,7 @@ pub struct RedisBridge {
     cfg: BridgeConfig,
     client: redis::Client,
     pool: Pool,
-    outbox: mpsc::Sender<(String, String)>,
+    outbox: mpsc::Sender<Outgoing>,
     sink: Option<PubSubSink>,
     /// Counts pub/sub connections, so events of an old one are ignored.
     generation: u64,
@@ -109,6 +109,8 @@ pub struct RedisBridge {
     registry: Option<Addr<RoomRegistry>>,
     /// Other nodes seen, with their boot id.
     known: HashMap<Arc<str>, Arc<str>>,
+    /// When each known node's liveness key was last seen.
+    last_alive: HashMap<Arc<str>, Instant>,
     pending: HashMap<u64, Gathering>,
     next_request: u64,
     health: Arc<BridgeHealth>,
@@ -141,6 +143,7 @@ impl RedisBridge {
             rooms: HashSet::new(),
             registry: None,
             known: HashMap::new(),
+            last_alive: HashMap::new(),
             pending: HashMap::new(),
             next_request: 1,
             health,
@@ -157,7 +160,7 @@ impl RedisBridge {
         let payload = serde_json::to_string(&envelope).expect("cluster events serialise");
         if self
             .outbox
-            .try_send((channel.name(&self.cfg.prefix), payload))
+            .try_send(Outgoing::Event(channel.name(&self.cfg.prefix), payload))
             .is_err()
         {
             inc(&self.metrics.redis_publish_errors);
@@ -202,9 +205,17 @@ impl RedisBridge {
                         Inbound::Closed(generation)
                     }));
                 ctx.add_stream(inbound);
-                // Ask every node for its presence; they ask us when they hear it.
+                // Ask every node for its presence, and send ours (the registry
+                // answers a Hello, ours included, with its snapshot to all).
                 act.health.synced.store(false, Ordering::Relaxed);
                 act.publish(&Channel::All, ClusterEvent::Hello);
+                if let Some(registry) = &act.registry {
+                    act.metrics.registry_mailbox.sent();
+                    registry.do_send(FromCluster {
+                        node: act.cfg.node_id.clone(),
+                        event: ClusterEvent::Hello,
+                    });
+                }
                 ctx.run_later(act.cfg.gather_timeout, move |act, _| {
                     if act.generation == generation {
                         act.health.synced.store(true, Ordering::Relaxed);
@@ -295,14 +306,33 @@ impl RedisBridge {
         };
         ctx.spawn(beat.into_actor(self).map(move |res, act, _| match res {
             Ok(boots) => {
-                act.health.heartbeat_ok.store(true, Ordering::Relaxed);
+                let now = Instant::now();
+                if !act.health.heartbeat_ok.swap(true, Ordering::Relaxed) {
+                    // Redis is back: the others get the same grace to put
+                    // their keys back as after a fresh start.
+                    for seen in act.last_alive.values_mut() {
+                        *seen = now;
+                    }
+                }
+                // A missing key must stay missing for a few heartbeats: after
+                // Redis restarts empty, live nodes put theirs back at once.
+                let grace = act.cfg.heartbeat * 3;
                 for (node, seen) in others.into_iter().zip(boots) {
-                    let alive = act
-                        .known
-                        .get(&node)
-                        .is_some_and(|b| seen.as_deref() == Some(&**b));
-                    if !alive {
-                        act.node_gone(node);
+                    let Some(boot) = act.known.get(&node) else {
+                        continue;
+                    };
+                    match seen.as_deref() {
+                        Some(b) if b == &**boot => {
+                            act.last_alive.insert(node, now);
+                        }
+                        // Its id with another boot: the old node is gone.
+                        Some(_) => act.node_gone(node),
+                        None => {
+                            let since = act.last_alive.get(&node).copied().unwrap_or(now);
+                            if now.duration_since(since) >= grace {
+                                act.node_gone(node);
+                            }
+                        }
                     }
                 }
             }
@@ -314,6 +344,7 @@ impl RedisBridge {
     }
 
     fn node_gone(&mut self, node: Arc<str>) {
+        self.last_alive.remove(&node);
         if self.known.remove(&node).is_none() {
             return;
         }
@@ -358,6 +389,10 @@ impl RedisBridge {
             None => {
                 self.known.insert(env.node.clone(), env.boot.clone());
             }
+        }
+        if let ClusterEvent::Bye = env.event {
+            self.node_gone(env.node);
+            return;
         }
         if let ClusterEvent::Reply { id, answer } = env.event {
             if let Some(g) = self.pending.get_mut(&id) {
@@ -423,16 +458,34 @@ impl StreamHandler<Inbound> for RedisBridge {
     fn finished(&mut self, _: &mut Context<Self>) {}
 }
 
+enum Outgoing {
+    Event(String, String),
+    /// Answered once everything queued before it was sent (or failed).
+    Flush(oneshot::Sender<()>),
+}
+
 /// Sends the events in order, pipelining what is queued.
-async fn publisher(pool: Pool, mut rx: mpsc::Receiver<(String, String)>, metrics: Arc<Metrics>) {
+async fn publisher(pool: Pool, mut rx: mpsc::Receiver<Outgoing>, metrics: Arc<Metrics>) {
     let mut failures: u64 = 0;
     while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < PUBLISH_BATCH {
+        let mut batch = Vec::new();
+        let mut flush = None;
+        match first {
+            Outgoing::Event(channel, payload) => batch.push((channel, payload)),
+            Outgoing::Flush(ack) => flush = Some(ack),
+        }
+        while batch.len() < PUBLISH_BATCH && flush.is_none() {
             match rx.try_recv() {
-                Ok(item) => batch.push(item),
+                Ok(Outgoing::Event(channel, payload)) => batch.push((channel, payload)),
+                Ok(Outgoing::Flush(ack)) => flush = Some(ack),
                 Err(_) => break,
             }
+        }
+        if batch.is_empty() {
+            if let Some(ack) = flush {
+                let _ = ack.send(());
+            }
+            continue;
         }
         let mut pipe = redis::pipe();
         for (channel, payload) in &batch {
@@ -458,6 +511,40 @@ async fn publisher(pool: Pool, mut rx: mpsc::Receiver<(String, String)>, metrics
                 );
             }
         }
+        if let Some(ack) = flush {
+            let _ = ack.send(());
+        }
+    }
+}
+
+/// Shutdown: say `Bye` (after everything queued), and delete this node's
+/// liveness key, so the other nodes drop its presence at once.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Depart;
+
+impl Handler<Depart> for RedisBridge {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, _: Depart, _: &mut Context<Self>) -> Self::Result {
+        self.publish(&Channel::All, ClusterEvent::Bye);
+        let (ack, sent) = oneshot::channel();
+        let queued = self.outbox.try_send(Outgoing::Flush(ack)).is_ok();
+        let pool = self.pool.clone();
+        let key = self.cfg.alive_key(&self.cfg.node_id);
+        Box::pin(async move {
+            let work = async {
+                if queued {
+                    let _ = sent.await;
+                }
+                if let Ok(mut conn) = pool.get().await {
+                    let _ = redis::cmd("DEL")
+                        .arg(&key)
+                        .query_async::<()>(&mut conn)
+                        .await;
+                }
+            };
+            let _ = tokio::time::timeout(COMMAND_TIMEOUT, work).await;
+        })
     }
 }
 

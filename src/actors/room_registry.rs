@@ -274,9 +274,7 @@ impl RoomRegistry {
         }
         if r.members.is_empty() {
             if let Some((name, _)) = self.rooms.remove_entry(room) {
-                if !is_personal(&name) {
-                    actix::spawn(self.follow(name, false));
-                }
+                actix::spawn(self.follow(name, false));
             }
         }
         true
@@ -301,6 +299,7 @@ impl RoomRegistry {
         if let Some(bridge) = &self.bridge {
             self.metrics.redis_mailbox.sent();
             if bridge.try_send(Relay { channel, event }).is_err() {
+                self.metrics.redis_mailbox.discarded(1);
                 inc(&self.metrics.redis_publish_errors);
                 log::warn!("redis bridge mailbox full: an event for other nodes was dropped");
             }
@@ -416,6 +415,7 @@ impl RoomRegistry {
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionInfo {
     pub connection_id: String,
+    pub node_id: Arc<str>,
     pub user_id: Arc<str>,
     pub remote_addr: Option<String>,
     pub user_agent: Option<String>,
@@ -456,6 +456,10 @@ impl Handler<Connect> for RoomRegistry {
             },
         );
         self.users.entry(user.clone()).or_default().insert(msg.id);
+        if !self.rooms.contains_key(&personal_room) {
+            // Messages a user sends to their own room reach their other nodes.
+            actix::spawn(self.follow(personal_room.clone(), true));
+        }
         self.add_member(msg.id, &personal_room);
         self.cluster(
             Channel::All,
@@ -600,7 +604,7 @@ impl Handler<Join> for RoomRegistry {
         // A room new to this node is followed on Redis before the recovery
         // read, so no message falls between what is read and what is relayed.
         let created = !already && !self.rooms.contains_key(&room);
-        let follow = (created && !is_personal(&room)).then(|| self.follow(room.clone(), true));
+        let follow = created.then(|| self.follow(room.clone(), true));
         let members = if already {
             self.track(GetMembers { room: room.clone() })
                 .into_actor(self)
@@ -1592,9 +1596,12 @@ impl Handler<FromCluster> for RoomRegistry {
                 let take = self.track(TakeSnapshot {
                     node: self.cfg.node_id.clone(),
                 });
-                ctx.spawn(take.into_actor(self).map(move |res, act, _| {
+                let _ = node;
+                ctx.spawn(take.into_actor(self).map(|res, act, _| {
+                    // To everyone: a node that reconnected earlier may have
+                    // missed this node's entries too.
                     if let Ok(snapshot) = res {
-                        act.cluster(Channel::Node(node), ClusterEvent::Snapshot { snapshot });
+                        act.cluster(Channel::All, ClusterEvent::Snapshot { snapshot });
                     }
                 }));
             }
@@ -1620,8 +1627,8 @@ impl Handler<FromCluster> for RoomRegistry {
                 let answer = self.run_admin(op);
                 self.cluster(Channel::Node(node), ClusterEvent::Reply { id, answer });
             }
-            // Answers are gathered by the bridge itself.
-            ClusterEvent::Reply { .. } => {}
+            // Answers and departures are handled by the bridge itself.
+            ClusterEvent::Reply { .. } | ClusterEvent::Bye => {}
         }
     }
 }

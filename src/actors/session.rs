@@ -126,6 +126,8 @@ pub struct SessionConfig {
     pub heartbeat_timeout: Duration,
     pub mailbox: usize,
     pub max_frame_bytes: usize,
+    /// Most frames one fragmented message may arrive in.
+    pub max_fragments: usize,
     pub decode: DecodeLimits,
     pub flood_close_after: u32,
     /// Unread notifications replayed right after `connected`.
@@ -155,7 +157,7 @@ pub struct Session {
     /// RATE_LIMITED answers in a row.
     strikes: u32,
     /// A fragmented message being reassembled: (is text, bytes so far).
-    partial: Option<(bool, BytesMut)>,
+    partial: Option<(bool, BytesMut, usize)>,
     closing: Option<(u16, String)>,
     _slot: ConnectionGuard,
 }
@@ -513,19 +515,32 @@ impl Session {
             Item::Last(b) => (None, b, true),
         };
         match (first, self.partial.as_mut()) {
-            (Some(is_text), None) => self.partial = Some((is_text, BytesMut::from(&bytes[..]))),
-            (None, Some((_, buf))) => buf.extend_from_slice(&bytes),
+            (Some(is_text), None) => self.partial = Some((is_text, BytesMut::from(&bytes[..]), 1)),
+            (None, Some((_, buf, count))) => {
+                buf.extend_from_slice(&bytes);
+                *count += 1;
+            }
             _ => {
                 self.close(ctx, close::PROTOCOL_ERROR, "unexpected continuation frame");
                 return;
             }
         }
-        if self.partial.as_ref().is_some_and(|(_, b)| b.len() > max) {
+        if self.partial.as_ref().is_some_and(|(_, b, _)| b.len() > max) {
+            self.partial = None;
             self.close(ctx, close::TOO_LARGE, "message too large");
             return;
         }
+        if self
+            .partial
+            .as_ref()
+            .is_some_and(|(_, _, n)| *n > self.deps.cfg.max_fragments)
+        {
+            self.partial = None;
+            self.close(ctx, close::TOO_LARGE, "message split into too many frames");
+            return;
+        }
         if last {
-            let (is_text, buf) = self.partial.take().expect("checked above");
+            let (is_text, buf, _) = self.partial.take().expect("checked above");
             if !is_text {
                 self.on_binary(ctx);
                 return;

@@ -160,6 +160,7 @@ pub async fn upgrade(
     let socket = req.conn_data::<ConnSocket>().map(|s| s.0.clone());
     let info = ConnectionInfo {
         connection_id: wire_id,
+        node_id: state.node_id.as_str().into(),
         user_id: identity.user_id.clone(),
         remote_addr: peer.map(|a| a.to_string()),
         user_agent: req

@@ -484,6 +484,25 @@ impl Client {
         }
     }
 
+    /// The next frame, or how the connection ended.
+    pub async fn next_or_close(&mut self) -> Result<Value, Closed> {
+        if let Some(frame) = self.pending.pop_front() {
+            return Ok(frame);
+        }
+        loop {
+            match self.ws.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    return Ok(serde_json::from_str(&text).expect("JSON"))
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return Err(Closed::Code(frame.map_or(1005, |f| u16::from(f.code))))
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Err(Closed::Dropped),
+            }
+        }
+    }
+
     /// Reads until the connection ends; returns how, skipping other frames.
     pub async fn closed(&mut self, wait: Duration) -> Closed {
         let deadline = tokio::time::Instant::now() + wait;
@@ -710,20 +729,17 @@ pub fn start_node(
     redis_url: &str,
     prefix: &str,
     node_id: &str,
-    extra: &str,
+    env: &[(&str, &str)],
 ) -> Server {
-    let config = format!(
-        "[redis]\nheartbeat_ms = 200\nnode_ttl_ms = 1500\ngather_timeout_ms = 1000\ngap_timeout_ms = 300\nreconnect_max_backoff_ms = 500\n{extra}"
-    );
-    Server::start_with_env(
-        &config,
-        &[
-            ("DATABASE_URL", &db.url),
-            ("REDIS_URL", redis_url),
-            ("REALTIME__REDIS__PREFIX", prefix),
-            ("REALTIME_NODE_ID", node_id),
-        ],
-    )
+    let config = "[redis]\nheartbeat_ms = 200\nnode_ttl_ms = 1500\ngather_timeout_ms = 1000\ngap_timeout_ms = 300\nreconnect_max_backoff_ms = 500\n";
+    let mut all = vec![
+        ("DATABASE_URL", db.url.as_str()),
+        ("REDIS_URL", redis_url),
+        ("REALTIME__REDIS__PREFIX", prefix),
+        ("REALTIME_NODE_ID", node_id),
+    ];
+    all.extend_from_slice(env);
+    Server::start_with_env(config, &all)
 }
 
 /// A unique key prefix, so parallel tests share one Redis safely.

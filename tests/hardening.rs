@@ -1,0 +1,316 @@
+//! Protections against bad input, abuse and faults, each tested against the
+//! real server.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use common::{redis_prefix, start_node, Backend, Closed, Server, TestDb, REDIS_URL, WAIT};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::Message;
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[actix_rt::test]
+async fn deeply_nested_json_is_refused_without_harm() {
+    let server = Server::start("");
+    let mut alice = server.connect("alice", &[]).await;
+    let depth = 5000;
+    let nested = format!(
+        r#"{{"type":"ping","id":1,"x":{}{}}}"#,
+        "[".repeat(depth),
+        "]".repeat(depth)
+    );
+    alice.send_raw(&nested).await;
+    let e = alice.expect("error").await;
+    assert_eq!(e["code"], "BAD_REQUEST", "{e}");
+    assert!(e["message"].as_str().unwrap().contains("nested"), "{e}");
+    assert_eq!(alice.request(json!({"type": "ping"})).await["type"], "pong");
+}
+
+#[actix_rt::test]
+async fn fragmented_messages_are_reassembled_within_bounds() {
+    let server = Server::start("[limits]\nmax_fragments = 8\n");
+    let mut alice = server.connect("alice", &[]).await;
+    // A command split into three frames works.
+    let text = br#"{"type":"ping","id":"frag"}"#;
+    let (a, rest) = text.split_at(5);
+    let (b, c) = rest.split_at(5);
+    alice
+        .send_message(Message::Frame(Frame::message(
+            a.to_vec(),
+            OpCode::Data(Data::Text),
+            false,
+        )))
+        .await;
+    alice
+        .send_message(Message::Frame(Frame::message(
+            b.to_vec(),
+            OpCode::Data(Data::Continue),
+            false,
+        )))
+        .await;
+    alice
+        .send_message(Message::Frame(Frame::message(
+            c.to_vec(),
+            OpCode::Data(Data::Continue),
+            true,
+        )))
+        .await;
+    assert_eq!(alice.next().await["id"], "frag");
+    // Many tiny fragments: closed with 1009 before the message completes.
+    alice
+        .send_message(Message::Frame(Frame::message(
+            b"{".to_vec(),
+            OpCode::Data(Data::Text),
+            false,
+        )))
+        .await;
+    for _ in 0..20 {
+        alice
+            .send_message(Message::Frame(Frame::message(
+                b" ".to_vec(),
+                OpCode::Data(Data::Continue),
+                false,
+            )))
+            .await;
+    }
+    assert_eq!(alice.closed(WAIT).await, Closed::Code(1009));
+}
+
+#[actix_rt::test]
+async fn invalid_utf8_text_closes_with_1007() {
+    let server = Server::start("");
+    let mut alice = server.connect("alice", &[]).await;
+    alice
+        .send_message(Message::Frame(Frame::message(
+            vec![b'{', 0xff, 0xfe, b'}'],
+            OpCode::Data(Data::Text),
+            true,
+        )))
+        .await;
+    assert_eq!(alice.closed(WAIT).await, Closed::Code(1007));
+    server
+        .wait_stats("the connection to be gone", |s| s["connections"] == 0)
+        .await;
+}
+
+#[test]
+fn a_trickling_handshake_is_cut_off() {
+    let server = Server::start_with_env(
+        "",
+        &[("REALTIME__SERVER__CLIENT_REQUEST_TIMEOUT_MS", "500")],
+    );
+    let mut socket = std::net::TcpStream::connect(server.addr).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let started = Instant::now();
+    socket
+        .write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    // ... and never finishes the request.
+    let mut buf = [0u8; 1024];
+    let mut answer = Vec::new();
+    loop {
+        match socket.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("still open after {:?}: {e}", started.elapsed()),
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+}
+
+#[actix_rt::test]
+async fn several_stalled_clients_cost_bounded_memory_and_slow_no_one() {
+    let server = Server::start("[mailbox]\nsession = 16\n[limits]\nslow_consumer_grace_ms = 500\n");
+    let mut reader = server.connect("reader", &["busy"]).await;
+    reader.join("busy").await;
+    let mut publisher = server.connect("publisher", &["busy"]).await;
+    publisher.join("busy").await;
+    let mut stalled = Vec::new();
+    for i in 0..4 {
+        let mut c = server
+            .connect_small_buffer(&format!("stalled{i}"), &["busy"])
+            .await;
+        c.join("busy").await;
+        stalled.push(c);
+    }
+    reader.drain().await;
+    publisher.drain().await;
+    let before = rss_kib(server.pid());
+    let n = 3000;
+    let reading = actix_rt::spawn(async move {
+        let mut seqs = Vec::with_capacity(n);
+        while seqs.len() < n {
+            let f = reader.next().await;
+            if f["type"] == "message:new" {
+                seqs.push(f["seq"].as_u64().unwrap());
+            }
+        }
+        (seqs, reader)
+    });
+    let content = "x".repeat(4000);
+    for _ in 0..n {
+        publisher
+            .ok(json!({"type": "message:send", "room": "busy", "content": content}))
+            .await;
+    }
+    let (seqs, _reader) = reading.await.unwrap();
+    assert_eq!(seqs.len(), n, "the reading member missed messages");
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1));
+    let stats = server
+        .wait_stats("the stalled clients to be closed", |s| {
+            s["connections"] == 2
+        })
+        .await;
+    assert_eq!(stats["nodes"][0]["slowConsumerCloses"], 4, "{stats}");
+    // 3,000 x 4 KB went to each of 4 stalled clients: 48 MB if it were
+    // buffered for them. What stays resident is far less.
+    let growth_mib = rss_kib(server.pid()).saturating_sub(before) / 1024;
+    assert!(growth_mib < 24, "server RSS grew by {growth_mib} MiB");
+    for mut c in stalled {
+        let end = c.closed(Duration::from_secs(10)).await;
+        assert!(
+            matches!(end, Closed::Dropped | Closed::Code(4009)),
+            "{end:?}"
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn a_reconnect_storm_leaves_exact_counts_and_no_leak() {
+    let server = Server::start("");
+    let users: u64 = 300;
+    // Everyone (re)connects at once, with a jitter of up to 200 ms.
+    let storm = || {
+        futures_util::future::join_all((0..users).map(|i| {
+            let server = &server;
+            async move {
+                tokio::time::sleep(Duration::from_millis((i * 7919) % 200)).await;
+                let mut c = server.connect(&format!("u{i}"), &["storm"]).await;
+                c.ok(json!({"type": "room:join", "room": "storm"})).await;
+                c
+            }
+        }))
+    };
+    let mut clients = storm().await;
+    server
+        .wait_stats("everyone connected", |s| s["connections"] == users)
+        .await;
+    let baseline = rss_kib(server.pid());
+    for _ in 0..3 {
+        drop(clients);
+        clients = storm().await;
+        let stats = server
+            .wait_stats("everyone back", |s| s["connections"] == users)
+            .await;
+        assert_eq!(stats["users"], users);
+        let members = server.admin_get("/admin/rooms/storm/presence").await["members"].clone();
+        assert_eq!(members.as_array().unwrap().len() as u64, users);
+    }
+    drop(clients);
+    server
+        .wait_stats("all gone", |s| s["connections"] == 0 && s["users"] == 0)
+        .await;
+    let members = server.admin_get("/admin/rooms/storm/presence").await["members"].clone();
+    assert_eq!(members, json!([]));
+    let rooms = server.admin_get("/admin/rooms").await["rooms"].clone();
+    assert_eq!(rooms, json!([]));
+    let after = rss_kib(server.pid());
+    assert!(
+        after < baseline + 32 * 1024,
+        "RSS {baseline} KiB -> {after} KiB after three storms"
+    );
+}
+
+#[actix_rt::test]
+async fn sigterm_under_load_keeps_every_acknowledged_message_and_tells_the_cluster() {
+    let db = TestDb::new(Backend::Postgres);
+    let prefix = redis_prefix();
+    // A long TTL: only a clean departure can make node b's users leave fast.
+    let long_ttl = [("REALTIME__REDIS__NODE_TTL_MS", "60000")];
+    let a = start_node(&db, REDIS_URL, &prefix, "node-a", &long_ttl);
+    let mut b = start_node(&db, REDIS_URL, &prefix, "node-b", &long_ttl);
+    a.wait_ready().await;
+    b.wait_ready().await;
+    let mut watcher = a.connect("watcher", &["r"]).await;
+    watcher.join("r").await;
+    let mut sender = b.connect("sender", &["r"]).await;
+    sender.join("r").await;
+    assert_eq!(watcher.expect("user:joined").await["userId"], "sender");
+    for j in 0..50 {
+        sender
+            .send(json!({"type": "message:send", "room": "r", "content": format!("{j}"), "id": j}))
+            .await;
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &b.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    let mut acked = Vec::new();
+    loop {
+        match tokio::time::timeout(WAIT, sender.next_or_close())
+            .await
+            .expect("no close")
+        {
+            Ok(f) if f["type"] == "reply" => acked.push(f["data"]["seq"].as_u64().unwrap()),
+            Ok(_) => {}
+            Err(code) => {
+                assert_eq!(code, Closed::Code(1001));
+                break;
+            }
+        }
+    }
+    assert!(b.wait_exit(Duration::from_secs(15)).success());
+    // The other node hears of it at once, not after a TTL.
+    let mut left = false;
+    while !left {
+        let f = watcher.next().await;
+        left = f["type"] == "user:left" && f["userId"] == "sender";
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    // Every acknowledged message is stored.
+    let history = watcher
+        .ok(json!({"type": "history:get", "room": "r", "limit": 100}))
+        .await["messages"]
+        .clone();
+    let stored: Vec<u64> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect();
+    for seq in &acked {
+        assert!(
+            stored.contains(seq),
+            "acknowledged seq {seq} was lost; stored {stored:?}"
+        );
+    }
+}
