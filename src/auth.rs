@@ -326,6 +326,35 @@ mod tests {
     }
 
     #[test]
+    fn not_yet_valid_tokens_are_refused() {
+        #[derive(serde::Serialize)]
+        struct WithNbf {
+            sub: String,
+            exp: u64,
+            nbf: u64,
+        }
+        let auth = Auth::from_settings(&settings(), Environment::Production).unwrap();
+        let key = EncodingKey::from_secret(b"s3cret");
+        let early = WithNbf {
+            sub: "alice".into(),
+            exp: now_secs() + 600,
+            nbf: now_secs() + 300,
+        };
+        let token = encode(&Header::new(Algorithm::HS256), &early, &key).unwrap();
+        assert_eq!(
+            auth.verify(&token),
+            Err(AuthError::Invalid("token is not valid yet (nbf)".into()))
+        );
+        let empty_sub = WithNbf {
+            sub: String::new(),
+            exp: now_secs() + 600,
+            nbf: 0,
+        };
+        let token = encode(&Header::new(Algorithm::HS256), &empty_sub, &key).unwrap();
+        assert!(auth.verify(&token).is_err());
+    }
+
+    #[test]
     fn audience_and_issuer_are_checked_when_configured() {
         let mut s = settings();
         s.audience = "chat".into();

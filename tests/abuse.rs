@@ -254,3 +254,16 @@ async fn connections_are_limited_per_user_and_per_address() {
     );
     assert!(body["retryAfterMs"].as_u64().unwrap() > 0);
 }
+
+#[actix_rt::test]
+async fn a_full_node_answers_503() {
+    let server = Server::start("[limits]\nmax_connections = 2\n");
+    let _a = server.connect("a", &[]).await;
+    let _b = server.connect("b", &[]).await;
+    let token = server.token("c", &[]);
+    let (status, body) = server.connect_with(&token, &[]).await.err().unwrap();
+    assert_eq!(
+        (status, body["code"].as_str().unwrap()),
+        (503, "UNAVAILABLE")
+    );
+}
