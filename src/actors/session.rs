@@ -599,13 +599,15 @@ impl Actor for Session {
             user_agent: info.user_agent.clone(),
             at: now_ms(),
         });
+        // A new connection starts online, like the tracker's entry.
+        records.send(Record::Presence {
+            user_id: self.identity.user_id.to_string(),
+            status: "online".into(),
+            custom_status: None,
+            at: now_ms(),
+        });
         let detail = json!({ "remoteAddr": info.remote_addr });
-        records.audit(
-            "connect",
-            Some(&self.identity.user_id),
-            Some(&self.wire_id),
-            detail,
-        );
+        records.audit("connect", Some(&self.identity.user_id), Some(&self.wire_id), detail);
         log::info!(
             "connect conn={} user={} addr={}",
             self.wire_id,

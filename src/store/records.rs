@@ -297,23 +297,6 @@ impl Writer {
                             .on_conflict_do_nothing()
                             .execute(conn)
                             .await?;
-                        diesel::insert_into(presence::table)
-                            .values((
-                                presence::user_id.eq(user_id),
-                                presence::status.eq("online"),
-                                presence::node_id.eq(node),
-                                presence::last_seen.eq(at),
-                            ))
-                            .on_conflict(presence::user_id)
-                            .do_update()
-                            .set((
-                                presence::status.eq(excluded(presence::status)),
-                                presence::custom_status.eq(None::<String>),
-                                presence::node_id.eq(excluded(presence::node_id)),
-                                presence::last_seen.eq(excluded(presence::last_seen)),
-                            ))
-                            .execute(conn)
-                            .await?;
                     }
                     Record::ConnectionClosed {
                         connection_id,
