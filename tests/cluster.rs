@@ -293,14 +293,7 @@ async fn redis_restarting_mid_traffic_loses_nothing_for_good() {
 
     redis.restart();
     for node in [&a, &b] {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        while node.get("/ready", None).await.0 != 200 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "a node never reconnected to Redis"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        node.wait_ready().await;
     }
     // The next message shows bob the gap, which is filled from the database.
     alice

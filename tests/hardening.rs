@@ -264,11 +264,7 @@ async fn sigterm_under_load_keeps_every_acknowledged_message_and_tells_the_clust
             .send(json!({"type": "message:send", "room": "r", "content": format!("{j}"), "id": j}))
             .await;
     }
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &b.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    b.terminate();
     let started = Instant::now();
     let mut acked = Vec::new();
     loop {

@@ -14,11 +14,7 @@ async fn sigterm_closes_every_connection_with_1001_and_exits() {
     alice.join("r").await;
     bob.join("r").await;
 
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &server.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    server.terminate();
     let started = Instant::now();
     assert_eq!(
         alice.closed(Duration::from_secs(5)).await,

@@ -43,11 +43,7 @@ fn seqs(list: &serde_json::Value) -> Vec<u64> {
 }
 
 fn stop(server: &mut Server) {
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &server.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    server.terminate();
     assert!(server.wait_exit(Duration::from_secs(15)).success());
 }
 
@@ -402,14 +398,7 @@ async fn postgres_down_gives_unavailable_and_recovers() {
     );
 
     proxy.up();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while server.get("/ready", None).await.0 != 200 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "database never came back"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    server.wait_ready().await;
     let reply = alice
         .ok(json!({"type": "message:send", "room": "r", "content": "after"}))
         .await;

@@ -607,7 +607,12 @@ impl Actor for Session {
             at: now_ms(),
         });
         let detail = json!({ "remoteAddr": info.remote_addr });
-        records.audit("connect", Some(&self.identity.user_id), Some(&self.wire_id), detail);
+        records.audit(
+            "connect",
+            Some(&self.identity.user_id),
+            Some(&self.wire_id),
+            detail,
+        );
         log::info!(
             "connect conn={} user={} addr={}",
             self.wire_id,

@@ -108,6 +108,15 @@ impl Server {
         self.child.id()
     }
 
+    /// SIGTERM: asks the process to shut down cleanly.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
     /// SIGKILL: the process dies without any cleanup.
     pub fn kill9(&mut self) {
         self.child.kill().expect("kill");
