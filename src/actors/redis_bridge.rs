@@ -385,9 +385,11 @@ impl RedisBridge {
                 // The same id with a new boot: the old node is gone.
                 self.node_gone(env.node.clone());
                 self.known.insert(env.node.clone(), env.boot.clone());
+                self.last_alive.insert(env.node.clone(), Instant::now());
             }
             None => {
                 self.known.insert(env.node.clone(), env.boot.clone());
+                self.last_alive.insert(env.node.clone(), Instant::now());
             }
         }
         if let ClusterEvent::Bye = env.event {

@@ -1,0 +1,358 @@
+//! realtime-bench: an open-loop WebSocket load generator on a
+//! single-threaded runtime (pin it with `taskset -c N`).
+//!
+//! Usage: realtime-bench <scenario> --url ws://127.0.0.1:PORT/ws [options]
+//!
+//! Scenarios (each prints one JSON line of figures):
+//!   idle       open --conns connections, report server RSS per connection
+//!              after connecting and after --duration seconds idle (--pid)
+//!   handshake  open (and close) connections for --duration seconds
+//!   fanout     --subs subscribers in one room; one publisher sends --rate
+//!              messages/s for --duration seconds, open loop; deliveries/s,
+//!              delivered %, latency percentiles, server CPU per delivery
+//!   persist    --senders connections keep --window message:send each in
+//!              flight for --duration seconds; acknowledged messages/s
+//!
+//! Options: --secret (HS256 key for tokens; omit for the reference servers),
+//! --pub-url (publisher on another node), --size (message bytes, 100),
+//! --sources (127.0.0.x source addresses, 4), --pid (server pid for RSS/CPU).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use serde_json::json;
+use tokio::net::TcpSocket;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+struct Opts {
+    scenario: String,
+    url: String,
+    pub_url: Option<String>,
+    secret: Option<String>,
+    pid: Option<u32>,
+    conns: usize,
+    subs: usize,
+    rate: u64,
+    duration: Duration,
+    size: usize,
+    sources: u8,
+    senders: usize,
+    window: usize,
+}
+
+fn opts() -> Opts {
+    let args: Vec<String> = std::env::args().collect();
+    let mut map = HashMap::new();
+    let mut i = 2;
+    while i + 1 < args.len() {
+        map.insert(args[i].trim_start_matches("--").to_string(), args[i + 1].clone());
+        i += 2;
+    }
+    let get = |k: &str, d: &str| map.get(k).cloned().unwrap_or_else(|| d.to_string());
+    Opts {
+        scenario: args.get(1).cloned().unwrap_or_default(),
+        url: get("url", "ws://127.0.0.1:8080/ws"),
+        pub_url: map.get("pub-url").cloned(),
+        secret: map.get("secret").cloned(),
+        pid: map.get("pid").and_then(|p| p.parse().ok()),
+        conns: get("conns", "1000").parse().unwrap(),
+        subs: get("subs", "1000").parse().unwrap(),
+        rate: get("rate", "1000").parse().unwrap(),
+        duration: Duration::from_secs_f64(get("duration", "10").parse().unwrap()),
+        size: get("size", "100").parse().unwrap(),
+        sources: get("sources", "4").parse().unwrap(),
+        senders: get("senders", "50").parse().unwrap(),
+        window: get("window", "32").parse().unwrap(),
+    }
+}
+
+fn token(secret: &Option<String>, user: &str) -> String {
+    let Some(secret) = secret else { return "none".into() };
+    #[derive(serde::Serialize)]
+    struct Claims<'a> {
+        sub: &'a str,
+        exp: u64,
+    }
+    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 3600;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &Claims { sub: user, exp },
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// Connects from 127.0.0.<1 + n % sources>, so one process is not limited
+/// by the ephemeral ports of one source address.
+async fn connect(url: &str, token: &str, n: usize, sources: u8) -> Result<Ws, String> {
+    let without = url.trim_start_matches("ws://");
+    let (host, _) = without.split_once('/').unwrap_or((without, ""));
+    let addr: SocketAddr = host.parse().map_err(|e| format!("{host}: {e}"))?;
+    let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    let local = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (n % sources.max(1) as usize) as u8));
+    socket.bind(SocketAddr::new(local, 0)).map_err(|e| e.to_string())?;
+    let stream = socket.connect(addr).await.map_err(|e| e.to_string())?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let request = format!("{url}?token={token}");
+    let (ws, _) = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(ws)
+}
+
+/// Reads frames until one has `"id":<id>` (a reply), or the first one.
+async fn until_reply(ws: &mut Ws, id: u64) {
+    let needle = format!("\"id\":{id}");
+    while let Some(Ok(msg)) = ws.next().await {
+        if let Message::Text(t) = msg {
+            if t.contains(&needle) {
+                return;
+            }
+        }
+    }
+}
+
+fn rss_kib(pid: Option<u32>) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// utime + stime of the process, in seconds (at 100 ticks per second).
+fn cpu_secs(pid: Option<u32>) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+fn main() {
+    let o = opts();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let local = tokio::task::LocalSet::new();
+    let result = local.block_on(&rt, async move {
+        match o.scenario.as_str() {
+            "idle" => idle(&o).await,
+            "handshake" => handshake(&o).await,
+            "fanout" => fanout(&o).await,
+            "persist" => persist(&o).await,
+            other => json!({"error": format!("unknown scenario {other:?}")}),
+        }
+    });
+    println!("{result}");
+}
+
+async fn idle(o: &Opts) -> serde_json::Value {
+    let base = rss_kib(o.pid);
+    let mut conns = Vec::with_capacity(o.conns);
+    let mut failed = 0;
+    for i in 0..o.conns {
+        match connect(&o.url, &token(&o.secret, &format!("idle{i}")), i, o.sources).await {
+            Ok(ws) => conns.push(ws),
+            Err(_) => failed += 1,
+        }
+    }
+    let connected = rss_kib(o.pid);
+    // Stay idle, answering the server's pings.
+    let deadline = Instant::now() + o.duration;
+    let readers: Vec<_> = conns
+        .into_iter()
+        .map(|mut ws| {
+            tokio::task::spawn_local(async move {
+                while tokio::time::timeout_at(deadline.into(), ws.next()).await.is_ok_and(|m| m.is_some()) {}
+                ws
+            })
+        })
+        .collect();
+    let mut kept = Vec::new();
+    for r in readers {
+        kept.push(r.await.unwrap());
+    }
+    let after = rss_kib(o.pid);
+    let n = kept.len().max(1) as f64;
+    let per = |x: Option<u64>| match (x, base) {
+        (Some(x), Some(b)) => json!((x.saturating_sub(b)) as f64 / n),
+        _ => json!(null),
+    };
+    json!({"scenario": "idle", "connections": kept.len(), "failed": failed,
+           "rssKibPerConnAfterConnect": per(connected), "rssKibPerConnAfterIdle": per(after),
+           "rssKibBaseline": base})
+}
+
+async fn handshake(o: &Opts) -> serde_json::Value {
+    let done = Rc::new(RefCell::new((0u64, 0u64)));
+    let deadline = Instant::now() + o.duration;
+    let started = Instant::now();
+    let workers: Vec<_> = (0..64)
+        .map(|w| {
+            let (done, url, secret, sources) = (done.clone(), o.url.clone(), o.secret.clone(), o.sources);
+            tokio::task::spawn_local(async move {
+                let mut n = w;
+                while Instant::now() < deadline {
+                    let t = token(&secret, &format!("hs{n}"));
+                    match connect(&url, &t, n, sources).await {
+                        Ok(mut ws) => {
+                            // Wait for `connected`, then close.
+                            let _ = ws.next().await;
+                            let _ = ws.close(None).await;
+                            done.borrow_mut().0 += 1;
+                        }
+                        Err(_) => done.borrow_mut().1 += 1,
+                    }
+                    n += 64;
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        let _ = w.await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let (ok, failed) = *done.borrow();
+    json!({"scenario": "handshake", "handshakes": ok, "failed": failed, "perSecond": ok as f64 / secs})
+}
+
+/// The send time in the content: 20 digits of nanoseconds since `base`.
+fn stamp(base: Instant, size: usize) -> String {
+    let mut s = format!("{:020}", base.elapsed().as_nanos());
+    while s.len() < size {
+        s.push('x');
+    }
+    s
+}
+
+fn read_stamp(text: &str) -> Option<u64> {
+    let i = text.find("\"content\":\"")? + 11;
+    text.get(i..i + 20)?.parse().ok()
+}
+
+async fn fanout(o: &Opts) -> serde_json::Value {
+    let room = "public:bench";
+    let base = Instant::now();
+    let hist = Rc::new(RefCell::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap()));
+    let delivered = Rc::new(RefCell::new(0u64));
+    let mut subs = Vec::new();
+    for i in 0..o.subs {
+        let Ok(mut ws) = connect(&o.url, &token(&o.secret, &format!("sub{i}")), i, o.sources).await else { continue };
+        let _ = ws.next().await; // connected
+        let _ = ws.send(Message::Text(json!({"type": "room:join", "room": room, "id": 1}).to_string())).await;
+        until_reply(&mut ws, 1).await;
+        subs.push(ws);
+    }
+    let stop = Instant::now() + o.duration + Duration::from_secs(3);
+    for mut ws in subs.drain(..) {
+        let (hist, delivered) = (hist.clone(), delivered.clone());
+        tokio::task::spawn_local(async move {
+            while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(stop.into(), ws.next()).await {
+                if let Message::Text(t) = msg {
+                    if let Some(sent) = read_stamp(&t) {
+                        let now = base.elapsed().as_nanos() as u64;
+                        let _ = hist.borrow_mut().record((now.saturating_sub(sent) / 1000).max(1));
+                        *delivered.borrow_mut() += 1;
+                    }
+                }
+            }
+        });
+    }
+    let pub_url = o.pub_url.clone().unwrap_or_else(|| o.url.clone());
+    let mut publisher = connect(&pub_url, &token(&o.secret, "publisher"), 0, o.sources).await.expect("publisher");
+    let _ = publisher.next().await;
+    let _ = publisher.send(Message::Text(json!({"type": "room:join", "room": room, "id": 1}).to_string())).await;
+    until_reply(&mut publisher, 1).await;
+    let subscribers = o.subs as u64;
+    let cpu_before = cpu_secs(o.pid);
+    // Open loop: every millisecond, the messages due by now.
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    let (mut sink, mut stream) = publisher.split();
+    // The publisher's own copies are read and dropped.
+    tokio::task::spawn_local(async move { while let Ok(Some(_)) = tokio::time::timeout_at(stop.into(), stream.next()).await {} });
+    while started.elapsed() < o.duration {
+        tick.tick().await;
+        let due = (started.elapsed().as_secs_f64() * o.rate as f64) as u64;
+        while sent < due {
+            let frame = json!({"type": "message:send", "room": room, "content": stamp(base, o.size)});
+            if sink.feed(Message::Text(frame.to_string())).await.is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        let _ = sink.flush().await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    tokio::time::sleep_until(stop.into()).await;
+    let cpu = match (cpu_before, cpu_secs(o.pid)) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
+    let got = *delivered.borrow();
+    let h = hist.borrow();
+    json!({"scenario": "fanout", "subscribers": subscribers, "rate": o.rate, "sent": sent,
+           "deliveries": got, "deliveredPct": 100.0 * got as f64 / (sent * subscribers).max(1) as f64,
+           "deliveriesPerSecond": got as f64 / elapsed,
+           "p50us": h.value_at_quantile(0.50), "p99us": h.value_at_quantile(0.99), "p999us": h.value_at_quantile(0.999),
+           "serverCpuUsPerDelivery": cpu.map(|c| c * 1e6 / got.max(1) as f64)})
+}
+
+async fn persist(o: &Opts) -> serde_json::Value {
+    let acked = Rc::new(RefCell::new(0u64));
+    let errors = Rc::new(RefCell::new(0u64));
+    let deadline = Instant::now() + o.duration;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for s in 0..o.senders {
+        let mut ws = connect(&o.url, &token(&o.secret, &format!("writer{s}")), s, o.sources).await.expect("connect");
+        let _ = ws.next().await;
+        let room = format!("public:persist{}", s % 8);
+        let _ = ws.send(Message::Text(json!({"type": "room:join", "room": room, "id": 0}).to_string())).await;
+        until_reply(&mut ws, 0).await;
+        let (acked, errors, window) = (acked.clone(), errors.clone(), o.window);
+        tasks.push(tokio::task::spawn_local(async move {
+            let (mut sink, mut stream) = ws.split();
+            let mut next_id = 1u64;
+            let mut in_flight = 0usize;
+            loop {
+                while in_flight < window && Instant::now() < deadline {
+                    let frame = json!({"type": "message:send", "room": room, "content": "persisted", "id": next_id});
+                    if sink.send(Message::Text(frame.to_string())).await.is_err() {
+                        return;
+                    }
+                    next_id += 1;
+                    in_flight += 1;
+                }
+                if in_flight == 0 {
+                    return;
+                }
+                match tokio::time::timeout(Duration::from_secs(10), stream.next()).await {
+                    Ok(Some(Ok(Message::Text(t)))) => {
+                        if t.starts_with("{\"type\":\"reply\"") {
+                            in_flight -= 1;
+                            *acked.borrow_mut() += 1;
+                        } else if t.starts_with("{\"type\":\"error\"") {
+                            in_flight -= 1;
+                            *errors.borrow_mut() += 1;
+                        }
+                    }
+                    Ok(Some(Ok(_))) => {}
+                    _ => return,
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let ok = *acked.borrow();
+    json!({"scenario": "persist", "senders": o.senders, "acked": ok, "errors": *errors.borrow(),
+           "ackedPerSecond": ok as f64 / secs})
+}
