@@ -88,7 +88,10 @@ def gen(scenario, server, **opts):
         cmd += ["--secret", server.secret]
     for k, v in opts.items():
         cmd += ["--" + k.replace("_", "-"), str(v)]
-    out = subprocess.run(pinned(1, cmd), capture_output=True, text=True, timeout=120)
+    try:
+        out = subprocess.run(pinned(1, cmd), capture_output=True, text=True, timeout=240)
+    except subprocess.TimeoutExpired:
+        return {"error": "timed out"}
     try:
         return json.loads(out.stdout.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):

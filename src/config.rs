@@ -106,6 +106,7 @@ pub struct RateLimits {
 #[serde(deny_unknown_fields)]
 pub struct RoomSettings {
     pub public: Vec<String>,
+    pub join_leave_events_max_users: usize,
     #[serde(default)]
     pub max_users: BTreeMap<String, usize>,
 }

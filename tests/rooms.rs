@@ -354,3 +354,26 @@ async fn ping_and_personal_room() {
         "BAD_REQUEST"
     );
 }
+
+#[actix_rt::test]
+async fn big_rooms_skip_join_and_leave_events() {
+    let server =
+        Server::start_with_env("", &[("REALTIME__ROOMS__JOIN_LEAVE_EVENTS_MAX_USERS", "2")]);
+    let mut alice = server.connect("alice", &["big"]).await;
+    let mut bob = server.connect("bob", &["big"]).await;
+    alice.join("big").await;
+    bob.join("big").await;
+    assert_eq!(alice.expect("user:joined").await["userId"], "bob");
+    // A third user makes the room bigger than the limit: no more events.
+    let mut carol = server.connect("carol", &["big"]).await;
+    let joined = carol.join("big").await;
+    assert_eq!(
+        joined["members"].as_array().unwrap().len(),
+        3,
+        "presence still lists everyone"
+    );
+    alice.expect_silence().await;
+    drop(carol);
+    alice.expect_silence().await;
+    bob.expect_silence().await;
+}

@@ -239,19 +239,19 @@ async fn fanout(o: &Opts) -> serde_json::Value {
     let base = Instant::now();
     let hist = Rc::new(RefCell::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap()));
     let delivered = Rc::new(RefCell::new(0u64));
-    let mut subs = Vec::new();
+    // Set-up is not measured; the clock for the end starts after it.
+    let stop = Rc::new(RefCell::new(Instant::now() + Duration::from_secs(3600)));
     for i in 0..o.subs {
         let Ok(mut ws) = connect(&o.url, &token(&o.secret, &format!("sub{i}")), i, o.sources).await else { continue };
         let _ = ws.next().await; // connected
         let _ = ws.send(Message::Text(json!({"type": "room:join", "room": room, "id": 1}).to_string())).await;
         until_reply(&mut ws, 1).await;
-        subs.push(ws);
-    }
-    let stop = Instant::now() + o.duration + Duration::from_secs(3);
-    for mut ws in subs.drain(..) {
-        let (hist, delivered) = (hist.clone(), delivered.clone());
+        // Read from now on, so no subscriber falls behind during set-up.
+        let (hist, delivered, stop) = (hist.clone(), delivered.clone(), stop.clone());
         tokio::task::spawn_local(async move {
-            while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(stop.into(), ws.next()).await {
+            loop {
+                let until = *stop.borrow();
+                let Ok(Some(Ok(msg))) = tokio::time::timeout_at(until.into(), ws.next()).await else { break };
                 if let Message::Text(t) = msg {
                     if let Some(sent) = read_stamp(&t) {
                         let now = base.elapsed().as_nanos() as u64;
@@ -262,6 +262,9 @@ async fn fanout(o: &Opts) -> serde_json::Value {
             }
         });
     }
+    let stop_at = Instant::now() + o.duration + Duration::from_secs(3);
+    *stop.borrow_mut() = stop_at;
+    let stop = stop_at;
     let pub_url = o.pub_url.clone().unwrap_or_else(|| o.url.clone());
     let mut publisher = connect(&pub_url, &token(&o.secret, "publisher"), 0, o.sources).await.expect("publisher");
     let _ = publisher.next().await;

@@ -53,6 +53,8 @@ pub struct RegistryConfig {
     pub slow_consumer_grace: Duration,
     /// How long a message from another node waits for a missing seq.
     pub gap_timeout: Duration,
+    /// Rooms with more users than this get no join/leave events.
+    pub join_leave_max_users: usize,
     /// How long `message:send` waits for its commit (`database.timeout_ms`).
     pub commit_timeout: Duration,
 }
@@ -75,6 +77,7 @@ impl RegistryConfig {
             slow_consumer_grace: Duration::from_millis(s.limits.slow_consumer_grace_ms),
             commit_timeout: Duration::from_millis(s.database.timeout_ms),
             gap_timeout: Duration::from_millis(s.redis.gap_timeout_ms),
+            join_leave_max_users: s.rooms.join_leave_events_max_users,
         }
     }
 
@@ -154,7 +157,21 @@ fn status_name(status: Status) -> &'static str {
     }
 }
 
-/// Personal rooms carry notifications, not conversations: no join/leave events.
+impl RoomRegistry {
+    /// Whether `user:joined`/`user:left` are sent in `room`: not in personal
+    /// rooms (notifications, not conversations), and not in rooms with more
+    /// users on this node than `rooms.join_leave_events_max_users`, where
+    /// every join would cost a message to every member.
+    fn announces_membership(&self, room: &str) -> bool {
+        !is_personal(room)
+            && self
+                .rooms
+                .get(room)
+                .is_none_or(|r| r.users.len() <= self.cfg.join_leave_max_users)
+    }
+}
+
+/// Personal rooms carry notifications, not conversations.
 fn is_personal(room: &str) -> bool {
     room.starts_with(PERSONAL_PREFIX)
 }
@@ -368,7 +385,7 @@ impl RoomRegistry {
     }
 
     fn announce_leave(&self, outcome: &LeaveOutcome, user: &str) {
-        if outcome.last && !is_personal(&outcome.room) {
+        if outcome.last && self.announces_membership(&outcome.room) {
             let frame = encode(&Event::UserLeft {
                 room: &outcome.room,
                 user_id: user,
@@ -671,7 +688,7 @@ impl Handler<Join> for RoomRegistry {
                         json!({ "room": &*room }),
                     );
                 }
-                if first && !is_personal(&room) {
+                if first && act.announces_membership(&room) {
                     let frame = encode(&Event::UserJoined {
                         room: &room,
                         user_id: &user,
@@ -1610,7 +1627,7 @@ impl Handler<FromCluster> for RoomRegistry {
                 ctx.spawn(apply.into_actor(self).map(|res, act, _| {
                     let Ok(changes) = res else { return };
                     for (room, user) in changes.joined {
-                        if !is_personal(&room) {
+                        if act.announces_membership(&room) {
                             let frame = encode(&Event::UserJoined {
                                 room: &room,
                                 user_id: &user,
@@ -1669,7 +1686,7 @@ impl RoomRegistry {
                     user: user.clone(),
                 });
                 ctx.spawn(track.into_actor(self).map(move |res, act, _| {
-                    if res.is_ok_and(|o| o.first) && !is_personal(&room) {
+                    if res.is_ok_and(|o| o.first) && act.announces_membership(&room) {
                         let frame = encode(&Event::UserJoined {
                             room: &room,
                             user_id: &user,
