@@ -161,13 +161,11 @@ impl RoomRegistry {
     /// Whether `user:joined`/`user:left` are sent in `room`: not in personal
     /// rooms (notifications, not conversations), and not in rooms with more
     /// users on this node than `rooms.join_leave_events_max_users`, where
-    /// every join would cost a message to every member.
-    fn announces_membership(&self, room: &str) -> bool {
-        !is_personal(room)
-            && self
-                .rooms
-                .get(room)
-                .is_none_or(|r| r.users.len() <= self.cfg.join_leave_max_users)
+    /// every join would cost a message to every member. `gone` counts users
+    /// who just left, so a leave is judged by the room's size before it.
+    fn announces_membership(&self, room: &str, gone: usize) -> bool {
+        let users = self.rooms.get(room).map_or(0, |r| r.users.len()) + gone;
+        !is_personal(room) && users <= self.cfg.join_leave_max_users
     }
 }
 
@@ -385,7 +383,7 @@ impl RoomRegistry {
     }
 
     fn announce_leave(&self, outcome: &LeaveOutcome, user: &str) {
-        if outcome.last && self.announces_membership(&outcome.room) {
+        if outcome.last && self.announces_membership(&outcome.room, 1) {
             let frame = encode(&Event::UserLeft {
                 room: &outcome.room,
                 user_id: user,
@@ -688,7 +686,7 @@ impl Handler<Join> for RoomRegistry {
                         json!({ "room": &*room }),
                     );
                 }
-                if first && act.announces_membership(&room) {
+                if first && act.announces_membership(&room, 0) {
                     let frame = encode(&Event::UserJoined {
                         room: &room,
                         user_id: &user,
@@ -1627,7 +1625,7 @@ impl Handler<FromCluster> for RoomRegistry {
                 ctx.spawn(apply.into_actor(self).map(|res, act, _| {
                     let Ok(changes) = res else { return };
                     for (room, user) in changes.joined {
-                        if act.announces_membership(&room) {
+                        if act.announces_membership(&room, 0) {
                             let frame = encode(&Event::UserJoined {
                                 room: &room,
                                 user_id: &user,
@@ -1686,7 +1684,7 @@ impl RoomRegistry {
                     user: user.clone(),
                 });
                 ctx.spawn(track.into_actor(self).map(move |res, act, _| {
-                    if res.is_ok_and(|o| o.first) && act.announces_membership(&room) {
+                    if res.is_ok_and(|o| o.first) && act.announces_membership(&room, 0) {
                         let frame = encode(&Event::UserJoined {
                             room: &room,
                             user_id: &user,
