@@ -200,8 +200,14 @@ async fn several_stalled_clients_cost_bounded_memory_and_slow_no_one() {
 
 #[actix_rt::test]
 async fn a_reconnect_storm_leaves_exact_counts_and_no_leak() {
-    let server = Server::start("");
-    let users: u64 = 300;
+    let server = Server::start_with_env(
+        "",
+        &[
+            ("REALTIME__RATE_LIMITS__CONNECTIONS_PER_IP_PER_SECOND", "100000"),
+            ("REALTIME__RATE_LIMITS__CONNECTIONS_PER_IP_BURST", "100000"),
+        ],
+    );
+    let users: u64 = 1000;
     // Everyone (re)connects at once, with a jitter of up to 200 ms.
     let storm = || {
         futures_util::future::join_all((0..users).map(|i| {
