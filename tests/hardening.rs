@@ -203,8 +203,14 @@ async fn a_reconnect_storm_leaves_exact_counts_and_no_leak() {
     let server = Server::start_with_env(
         "",
         &[
-            ("REALTIME__RATE_LIMITS__CONNECTIONS_PER_IP_PER_SECOND", "100000"),
+            (
+                "REALTIME__RATE_LIMITS__CONNECTIONS_PER_IP_PER_SECOND",
+                "100000",
+            ),
             ("REALTIME__RATE_LIMITS__CONNECTIONS_PER_IP_BURST", "100000"),
+            // 1,000 joins would be a million user:joined events to clients
+            // that read nothing here (and would rightly be slow consumers).
+            ("REALTIME__ROOMS__JOIN_LEAVE_EVENTS_MAX_USERS", "0"),
         ],
     );
     let users: u64 = 1000;
