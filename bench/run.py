@@ -141,7 +141,7 @@ def main():
     if not QUICK:
         per_kind(f"idle RSS KiB/conn ({idle_conns} conns, after 60 s idle)", "lower",
                  lambda s: gen("idle", s, conns=idle_conns, duration=60).get("rssKibPerConnAfterIdle"))
-    fanouts = [(200, 100)] if QUICK else [(1000, 200), (1000, 1000), (5000, 100)]
+    fanouts = [(200, 100)] if QUICK else [(1000, 20), (1000, 200), (1000, 1000), (5000, 100)]
     for subs, rate in fanouts:
         results = {}
 

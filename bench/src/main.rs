@@ -244,7 +244,7 @@ async fn fanout(o: &Opts) -> serde_json::Value {
     for i in 0..o.subs {
         let Ok(mut ws) = connect(&o.url, &token(&o.secret, &format!("sub{i}")), i, o.sources).await else { continue };
         let _ = ws.next().await; // connected
-        let _ = ws.send(Message::Text(json!({"type": "room:join", "room": room, "id": 1}).to_string())).await;
+        let _ = ws.send(Message::Text(json!({"type": "room:join", "room": room, "id": 1}).to_string().into())).await;
         until_reply(&mut ws, 1).await;
         // Read from now on, so no subscriber falls behind during set-up.
         let (hist, delivered, stop) = (hist.clone(), delivered.clone(), stop.clone());
@@ -268,7 +268,7 @@ async fn fanout(o: &Opts) -> serde_json::Value {
     let pub_url = o.pub_url.clone().unwrap_or_else(|| o.url.clone());
     let mut publisher = connect(&pub_url, &token(&o.secret, "publisher"), 0, o.sources).await.expect("publisher");
     let _ = publisher.next().await;
-    let _ = publisher.send(Message::Text(json!({"type": "room:join", "room": room, "id": 1}).to_string())).await;
+    let _ = publisher.send(Message::Text(json!({"type": "room:join", "room": room, "id": 1}).to_string().into())).await;
     until_reply(&mut publisher, 1).await;
     let subscribers = o.subs as u64;
     let cpu_before = cpu_secs(o.pid);
@@ -284,7 +284,7 @@ async fn fanout(o: &Opts) -> serde_json::Value {
         let due = (started.elapsed().as_secs_f64() * o.rate as f64) as u64;
         while sent < due {
             let frame = json!({"type": "message:send", "room": room, "content": stamp(base, o.size)});
-            if sink.feed(Message::Text(frame.to_string())).await.is_err() {
+            if sink.feed(Message::Text(frame.to_string().into())).await.is_err() {
                 break;
             }
             sent += 1;
@@ -316,7 +316,7 @@ async fn persist(o: &Opts) -> serde_json::Value {
         let mut ws = connect(&o.url, &token(&o.secret, &format!("writer{s}")), s, o.sources).await.expect("connect");
         let _ = ws.next().await;
         let room = format!("public:persist{}", s % 8);
-        let _ = ws.send(Message::Text(json!({"type": "room:join", "room": room, "id": 0}).to_string())).await;
+        let _ = ws.send(Message::Text(json!({"type": "room:join", "room": room, "id": 0}).to_string().into())).await;
         until_reply(&mut ws, 0).await;
         let (acked, errors, window) = (acked.clone(), errors.clone(), o.window);
         tasks.push(tokio::task::spawn_local(async move {
@@ -326,7 +326,7 @@ async fn persist(o: &Opts) -> serde_json::Value {
             loop {
                 while in_flight < window && Instant::now() < deadline {
                     let frame = json!({"type": "message:send", "room": room, "content": "persisted", "id": next_id});
-                    if sink.send(Message::Text(frame.to_string())).await.is_err() {
+                    if sink.send(Message::Text(frame.to_string().into())).await.is_err() {
                         return;
                     }
                     next_id += 1;

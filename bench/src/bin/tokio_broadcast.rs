@@ -1,5 +1,7 @@
 //! The practical limit for this hardware: a minimal room-broadcast server
-//! written directly on tokio and tokio-tungstenite, speaking the same frames
+//! written directly on tokio and tokio-tungstenite (each event serialised
+//! once, its bytes shared by every member, writes batched per flush),
+//! speaking the same frames
 //! as realtime-server for what the benchmark uses (`room:join`,
 //! `message:send` -> `message:new`). No auth, no storage, no limits.
 //!
@@ -31,10 +33,20 @@ fn main() {
                 let (mut sink, mut stream) = ws.split();
                 let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
                 let _ = tx.send(Message::Text(r#"{"type":"connected"}"#.into()));
+                // Writes what is queued, then flushes once: one syscall for
+                // a burst, not one per frame.
                 tokio::spawn(async move {
                     while let Some(m) = rx.recv().await {
-                        if sink.send(m).await.is_err() {
-                            break;
+                        if sink.feed(m).await.is_err() {
+                            return;
+                        }
+                        while let Ok(m) = rx.try_recv() {
+                            if sink.feed(m).await.is_err() {
+                                return;
+                            }
+                        }
+                        if sink.flush().await.is_err() {
+                            return;
                         }
                     }
                 });
@@ -45,7 +57,7 @@ fn main() {
                         Some("room:join") => {
                             rooms.lock().unwrap().entry(room.clone()).or_default().push(tx.clone());
                             let reply = serde_json::json!({"type": "reply", "id": v["id"], "ok": true, "data": {"room": room}});
-                            let _ = tx.send(Message::Text(reply.to_string()));
+                            let _ = tx.send(Message::Text(reply.to_string().into()));
                         }
                         Some("message:send") => {
                             let seq = {
@@ -55,7 +67,7 @@ fn main() {
                                 *n
                             };
                             let event = serde_json::json!({"type": "message:new", "room": room, "seq": seq, "content": v["content"]});
-                            let frame = Message::Text(event.to_string());
+                            let frame = Message::Text(event.to_string().into());
                             if let Some(members) = rooms.lock().unwrap().get(&room) {
                                 for m in members {
                                     let _ = m.send(frame.clone());
@@ -63,7 +75,7 @@ fn main() {
                             }
                             if !v["id"].is_null() {
                                 let reply = serde_json::json!({"type": "reply", "id": v["id"], "ok": true, "data": {"seq": seq}});
-                                let _ = tx.send(Message::Text(reply.to_string()));
+                                let _ = tx.send(Message::Text(reply.to_string().into()));
                             }
                         }
                         _ => {}
