@@ -289,24 +289,28 @@ impl RoomRegistry {
         }
         if r.members.is_empty() {
             if let Some((name, _)) = self.rooms.remove_entry(room) {
-                actix::spawn(self.follow(name, false));
+                if let Some(unfollow) = self.follow(name, false) {
+                    actix::spawn(unfollow);
+                }
             }
         }
         true
     }
 
-    /// Tells the bridge (if any) to follow a room's channel or not; the
-    /// future ends once the subscription is confirmed.
-    fn follow(&self, room: Arc<str>, on: bool) -> impl std::future::Future<Output = ()> + 'static {
-        let request = self.bridge.as_ref().map(|bridge| {
-            self.metrics.redis_mailbox.sent();
-            bridge.send(Follow { room, on })
-        });
-        async move {
-            if let Some(request) = request {
-                let _ = request.await;
-            }
-        }
+    /// Tells the bridge to follow a room's channel or not; the future ends
+    /// once the subscription is confirmed. None on a single node: nothing to
+    /// wait for or spawn.
+    fn follow(
+        &self,
+        room: Arc<str>,
+        on: bool,
+    ) -> Option<impl std::future::Future<Output = ()> + 'static> {
+        let bridge = self.bridge.as_ref()?;
+        self.metrics.redis_mailbox.sent();
+        let request = bridge.send(Follow { room, on });
+        Some(async move {
+            let _ = request.await;
+        })
     }
 
     /// Hands an event to the bridge for the other nodes (if any).
@@ -473,7 +477,9 @@ impl Handler<Connect> for RoomRegistry {
         self.users.entry(user.clone()).or_default().insert(msg.id);
         if !self.rooms.contains_key(&personal_room) {
             // Messages a user sends to their own room reach their other nodes.
-            actix::spawn(self.follow(personal_room.clone(), true));
+            if let Some(follow) = self.follow(personal_room.clone(), true) {
+                actix::spawn(follow);
+            }
         }
         self.add_member(msg.id, &personal_room);
         self.cluster(
@@ -619,7 +625,7 @@ impl Handler<Join> for RoomRegistry {
         // A room new to this node is followed on Redis before the recovery
         // read, so no message falls between what is read and what is relayed.
         let created = !already && !self.rooms.contains_key(&room);
-        let follow = created.then(|| self.follow(room.clone(), true));
+        let follow = created.then(|| self.follow(room.clone(), true)).flatten();
         let members = if already {
             self.track(GetMembers { room: room.clone() })
                 .into_actor(self)
