@@ -82,6 +82,15 @@ class Server:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def measure(kind, fn, env=None):
+    """Starts a server of `kind`, runs `fn` on it, stops it."""
+    server = Server(kind, env)
+    try:
+        return fn(server)
+    finally:
+        server.stop()
+
+
 def gen(scenario, server, **opts):
     cmd = [GEN, scenario, "--url", server.url, "--pid", str(server.proc.pid)]
     if server.secret:
@@ -125,15 +134,11 @@ def main():
     idle_conns = 200 if QUICK else 9000
     rows = []  # (figure, {kind: value}, better)
 
+    def over_kinds(fn):
+        return {kind: measure(kind, fn) for kind in kinds}
+
     def per_kind(label, better, fn):
-        values = {}
-        for kind in kinds:
-            server = Server(kind)
-            try:
-                values[kind] = fn(server)
-            finally:
-                server.stop()
-        rows.append((label, values, better))
+        rows.append((label, over_kinds(fn), better))
 
     per_kind("handshakes/s", "higher", lambda s: gen("handshake", s, duration=d).get("perSecond"))
     per_kind(f"idle RSS KiB/conn ({idle_conns} conns, after connect)", "lower",
@@ -143,20 +148,7 @@ def main():
                  lambda s: gen("idle", s, conns=idle_conns, duration=60).get("rssKibPerConnAfterIdle"))
     fanouts = [(200, 100)] if QUICK else [(1000, 20), (1000, 200), (1000, 1000), (5000, 100)]
     for subs, rate in fanouts:
-        results = {}
-
-        def run(s, subs=subs, rate=rate):
-            r = gen("fanout", s, subs=subs, rate=rate, duration=d)
-            results[s.proc.pid] = r
-            return r
-
-        values = {}
-        for kind in kinds:
-            server = Server(kind)
-            try:
-                values[kind] = run(server)
-            finally:
-                server.stop()
+        values = over_kinds(lambda s, subs=subs, rate=rate: gen("fanout", s, subs=subs, rate=rate, duration=d))
         for key, label, better in [
             ("deliveriesPerSecond", f"fan-out 1 room x {subs} @ {rate} msg/s: deliveries/s", "higher"),
             ("deliveredPct", f"fan-out 1 room x {subs} @ {rate} msg/s: delivered %", "higher"),
@@ -168,19 +160,14 @@ def main():
             rows.append((label, {k: v.get(key) for k, v in values.items()}, better))
 
     # Persisted messages/s (ours only: the references store nothing).
-    persisted = {}
-    server = Server("ours")
-    try:
-        persisted["sqlite"] = gen("persist", server, senders=20 if QUICK else 100, duration=d).get("ackedPerSecond")
-    finally:
-        server.stop()
+    senders = 20 if QUICK else 100
+    persist = lambda s: gen("persist", s, senders=senders, duration=d).get("ackedPerSecond")  # noqa: E731
+    persisted = {"sqlite": measure("ours", persist)}
     url, name = pg_url()
     if url:
-        server = Server("ours", {"DATABASE_URL": url})
         try:
-            persisted["postgres"] = gen("persist", server, senders=20 if QUICK else 100, duration=d).get("ackedPerSecond")
+            persisted["postgres"] = measure("ours", persist, {"DATABASE_URL": url})
         finally:
-            server.stop()
             drop_pg(name)
     for db, v in persisted.items():
         rows.append((f"persisted message:send acks/s ({db})", {"ours": v}, "higher"))
