@@ -4,9 +4,6 @@
 //! upgrade, so a refusal is a plain HTTP answer with a JSON body.
 
 use std::any::Any;
-use std::net::TcpStream;
-use std::os::fd::AsFd;
-use std::sync::Arc;
 
 use actix_web::dev::Extensions;
 use actix_web::http::header;
@@ -18,25 +15,20 @@ use serde::Deserialize;
 
 use super::{ApiError, AppState};
 use crate::actors::room_registry::ConnectionInfo;
-use crate::actors::session::{ConnHandle, Session};
+use crate::actors::session::{ConnHandle, ConnSocket, Session};
 use crate::auth::{AuthError, Identity};
 use crate::limits::AdmitError;
 use crate::metrics::inc;
 use crate::protocol::{timestamp, CommandError, ErrorCode};
 
-/// A duplicate of a connection's socket, taken when it is accepted, so a
-/// jammed WebSocket can be shut down from outside its session.
-#[derive(Clone)]
-pub struct ConnSocket(pub Arc<TcpStream>);
-
-/// `HttpServer::on_connect` hook: remembers each connection's socket.
+/// `HttpServer::on_connect` hook: notes where each connection's socket is.
 pub fn remember_socket(conn: &dyn Any, ext: &mut Extensions) {
     if let Some(stream) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-        match stream.as_fd().try_clone_to_owned() {
-            Ok(fd) => {
-                ext.insert(ConnSocket(Arc::new(TcpStream::from(fd))));
+        match ConnSocket::of(stream) {
+            Ok(socket) => {
+                ext.insert(socket);
             }
-            Err(e) => log::warn!("cannot duplicate a connection's socket: {e}"),
+            Err(e) => log::warn!("cannot identify a connection's socket: {e}"),
         }
     }
 }
@@ -157,7 +149,7 @@ pub async fn upgrade(
             ),
         })?;
 
-    let socket = req.conn_data::<ConnSocket>().map(|s| s.0.clone());
+    let socket = req.conn_data::<ConnSocket>().copied();
     let info = ConnectionInfo {
         connection_id: wire_id,
         node_id: state.node_id.as_str().into(),
