@@ -137,7 +137,11 @@ impl MessageLog for DbLog {
 
     fn recover(&self, room: &str, since: Option<u64>, max: usize) -> StoreFuture<Recovery> {
         let (db, room) = (self.db.clone(), room.to_string());
-        async move { db.timed(recover(&db, &room, since, max)).await }.boxed()
+        let op = {
+            let db = db.clone();
+            async move { recover(&db, &room, since, max).await }
+        };
+        async move { db.timed(op).await }.boxed()
     }
 
     fn history(
@@ -147,7 +151,11 @@ impl MessageLog for DbLog {
         limit: usize,
     ) -> StoreFuture<Vec<Arc<MessageRecord>>> {
         let (db, room) = (self.db.clone(), room.to_string());
-        async move { db.timed(history(&db, &room, before, limit)).await }.boxed()
+        let op = {
+            let db = db.clone();
+            async move { history(&db, &room, before, limit).await }
+        };
+        async move { db.timed(op).await }.boxed()
     }
 }
 
@@ -259,7 +267,11 @@ impl Writer {
                 }
             }
             let (msgs, replies): (Vec<NewMessage>, Vec<_>) = batch.into_iter().unzip();
-            let result = self.db.timed(write_batch(&self.db, &msgs)).await;
+            let db = self.db.clone();
+            let result = self
+                .db
+                .timed(async move { write_batch(&db, &msgs).await })
+                .await;
             inc(&self.metrics.db_write_batches);
             match result {
                 Ok(appended) => {

@@ -4,6 +4,7 @@
 //!
 //! - [`Db`]: the connection pool of either backend, with a timeout on every
 //!   operation, so a dead database turns into `UNAVAILABLE`, not a hang.
+//!   Every operation runs on the store's own runtime (see [`Db::timed`]).
 //! - [`messages::DbLog`]: the durable [`MessageLog`](crate::broker::MessageLog):
 //!   `seq` is assigned inside the database transaction, writes are batched
 //!   (group commit) by one writer task.
@@ -23,7 +24,7 @@ pub mod schema;
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use diesel::sqlite::SqliteConnection;
@@ -115,6 +116,24 @@ pub fn redact_url(url: &str) -> String {
 pub enum Pools {
     Postgres(Pool<AsyncPgConnection>),
     Sqlite(Pool<SqliteConn>),
+}
+
+/// The runtime every database operation runs on (two threads named
+/// `store`). diesel-async runs a SQLite statement on a blocking thread, and
+/// a future dropped while one runs waits for it with `block_in_place`, which
+/// panics on the single-threaded runtimes of actix's arbiters (it took the
+/// room registry down when a timeout fired during a busy wait). Here that
+/// wait is allowed, and no database future is ever dropped on an arbiter.
+fn store_runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("store")
+            .enable_all()
+            .build()
+            .expect("cannot start the store's runtime")
+    })
 }
 
 /// The pool of either backend, with the operation timeout.
@@ -241,24 +260,32 @@ impl Db {
         self.timeout
     }
 
-    /// Runs `op` with the operation timeout.
-    pub async fn timed<T>(
+    /// Runs `op` with the operation timeout, as a task on the store's own
+    /// runtime ([`store_runtime`]). A caller that stops waiting (an actor
+    /// that stopped, say) leaves the operation to finish or time out there.
+    pub async fn timed<T: Send + 'static>(
         &self,
-        op: impl Future<Output = Result<T, StoreError>>,
+        op: impl Future<Output = Result<T, StoreError>> + Send + 'static,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, op).await {
-            Ok(result) => result,
-            Err(_) => Err(StoreError::Unavailable(format!(
+        let limit = self.timeout;
+        let task = store_runtime().spawn(tokio::time::timeout(limit, op));
+        match task.await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(StoreError::Unavailable(format!(
                 "database did not answer within {} ms",
-                self.timeout.as_millis()
+                limit.as_millis()
+            ))),
+            Err(e) => Err(StoreError::Unavailable(format!(
+                "database operation failed: {e}"
             ))),
         }
     }
 
     /// `SELECT 1`, for `/ready`.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.timed(async {
-            with_conn!(self, |conn| {
+        let db = self.clone();
+        self.timed(async move {
+            with_conn!(db, |conn| {
                 conn.batch_execute("SELECT 1").await?;
                 Ok(())
             })

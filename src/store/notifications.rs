@@ -70,9 +70,10 @@ impl Notifications {
         created_ms: i64,
     ) -> Result<(), StoreError> {
         let data = n.data.to_string();
+        let (db, user_id, n) = (self.db.clone(), user_id.to_string(), n.clone());
         self.db
-            .timed(async {
-                with_conn!(self.db, |conn| {
+            .timed(async move {
+                with_conn!(db, |conn| {
                     diesel::insert_into(notifications::table)
                         .values((
                             notifications::notification_id.eq(&n.notification_id),
@@ -97,9 +98,10 @@ impl Notifications {
         user_id: &str,
         limit: usize,
     ) -> Result<Vec<Notification>, StoreError> {
+        let (db, user_id) = (self.db.clone(), user_id.to_string());
         self.db
-            .timed(async {
-                with_conn!(self.db, |conn| {
+            .timed(async move {
+                with_conn!(db, |conn| {
                     let rows: Vec<Row> = notifications::table
                         .filter(notifications::user_id.eq(user_id))
                         .filter(notifications::read_at.is_null())
@@ -116,11 +118,12 @@ impl Notifications {
 
     /// Marks one of the user's notifications read.
     pub async fn mark_read(&self, user_id: &str, id: &str) -> Result<ReadOutcome, StoreError> {
+        let (db, user_id, id) = (self.db.clone(), user_id.to_string(), id.to_string());
         self.db
-            .timed(async {
-                with_tx!(self.db, |conn| {
+            .timed(async move {
+                with_tx!(db, |conn| {
                     let found: Option<Option<i64>> = notifications::table
-                        .filter(notifications::notification_id.eq(id))
+                        .filter(notifications::notification_id.eq(&id))
                         .filter(notifications::user_id.eq(user_id))
                         .select(notifications::read_at)
                         .first(conn)
@@ -130,7 +133,7 @@ impl Notifications {
                         None => Ok(ReadOutcome::Unknown),
                         Some(Some(_)) => Ok(ReadOutcome::AlreadyRead),
                         Some(None) => {
-                            diesel::update(notifications::table.find(id))
+                            diesel::update(notifications::table.find(&id))
                                 .set(notifications::read_at.eq(now_ms()))
                                 .execute(conn)
                                 .await?;

@@ -93,9 +93,11 @@ impl Records {
     ) -> Arc<Self> {
         let (jobs, rx) = mpsc::channel(cfg.background_queue.max(1));
         let writer = Writer {
-            db,
+            dest: Dest {
+                db,
+                node_id: node_id.into(),
+            },
             rx,
-            node_id,
             max_backoff: Duration::from_millis(cfg.retry_max_backoff_ms.max(10)),
             metrics: metrics.clone(),
         };
@@ -147,9 +149,8 @@ impl Records {
 }
 
 struct Writer {
-    db: Db,
+    dest: Dest,
     rx: mpsc::Receiver<Job>,
-    node_id: String,
     max_backoff: Duration,
     metrics: Arc<Metrics>,
 }
@@ -158,7 +159,8 @@ const BATCH: usize = 500;
 
 impl Writer {
     async fn run(mut self) {
-        self.retry(|w| Box::pin(w.close_stale())).await;
+        let dest = self.dest.clone();
+        self.retry(|| dest.clone().close_stale()).await;
         while let Some(first) = self.rx.recv().await {
             let mut batch = Vec::new();
             let mut flush = None;
@@ -183,17 +185,14 @@ impl Writer {
     }
 
     /// Runs `op` until it succeeds, backing off while it fails.
-    async fn retry<F>(&self, op: F)
+    async fn retry<F, Fut>(&self, op: F)
     where
-        F: for<'a> Fn(
-            &'a Self,
-        ) -> std::pin::Pin<
-            Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send + 'a>,
-        >,
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<(), StoreError>> + Send + 'static,
     {
         let mut backoff = Duration::from_millis(50);
         loop {
-            match self.db.timed(op(self)).await {
+            match self.dest.db.timed(op()).await {
                 Ok(()) => return,
                 Err(e) => {
                     inc(&self.metrics.db_errors);
@@ -212,18 +211,16 @@ impl Writer {
     async fn persist(&self, batch: Arc<Vec<Record>>) {
         let mut backoff = Duration::from_millis(50);
         loop {
-            let Err(e) = self.db.timed(self.write(batch.clone())).await else {
+            let db = &self.dest.db;
+            let Err(e) = db.timed(self.dest.clone().write(batch.clone())).await else {
                 add(&self.metrics.records_written, batch.len() as u64);
                 return;
             };
             inc(&self.metrics.db_errors);
-            if self.db.ping().await.is_ok() {
+            if db.ping().await.is_ok() {
                 for record in batch.iter() {
-                    match self
-                        .db
-                        .timed(self.write(Arc::new(vec![record.clone()])))
-                        .await
-                    {
+                    let one = Arc::new(vec![record.clone()]);
+                    match db.timed(self.dest.clone().write(one)).await {
                         Ok(()) => inc(&self.metrics.records_written),
                         Err(e) => {
                             inc(&self.metrics.records_dropped);
@@ -238,12 +235,21 @@ impl Writer {
             backoff = (backoff * 2).min(self.max_backoff);
         }
     }
+}
 
+/// Where the records go: cheap to clone into a task on the store's runtime.
+#[derive(Clone)]
+struct Dest {
+    db: Db,
+    node_id: Arc<str>,
+}
+
+impl Dest {
     /// Connections of this node still open in the tables belong to an
     /// earlier run of it that did not stop cleanly.
-    async fn close_stale(&self) -> Result<(), StoreError> {
+    async fn close_stale(self) -> Result<(), StoreError> {
         let at = now_ms();
-        let node = self.node_id.as_str();
+        let node = &*self.node_id;
         with_tx!(self.db, |conn| {
             let stale: Vec<String> = connections::table
                 .filter(connections::node_id.eq(node))
@@ -272,8 +278,8 @@ impl Writer {
         })
     }
 
-    async fn write(&self, batch: Arc<Vec<Record>>) -> Result<(), StoreError> {
-        let node = self.node_id.as_str();
+    async fn write(self, batch: Arc<Vec<Record>>) -> Result<(), StoreError> {
+        let node = &*self.node_id;
         with_tx!(self.db, |conn| {
             for record in batch.iter() {
                 match record {
@@ -437,8 +443,10 @@ pub async fn audit_events(
     kind: Option<&str>,
     limit: usize,
 ) -> Result<Vec<AuditEvent>, StoreError> {
-    db.timed(async {
-        crate::with_conn!(db, |conn| {
+    let (user_id, kind) = (user_id.map(String::from), kind.map(String::from));
+    let op_db = db.clone();
+    db.timed(async move {
+        crate::with_conn!(op_db, |conn| {
             let mut query = audit_events::table
                 .order(audit_events::id.desc())
                 .limit(limit as i64)

@@ -307,6 +307,21 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            // A failing test shows what the server said (the end of it).
+            let log = self.log();
+            let tail: Vec<&str> = log
+                .lines()
+                .filter(|l| !l.contains(" INFO "))
+                .rev()
+                .take(40)
+                .collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            eprintln!(
+                "--- server log (last 40 lines above INFO) ---\n{}",
+                tail.join("\n")
+            );
+        }
     }
 }
 
@@ -407,12 +422,17 @@ impl Client {
 
     /// Sends `command` with a fresh id and returns the frame answering it
     /// (a reply or an error); other frames are kept for `next`.
-    pub async fn request(&mut self, mut command: Value) -> Value {
+    pub async fn request(&mut self, command: Value) -> Value {
+        self.request_within(command, WAIT).await
+    }
+
+    /// Like `request`, waiting up to `wait` for the answer.
+    pub async fn request_within(&mut self, mut command: Value, wait: Duration) -> Value {
         let id = self.next_id;
         self.next_id += 1;
         command["id"] = json!(id);
         self.send(command).await;
-        let deadline = tokio::time::Instant::now() + WAIT;
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let frame = self
@@ -428,7 +448,12 @@ impl Client {
 
     /// Like `request`, but the answer must be a successful reply: its data.
     pub async fn ok(&mut self, command: Value) -> Value {
-        let answer = self.request(command.clone()).await;
+        self.ok_within(command, WAIT).await
+    }
+
+    /// Like `ok`, waiting up to `wait` for the answer.
+    pub async fn ok_within(&mut self, command: Value, wait: Duration) -> Value {
+        let answer = self.request_within(command.clone(), wait).await;
         assert_eq!(answer["type"], "reply", "command {command} got {answer}");
         assert_eq!(answer["ok"], true);
         answer["data"].clone()
