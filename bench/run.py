@@ -131,7 +131,7 @@ def main():
     have_node = shutil.which("node") and os.path.isdir(os.path.join(node_dir, "node_modules", "ws"))
     kinds = ["ours", "tokio"] + (["node"] if have_node else [])
     d = 3 if QUICK else 20
-    idle_conns = 200 if QUICK else 9000
+    idle_conns = 200 if QUICK else 19000
     rows = []  # (figure, {kind: value}, better)
 
     def over_kinds(fn):
@@ -146,6 +146,17 @@ def main():
     if not QUICK:
         per_kind(f"idle RSS KiB/conn ({idle_conns} conns, after 60 s idle)", "lower",
                  lambda s: gen("idle", s, conns=idle_conns, duration=60).get("rssKibPerConnAfterIdle"))
+    # A burst: every connection sends 16 x 8,000-character messages into a
+    # room of its own and reads them back; do the buffers shrink back?
+    burst_conns, burst_idle = (200, 3) if QUICK else (2000, 40)
+    values = over_kinds(lambda s: gen("burst", s, conns=burst_conns, count=16, size=8000, duration=burst_idle))
+    for key, label in [
+        ("rssKibPerConnBefore", "before"),
+        ("rssKibPerConnAfterBurst", "right after"),
+        ("rssKibPerConnAfterIdle", f"{burst_idle} s after"),
+    ]:
+        rows.append((f"burst RSS KiB/conn ({burst_conns} conns x 125 KiB), {label}",
+                     {k: v.get(key) for k, v in values.items()}, "lower"))
     fanouts = [(200, 100)] if QUICK else [(1000, 20), (1000, 200), (1000, 1000), (5000, 100)]
     for subs, rate in fanouts:
         values = over_kinds(lambda s, subs=subs, rate=rate: gen("fanout", s, subs=subs, rate=rate, duration=d))

@@ -40,6 +40,7 @@ pub struct ServerSettings {
     pub environment: Environment,
     pub workers: usize,
     pub shutdown_timeout_secs: u64,
+    pub memory_trim_secs: u64,
     pub origins: Vec<String>,
     pub anonymous: bool,
     pub client_request_timeout_ms: u64,

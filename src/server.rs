@@ -164,6 +164,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let server = server.run();
     let handle = server.handle();
 
+    if settings.server.memory_trim_secs > 0 {
+        let every = Duration::from_secs(settings.server.memory_trim_secs);
+        actix_web::rt::spawn(async move {
+            let mut tick = actix_web::rt::time::interval(every);
+            loop {
+                tick.tick().await;
+                crate::metrics::return_free_memory();
+            }
+        });
+    }
+
     // Forget idle rate-limit buckets now and then.
     actix_web::rt::spawn(async move {
         let mut tick = actix_web::rt::time::interval(Duration::from_secs(60));

@@ -12,6 +12,11 @@
 //!              delivered %, latency percentiles, server CPU per delivery
 //!   persist    --senders connections keep --window message:send each in
 //!              flight for --duration seconds; acknowledged messages/s
+//!   burst      open --conns connections, each in a room of its own; every
+//!              connection sends --count messages of --size characters at
+//!              once and reads its copies back; server RSS per
+//!              connection before, right after, and --duration seconds after
+//!              the burst (do buffers shrink back?)
 //!
 //! Options: --secret (HS256 key for tokens; omit for the reference servers),
 //! --pub-url (publisher on another node), --size (message bytes, 100),
@@ -46,6 +51,7 @@ struct Opts {
     sources: u8,
     senders: usize,
     window: usize,
+    count: usize,
 }
 
 fn opts() -> Opts {
@@ -71,6 +77,7 @@ fn opts() -> Opts {
         sources: get("sources", "4").parse().unwrap(),
         senders: get("senders", "50").parse().unwrap(),
         window: get("window", "32").parse().unwrap(),
+        count: get("count", "16").parse().unwrap(),
     }
 }
 
@@ -144,6 +151,7 @@ fn main() {
             "handshake" => handshake(&o).await,
             "fanout" => fanout(&o).await,
             "persist" => persist(&o).await,
+            "burst" => burst(&o).await,
             other => json!({"error": format!("unknown scenario {other:?}")}),
         }
     });
@@ -162,7 +170,20 @@ async fn idle(o: &Opts) -> serde_json::Value {
     }
     let connected = rss_kib(o.pid);
     // Stay idle, answering the server's pings.
-    let deadline = Instant::now() + o.duration;
+    let kept = idle_until(conns, Instant::now() + o.duration).await;
+    let after = rss_kib(o.pid);
+    let n = kept.len().max(1) as f64;
+    let per = |x: Option<u64>| match (x, base) {
+        (Some(x), Some(b)) => json!((x.saturating_sub(b)) as f64 / n),
+        _ => json!(null),
+    };
+    json!({"scenario": "idle", "connections": kept.len(), "failed": failed,
+           "rssKibPerConnAfterConnect": per(connected), "rssKibPerConnAfterIdle": per(after),
+           "rssKibBaseline": base})
+}
+
+/// Reads (answering pings) until `deadline`, then hands the connection back.
+async fn idle_until(conns: Vec<Ws>, deadline: Instant) -> Vec<Ws> {
     let readers: Vec<_> = conns
         .into_iter()
         .map(|mut ws| {
@@ -176,15 +197,75 @@ async fn idle(o: &Opts) -> serde_json::Value {
     for r in readers {
         kept.push(r.await.unwrap());
     }
+    kept
+}
+
+async fn burst(o: &Opts) -> serde_json::Value {
+    let base = rss_kib(o.pid);
+    let mut conns = Vec::with_capacity(o.conns);
+    for i in 0..o.conns {
+        let Ok(mut ws) = connect(&o.url, &token(&o.secret, &format!("burst{i}")), i, o.sources).await else { continue };
+        let _ = ws.next().await; // connected
+        let join = json!({"type": "room:join", "room": format!("public:burst{i}"), "id": 1});
+        let _ = ws.send(Message::Text(join.to_string().into())).await;
+        until_reply(&mut ws, 1).await;
+        conns.push(ws);
+    }
+    let n = conns.len();
+    let before = rss_kib(o.pid);
+    let content = "x".repeat(o.size);
+    let echoed = Rc::new(RefCell::new(0u64));
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(i, ws)| {
+            let (echoed, count, room) = (echoed.clone(), o.count, format!("public:burst{i}"));
+            let content = content.clone();
+            tokio::task::spawn_local(async move {
+                // Sending and reading at once: a sender that read nothing
+                // until it had sent everything could deadlock with a server
+                // whose writes back to it are blocked.
+                let (mut sink, mut stream) = ws.split();
+                let send = async {
+                    for _ in 0..count {
+                        let frame = json!({"type": "message:send", "room": room, "content": content});
+                        let _ = sink.feed(Message::Text(frame.to_string().into())).await;
+                    }
+                    let _ = sink.flush().await;
+                };
+                let read = async {
+                    let mut got = 0;
+                    while got < count {
+                        match tokio::time::timeout(Duration::from_secs(30), stream.next()).await {
+                            Ok(Some(Ok(Message::Text(t)))) if t.starts_with("{\"type\":\"message:new\"") => got += 1,
+                            Ok(Some(Ok(_))) => {}
+                            _ => break,
+                        }
+                    }
+                    got
+                };
+                let ((), got) = futures_util::join!(send, read);
+                *echoed.borrow_mut() += got as u64;
+                sink.reunite(stream).expect("the halves of one connection")
+            })
+        })
+        .collect();
+    let mut conns = Vec::with_capacity(n);
+    for t in tasks {
+        conns.push(t.await.unwrap());
+    }
+    let after_burst = rss_kib(o.pid);
+    let kept = idle_until(conns, Instant::now() + o.duration).await;
     let after = rss_kib(o.pid);
-    let n = kept.len().max(1) as f64;
     let per = |x: Option<u64>| match (x, base) {
-        (Some(x), Some(b)) => json!((x.saturating_sub(b)) as f64 / n),
+        (Some(x), Some(b)) => json!((x.saturating_sub(b)) as f64 / n.max(1) as f64),
         _ => json!(null),
     };
-    json!({"scenario": "idle", "connections": kept.len(), "failed": failed,
-           "rssKibPerConnAfterConnect": per(connected), "rssKibPerConnAfterIdle": per(after),
-           "rssKibBaseline": base})
+    let echoed = *echoed.borrow();
+    json!({"scenario": "burst", "connections": kept.len(), "burstKibPerConn": (o.count * o.size) as f64 / 1024.0,
+           "echoedPct": 100.0 * echoed as f64 / (n * o.count).max(1) as f64,
+           "rssKibPerConnBefore": per(before), "rssKibPerConnAfterBurst": per(after_burst),
+           "rssKibPerConnAfterIdle": per(after), "rssKibBaseline": base})
 }
 
 async fn handshake(o: &Opts) -> serde_json::Value {
