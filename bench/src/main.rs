@@ -132,6 +132,14 @@ fn rss_kib(pid: Option<u32>) -> Option<u64> {
     status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// RSS above `base` per connection, in KiB (null without a pid).
+fn per_conn_kib(rss: Option<u64>, base: Option<u64>, conns: usize) -> serde_json::Value {
+    match (rss, base) {
+        (Some(x), Some(b)) => json!(x.saturating_sub(b) as f64 / conns.max(1) as f64),
+        _ => json!(null),
+    }
+}
+
 /// utime + stime of the process, in seconds (at 100 ticks per second).
 fn cpu_secs(pid: Option<u32>) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
@@ -172,11 +180,7 @@ async fn idle(o: &Opts) -> serde_json::Value {
     // Stay idle, answering the server's pings.
     let kept = idle_until(conns, Instant::now() + o.duration).await;
     let after = rss_kib(o.pid);
-    let n = kept.len().max(1) as f64;
-    let per = |x: Option<u64>| match (x, base) {
-        (Some(x), Some(b)) => json!((x.saturating_sub(b)) as f64 / n),
-        _ => json!(null),
-    };
+    let per = |x| per_conn_kib(x, base, kept.len());
     json!({"scenario": "idle", "connections": kept.len(), "failed": failed,
            "rssKibPerConnAfterConnect": per(connected), "rssKibPerConnAfterIdle": per(after),
            "rssKibBaseline": base})
@@ -257,10 +261,7 @@ async fn burst(o: &Opts) -> serde_json::Value {
     let after_burst = rss_kib(o.pid);
     let kept = idle_until(conns, Instant::now() + o.duration).await;
     let after = rss_kib(o.pid);
-    let per = |x: Option<u64>| match (x, base) {
-        (Some(x), Some(b)) => json!((x.saturating_sub(b)) as f64 / n.max(1) as f64),
-        _ => json!(null),
-    };
+    let per = |x| per_conn_kib(x, base, n);
     let echoed = *echoed.borrow();
     json!({"scenario": "burst", "connections": kept.len(), "burstKibPerConn": (o.count * o.size) as f64 / 1024.0,
            "echoedPct": 100.0 * echoed as f64 / (n * o.count).max(1) as f64,
