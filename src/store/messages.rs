@@ -137,10 +137,7 @@ impl MessageLog for DbLog {
 
     fn recover(&self, room: &str, since: Option<u64>, max: usize) -> StoreFuture<Recovery> {
         let (db, room) = (self.db.clone(), room.to_string());
-        let op = {
-            let db = db.clone();
-            async move { recover(&db, &room, since, max).await }
-        };
+        let op = move |db: Db| async move { recover(&db, &room, since, max).await };
         async move { db.timed(op).await }.boxed()
     }
 
@@ -151,10 +148,7 @@ impl MessageLog for DbLog {
         limit: usize,
     ) -> StoreFuture<Vec<Arc<MessageRecord>>> {
         let (db, room) = (self.db.clone(), room.to_string());
-        let op = {
-            let db = db.clone();
-            async move { history(&db, &room, before, limit).await }
-        };
+        let op = move |db: Db| async move { history(&db, &room, before, limit).await };
         async move { db.timed(op).await }.boxed()
     }
 }
@@ -267,10 +261,9 @@ impl Writer {
                 }
             }
             let (msgs, replies): (Vec<NewMessage>, Vec<_>) = batch.into_iter().unzip();
-            let db = self.db.clone();
             let result = self
                 .db
-                .timed(async move { write_batch(&db, &msgs).await })
+                .timed(|db| async move { write_batch(&db, &msgs).await })
                 .await;
             inc(&self.metrics.db_write_batches);
             match result {

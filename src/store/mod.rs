@@ -260,15 +260,18 @@ impl Db {
         self.timeout
     }
 
-    /// Runs `op` with the operation timeout, as a task on the store's own
-    /// runtime ([`store_runtime`]). A caller that stops waiting (an actor
-    /// that stopped, say) leaves the operation to finish or time out there.
-    pub async fn timed<T: Send + 'static>(
-        &self,
-        op: impl Future<Output = Result<T, StoreError>> + Send + 'static,
-    ) -> Result<T, StoreError> {
+    /// Runs `op` (given its own handle on this pool) with the operation
+    /// timeout, as a task on the store's own runtime ([`store_runtime`]). A
+    /// caller that stops waiting (an actor that stopped, say) leaves the
+    /// operation to finish or time out there.
+    pub async fn timed<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Db) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
         let limit = self.timeout;
-        let task = store_runtime().spawn(tokio::time::timeout(limit, op));
+        let task = store_runtime().spawn(tokio::time::timeout(limit, op(self.clone())));
         match task.await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(StoreError::Unavailable(format!(
@@ -283,8 +286,7 @@ impl Db {
 
     /// `SELECT 1`, for `/ready`.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let db = self.clone();
-        self.timed(async move {
+        self.timed(|db| async move {
             with_conn!(db, |conn| {
                 conn.batch_execute("SELECT 1").await?;
                 Ok(())

@@ -70,9 +70,9 @@ impl Notifications {
         created_ms: i64,
     ) -> Result<(), StoreError> {
         let data = n.data.to_string();
-        let (db, user_id, n) = (self.db.clone(), user_id.to_string(), n.clone());
+        let (user_id, n) = (user_id.to_string(), n.clone());
         self.db
-            .timed(async move {
+            .timed(|db| async move {
                 with_conn!(db, |conn| {
                     diesel::insert_into(notifications::table)
                         .values((
@@ -98,9 +98,9 @@ impl Notifications {
         user_id: &str,
         limit: usize,
     ) -> Result<Vec<Notification>, StoreError> {
-        let (db, user_id) = (self.db.clone(), user_id.to_string());
+        let user_id = user_id.to_string();
         self.db
-            .timed(async move {
+            .timed(|db| async move {
                 with_conn!(db, |conn| {
                     let rows: Vec<Row> = notifications::table
                         .filter(notifications::user_id.eq(user_id))
@@ -118,9 +118,9 @@ impl Notifications {
 
     /// Marks one of the user's notifications read.
     pub async fn mark_read(&self, user_id: &str, id: &str) -> Result<ReadOutcome, StoreError> {
-        let (db, user_id, id) = (self.db.clone(), user_id.to_string(), id.to_string());
+        let (user_id, id) = (user_id.to_string(), id.to_string());
         self.db
-            .timed(async move {
+            .timed(|db| async move {
                 with_tx!(db, |conn| {
                     let found: Option<Option<i64>> = notifications::table
                         .filter(notifications::notification_id.eq(&id))

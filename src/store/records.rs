@@ -93,8 +93,8 @@ impl Records {
     ) -> Arc<Self> {
         let (jobs, rx) = mpsc::channel(cfg.background_queue.max(1));
         let writer = Writer {
+            db,
             dest: Dest {
-                db,
                 node_id: node_id.into(),
             },
             rx,
@@ -149,6 +149,7 @@ impl Records {
 }
 
 struct Writer {
+    db: Db,
     dest: Dest,
     rx: mpsc::Receiver<Job>,
     max_backoff: Duration,
@@ -160,7 +161,7 @@ const BATCH: usize = 500;
 impl Writer {
     async fn run(mut self) {
         let dest = self.dest.clone();
-        self.retry(|| dest.clone().close_stale()).await;
+        self.retry(|db| dest.clone().close_stale(db)).await;
         while let Some(first) = self.rx.recv().await {
             let mut batch = Vec::new();
             let mut flush = None;
@@ -187,12 +188,12 @@ impl Writer {
     /// Runs `op` until it succeeds, backing off while it fails.
     async fn retry<F, Fut>(&self, op: F)
     where
-        F: Fn() -> Fut,
+        F: Fn(Db) -> Fut,
         Fut: std::future::Future<Output = Result<(), StoreError>> + Send + 'static,
     {
         let mut backoff = Duration::from_millis(50);
         loop {
-            match self.dest.db.timed(op()).await {
+            match self.db.timed(&op).await {
                 Ok(()) => return,
                 Err(e) => {
                     inc(&self.metrics.db_errors);
@@ -211,8 +212,8 @@ impl Writer {
     async fn persist(&self, batch: Arc<Vec<Record>>) {
         let mut backoff = Duration::from_millis(50);
         loop {
-            let db = &self.dest.db;
-            let Err(e) = db.timed(self.dest.clone().write(batch.clone())).await else {
+            let (db, dest) = (&self.db, &self.dest);
+            let Err(e) = db.timed(|db| dest.clone().write(db, batch.clone())).await else {
                 add(&self.metrics.records_written, batch.len() as u64);
                 return;
             };
@@ -220,7 +221,7 @@ impl Writer {
             if db.ping().await.is_ok() {
                 for record in batch.iter() {
                     let one = Arc::new(vec![record.clone()]);
-                    match db.timed(self.dest.clone().write(one)).await {
+                    match db.timed(|db| dest.clone().write(db, one)).await {
                         Ok(()) => inc(&self.metrics.records_written),
                         Err(e) => {
                             inc(&self.metrics.records_dropped);
@@ -237,20 +238,20 @@ impl Writer {
     }
 }
 
-/// Where the records go: cheap to clone into a task on the store's runtime.
+/// Whose records these are: cheap to clone into a task on the store's
+/// runtime.
 #[derive(Clone)]
 struct Dest {
-    db: Db,
     node_id: Arc<str>,
 }
 
 impl Dest {
     /// Connections of this node still open in the tables belong to an
     /// earlier run of it that did not stop cleanly.
-    async fn close_stale(self) -> Result<(), StoreError> {
+    async fn close_stale(self, db: Db) -> Result<(), StoreError> {
         let at = now_ms();
         let node = &*self.node_id;
-        with_tx!(self.db, |conn| {
+        with_tx!(db, |conn| {
             let stale: Vec<String> = connections::table
                 .filter(connections::node_id.eq(node))
                 .filter(connections::disconnected_at.is_null())
@@ -278,9 +279,9 @@ impl Dest {
         })
     }
 
-    async fn write(self, batch: Arc<Vec<Record>>) -> Result<(), StoreError> {
+    async fn write(self, db: Db, batch: Arc<Vec<Record>>) -> Result<(), StoreError> {
         let node = &*self.node_id;
-        with_tx!(self.db, |conn| {
+        with_tx!(db, |conn| {
             for record in batch.iter() {
                 match record {
                     Record::ConnectionOpened {
@@ -444,9 +445,8 @@ pub async fn audit_events(
     limit: usize,
 ) -> Result<Vec<AuditEvent>, StoreError> {
     let (user_id, kind) = (user_id.map(String::from), kind.map(String::from));
-    let op_db = db.clone();
-    db.timed(async move {
-        crate::with_conn!(op_db, |conn| {
+    db.timed(|db| async move {
+        crate::with_conn!(db, |conn| {
             let mut query = audit_events::table
                 .order(audit_events::id.desc())
                 .limit(limit as i64)
