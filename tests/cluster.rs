@@ -68,6 +68,48 @@ async fn messages_cross_nodes_once_in_seq_order() {
     }
 }
 
+/// The first two messages of a room new to both nodes race: a node can
+/// commit seq 2 itself before the other node's seq 1 reaches it over Redis.
+/// Both must still reach every member, in order (a room whose newest seq is
+/// 0 once took the first message it saw as its start and dropped seq 1).
+#[actix_rt::test]
+async fn the_first_messages_of_new_rooms_race_across_nodes_without_loss() {
+    let db = TestDb::new(Backend::Postgres);
+    let prefix = redis_prefix();
+    let a = start_node(&db, REDIS_URL, &prefix, "node-a", &[]);
+    a.wait_ready().await;
+    let b = start_node(&db, REDIS_URL, &prefix, "node-b", &[]);
+    b.wait_ready().await;
+    let mut on_a = a.connect("alice", &["race:*"]).await;
+    let mut on_b = b.connect("bob", &["race:*"]).await;
+    for i in 0..20 {
+        let room = format!("race:{i}");
+        on_a.join(&room).await;
+        on_b.join(&room).await;
+        on_a.drain().await;
+        for (id, c) in [&mut on_a, &mut on_b].into_iter().enumerate() {
+            c.send(json!({"type": "message:send", "room": room, "content": "x", "id": id}))
+                .await;
+        }
+        for c in [&mut on_a, &mut on_b] {
+            let mut seqs = Vec::new();
+            let mut replied = false;
+            while !replied || seqs.len() < 2 {
+                let f = c.next().await;
+                match f["type"].as_str().unwrap() {
+                    "message:new" => seqs.push(f["seq"].as_u64().unwrap()),
+                    "reply" => replied = true,
+                    "user:joined" => {} // the other node's join, relayed
+                    _ => panic!("unexpected {f}"),
+                }
+            }
+            assert_eq!(seqs, [1, 2], "room {room}: both first messages, in order");
+        }
+    }
+    on_a.expect_silence().await;
+    on_b.expect_silence().await;
+}
+
 #[actix_rt::test]
 async fn presence_join_leave_and_typing_span_nodes() {
     let db = TestDb::new(Backend::Postgres);

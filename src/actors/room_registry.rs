@@ -103,9 +103,19 @@ struct Room {
     /// The newest seq delivered here: answers `room:join` while the
     /// message log cannot.
     last_seq: u64,
-    /// Messages that arrived ahead of a missing seq (from other nodes).
+    /// `last_seq` is the room's real position (0 can mean "no message
+    /// yet"), set by the first join's read or the first delivery.
+    known: bool,
+    /// Messages that arrived ahead of a missing seq (from other nodes), or
+    /// before the room's starting seq was read.
     early: BTreeMap<u64, Arc<MessageRecord>>,
     gap_timer: bool,
+    /// A room joined for the first time on this node holds its messages
+    /// until the join has read the newest stored seq: until then `last_seq`
+    /// (0) says nothing, and a message that happened to arrive first (say
+    /// seq 2 from this node before seq 1 from another) would otherwise set
+    /// the start and make the earlier one look delivered already.
+    starting: bool,
     members: HashMap<ConnId, Target>,
     /// user -> connections of that user in the room
     users: HashMap<Arc<str>, usize>,
@@ -633,6 +643,11 @@ impl Handler<Join> for RoomRegistry {
                 .boxed_local()
         } else {
             self.add_member(msg.id, &room);
+            if created {
+                if let Some(r) = self.rooms.get_mut(&room) {
+                    r.starting = true;
+                }
+            }
             self.cluster(
                 Channel::All,
                 ClusterEvent::Track(TrackOp::Join {
@@ -657,17 +672,14 @@ impl Handler<Join> for RoomRegistry {
                 }
                 recover.await
             };
-            recover.into_actor(act).map(move |recovery, act, _| {
-                let (first, members) = members.map_err(tracker_down)?;
+            recover.into_actor(act).map(move |recovery, act, ctx| {
                 // A room new to this node starts its sequencer at the newest
-                // stored seq, unless a newer message was delivered meanwhile.
-                if let (true, Ok(r)) = (created, &recovery) {
-                    if let Some(local) = act.rooms.get_mut(&room) {
-                        if local.last_seq == 0 {
-                            local.last_seq = r.latest;
-                        }
-                    }
+                // stored seq (read after the room was followed on Redis).
+                if created {
+                    let latest = recovery.as_ref().ok().map(|r| r.latest);
+                    act.start_sequence(ctx, &room, latest);
                 }
+                let (first, members) = members.map_err(tracker_down)?;
                 // Without the log the join still works: live messages flow,
                 // and `recovered: false` tells the client to fetch history later.
                 let recovery = recovery.unwrap_or_else(|e| {
@@ -1461,11 +1473,15 @@ impl RoomRegistry {
         let Some(room) = self.rooms.get_mut(&record.room) else {
             return; // no local member
         };
+        if room.starting {
+            room.early.insert(record.seq, record);
+            return;
+        }
         let last = room.last_seq;
-        if last != 0 && record.seq <= last {
+        if room.known && record.seq <= last {
             return; // delivered already
         }
-        if last != 0 && record.seq > last + 1 {
+        if room.known && record.seq > last + 1 {
             room.early.insert(record.seq, record.clone());
             if !room.gap_timer {
                 room.gap_timer = true;
@@ -1480,9 +1496,42 @@ impl RoomRegistry {
         self.deliver_early(&record.room);
     }
 
+    /// Ends a new room's wait for its starting seq: what arrived meanwhile
+    /// and is newer than `latest` goes out in order (after a gap wait when
+    /// one is missing). Without `latest` (the database did not answer) the
+    /// oldest waiting message is the start.
+    fn start_sequence(&mut self, ctx: &mut Context<Self>, name: &Arc<str>, latest: Option<u64>) {
+        let Some(room) = self.rooms.get_mut(name) else {
+            return;
+        };
+        if !room.starting {
+            return;
+        }
+        room.starting = false;
+        let oldest = room.early.keys().next().map(|seq| seq - 1);
+        let Some(start) = latest.or(oldest) else {
+            return;
+        };
+        room.last_seq = room.last_seq.max(start);
+        room.known = true;
+        room.early = room.early.split_off(&(room.last_seq + 1));
+        self.deliver_early(name);
+        let Some(room) = self.rooms.get_mut(name) else {
+            return;
+        };
+        if !room.early.is_empty() && !room.gap_timer {
+            room.gap_timer = true;
+            let name = name.clone();
+            ctx.run_later(self.cfg.gap_timeout, move |act, ctx| {
+                act.fill_gap(ctx, name)
+            });
+        }
+    }
+
     fn deliver_record(&mut self, record: &MessageRecord) {
         if let Some(room) = self.rooms.get_mut(&record.room) {
             room.last_seq = room.last_seq.max(record.seq);
+            room.known = true;
         }
         let frame = encode(&Event::MessageNew(record));
         self.fan_out(&record.room, None, &frame);
@@ -1511,8 +1560,8 @@ impl RoomRegistry {
         let Some(room) = self.rooms.get(&name) else {
             return;
         };
-        if room.early.is_empty() {
-            return;
+        if room.starting || room.early.is_empty() {
+            return; // the join that starts the room delivers what waits
         }
         let since = room.last_seq;
         let first = room.early.keys().next().copied().unwrap_or(since + 1);
