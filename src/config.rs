@@ -41,6 +41,7 @@ pub struct ServerSettings {
     pub workers: usize,
     pub shutdown_timeout_secs: u64,
     pub memory_trim_secs: u64,
+    pub malloc_arenas: usize,
     pub origins: Vec<String>,
     pub anonymous: bool,
     pub client_request_timeout_ms: u64,

@@ -22,6 +22,7 @@
 //!   presence store) and their in-memory implementations.
 //! - [`http`]: thin handlers: the upgrade, the admin API, health and metrics.
 //! - [`metrics`]: counters and the Prometheus rendering.
+//! - [`memory`]: malloc arenas and giving freed memory back.
 //! - [`server`]: start-up wiring and graceful shutdown.
 //!
 //! `docs/architecture.md` draws the actor graph and the path of a message.
@@ -33,6 +34,7 @@ pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod limits;
+pub mod memory;
 pub mod metrics;
 pub mod protocol;
 pub mod server;

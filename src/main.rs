@@ -49,6 +49,7 @@ fn main() {
             std::process::exit(2);
         }
     };
+    realtime_server::memory::limit_arenas(settings.server.malloc_arenas);
     let result = match cli.command.unwrap_or(Cmd::Serve) {
         Cmd::Serve => {
             if settings.database.run_migrations {

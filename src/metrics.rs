@@ -225,19 +225,3 @@ impl Metrics {
         out
     }
 }
-
-/// Returns the heap's free pages to the operating system. glibc keeps
-/// memory freed by the program (connection buffers after a burst) mapped,
-/// spread over its arenas, so without this RSS stays at its peak.
-pub fn return_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        extern "C" {
-            fn malloc_trim(pad: usize) -> std::os::raw::c_int;
-        }
-        // SAFETY: malloc_trim takes no pointers and may be called any time.
-        unsafe {
-            malloc_trim(0);
-        }
-    }
-}

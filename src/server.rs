@@ -170,7 +170,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             let mut tick = actix_web::rt::time::interval(every);
             loop {
                 tick.tick().await;
-                crate::metrics::return_free_memory();
+                crate::memory::return_free_memory();
             }
         });
     }

@@ -157,11 +157,38 @@ async fn client_msg_id_never_duplicates(backend: Backend) {
     stop(&mut server);
     // Across a restart too.
     let server = Server::start_on(&db, "");
-    let mut alice = server.connect("alice", &["r"]).await;
+    let mut alice = server.connect("alice", &["r", "r2"]).await;
     alice.join("r").await;
     assert_eq!(alice.ok(send).await, first);
     let history = alice.ok(json!({"type": "history:get", "room": "r"})).await;
     assert_eq!(seqs(&history["messages"]), vec![1, 2]);
+    // The same key in another room is another message.
+    alice.join("r2").await;
+    let in_r2 =
+        json!({"type": "message:send", "room": "r2", "content": "once", "clientMsgId": "k1"});
+    assert_eq!(alice.ok(in_r2).await["seq"], 1);
+    alice.expect("message:new").await;
+    // A repeat sent before the first is written (likely the same batch)
+    // gets the first one's answer.
+    for id in [7, 8] {
+        alice
+            .send(json!({"type": "message:send", "room": "r", "content": "twice", "clientMsgId": "k2", "id": id}))
+            .await;
+    }
+    let mut replies = Vec::new();
+    while replies.len() < 2 {
+        let frame = alice.next().await;
+        match frame["type"].as_str() {
+            Some("reply") => replies.push(frame["data"].clone()),
+            Some("message:new") => assert_eq!(frame["content"], "twice"),
+            _ => panic!("unexpected {frame}"),
+        }
+    }
+    assert_eq!(replies[0], replies[1]);
+    assert_eq!(replies[0]["seq"], 3);
+    alice.expect_silence().await;
+    let history = alice.ok(json!({"type": "history:get", "room": "r"})).await;
+    assert_eq!(seqs(&history["messages"]), vec![1, 2, 3]);
 }
 
 async fn offline_notifications_are_delivered_once_per_connection_until_read(backend: Backend) {

@@ -795,13 +795,17 @@ pub struct Publish {
     pub client_msg_id: Option<String>,
 }
 
+/// The answer to a `Publish` waits for its commit as a task of its own, not
+/// in the registry's context: actix polls every future spawned in a context
+/// whenever the actor wakes, so thousands of messages waiting for their
+/// commits there made each wake-up cost thousands of polls.
 impl Handler<Publish> for RoomRegistry {
-    type Result = Reply<Published>;
+    type Result = ResponseFuture<Result<Published, CommandError>>;
     fn handle(&mut self, msg: Publish, _: &mut Context<Self>) -> Self::Result {
         self.metrics.registry_mailbox.handled();
         let conn = match self.member_of(msg.id, &msg.room) {
             Ok(conn) => conn,
-            Err(e) => return reply(Err(e)),
+            Err(e) => return Box::pin(async move { Err(e) }),
         };
         let room: Arc<str> = self
             .rooms
@@ -822,27 +826,24 @@ impl Handler<Publish> for RoomRegistry {
             let _ = committing.send((append, reply_to));
         }
         let limit = self.cfg.commit_timeout;
-        Box::pin(
-            async move {
-                match tokio::time::timeout(limit, answer).await {
-                    Ok(Ok(result)) => result,
-                    Ok(Err(_)) => Err(CommandError::new(
-                        ErrorCode::Internal,
-                        "the message was not handled",
-                    )),
-                    // Not acknowledged; it may still commit (and is then
-                    // delivered): a retry with the same clientMsgId is safe.
-                    Err(_) => Err(CommandError::new(
-                        ErrorCode::Unavailable,
-                        format!(
-                            "the database did not commit the message within {} ms",
-                            limit.as_millis()
-                        ),
-                    )),
-                }
+        Box::pin(async move {
+            match tokio::time::timeout(limit, answer).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(CommandError::new(
+                    ErrorCode::Internal,
+                    "the message was not handled",
+                )),
+                // Not acknowledged; it may still commit (and is then
+                // delivered): a retry with the same clientMsgId is safe.
+                Err(_) => Err(CommandError::new(
+                    ErrorCode::Unavailable,
+                    format!(
+                        "the database did not commit the message within {} ms",
+                        limit.as_millis()
+                    ),
+                )),
             }
-            .into_actor(self),
-        )
+        })
     }
 }
 

@@ -293,7 +293,7 @@ impl Session {
         ctx: &mut ws::WebsocketContext<Self>,
         id: Option<CommandId>,
         msg: M,
-        data: impl FnOnce(T) -> Value + 'static,
+        data: impl FnOnce(T) -> Value + Send + 'static,
     ) where
         M: Message<Result = Result<T, CommandError>> + Send + 'static,
         T: Send + 'static,
@@ -301,8 +301,14 @@ impl Session {
     {
         self.deps.metrics.registry_mailbox.sent();
         let request = self.deps.registry.send(msg).timeout(REGISTRY_TIMEOUT);
-        ctx.spawn(request.into_actor(self).map(move |res, act, ctx| {
-            let result = match res {
+        // The wait is a task of its own that hands the answer back as a
+        // message, not a future spawned in this context: actix polls every
+        // future in a context whenever the session wakes (each delivered
+        // frame), so a client with many commands in flight made every
+        // delivery cost that many polls.
+        let session = ctx.address();
+        actix::spawn(async move {
+            let result = match request.await {
                 Ok(r) => r.map(data),
                 Err(MailboxError::Timeout) => Err(CommandError::new(
                     ErrorCode::Unavailable,
@@ -313,8 +319,8 @@ impl Session {
                     "the room registry is not running",
                 )),
             };
-            act.answer(ctx, id.as_ref(), result);
-        }));
+            session.do_send(Answered { id, result });
+        });
     }
 
     fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
@@ -783,6 +789,21 @@ impl Handler<Deliver> for Session {
         if self.closing.is_none() {
             ctx.text(msg.0);
         }
+    }
+}
+
+/// The registry's answer to one of this session's commands (see `ask`).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Answered {
+    id: Option<CommandId>,
+    result: Result<Value, CommandError>,
+}
+
+impl Handler<Answered> for Session {
+    type Result = ();
+    fn handle(&mut self, msg: Answered, ctx: &mut Self::Context) {
+        self.answer(ctx, msg.id.as_ref(), msg.result);
     }
 }
 

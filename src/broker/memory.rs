@@ -50,7 +50,7 @@ impl MemoryLog {
         log.last_seq += 1;
         let record = Arc::new(MessageRecord {
             room: msg.room,
-            message_id: uuid::Uuid::new_v4().to_string(),
+            message_id: uuid::Uuid::now_v7().to_string(),
             seq: log.last_seq,
             user_id: msg.user_id,
             content: msg.content,

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::prelude::*;
+use diesel::upsert::excluded;
 use diesel_async::RunQueryDsl;
 use futures_util::FutureExt;
 use serde_json::value::RawValue;
@@ -59,7 +60,7 @@ impl MessageRow {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = messages)]
+#[diesel(table_name = messages, treat_none_as_null = true)]
 struct NewRow<'a> {
     room: &'a str,
     seq: i64,
@@ -299,13 +300,37 @@ enum Slot {
 }
 
 /// Writes one batch in one transaction; answers in the batch's order.
+///
+/// A fixed number of statements per batch, whatever its size: one query
+/// finds every stored `clientMsgId` duplicate, one upsert creates the rooms
+/// and advances their `last_seq` (returning the new values), one multi-row
+/// insert stores the messages. Each statement is a round trip to the
+/// database, and on a busy core each round trip also waits for the store's
+/// thread to be scheduled, so statements per message, not rows, decided
+/// the throughput (docs/benchmarks.md).
 async fn write_batch(db: &Db, msgs: &[NewMessage]) -> Result<Vec<Appended>, StoreError> {
     let now = now_ms();
-    let mut room_names: Vec<&str> = msgs.iter().map(|m| &*m.room).collect();
-    room_names.sort_unstable();
-    room_names.dedup();
     with_tx!(db, |conn| {
-        BatchInsert::insert_rooms(conn, &room_names, now).await?;
+        let (rooms, users, keys) = dedupe_keys(msgs);
+        let stored: Vec<MessageRow> = if keys.is_empty() {
+            Vec::new()
+        } else {
+            messages::table
+                .filter(messages::room.eq_any(rooms))
+                .filter(messages::user_id.eq_any(users))
+                .filter(messages::client_msg_id.eq_any(keys))
+                .select(MessageRow::as_select())
+                .load(conn)
+                .await?
+        };
+        let stored: Vec<Arc<MessageRecord>> = stored
+            .into_iter()
+            .map(|r| Arc::new(r.into_record()))
+            .collect();
+        let by_key: HashMap<(&str, &str, &str), &Arc<MessageRecord>> = stored
+            .iter()
+            .filter_map(|r| Some(((&*r.room, &*r.user_id, r.client_msg_id.as_deref()?), r)))
+            .collect();
 
         let mut slots = Vec::with_capacity(msgs.len());
         let mut keys: HashMap<(&str, &str, &str), usize> = HashMap::new();
@@ -314,39 +339,32 @@ async fn write_batch(db: &Db, msgs: &[NewMessage]) -> Result<Vec<Appended>, Stor
                 slots.push(Slot::New);
                 continue;
             };
-            if let Some(&j) = keys.get(&(&*m.room, &*m.user_id, key)) {
+            let key = (&*m.room, &*m.user_id, key);
+            if let Some(&j) = keys.get(&key) {
                 slots.push(Slot::SameAs(j));
                 continue;
             }
-            keys.insert((&*m.room, &*m.user_id, key), i);
-            let found: Option<MessageRow> = messages::table
-                .filter(messages::room.eq(&*m.room))
-                .filter(messages::user_id.eq(&*m.user_id))
-                .filter(messages::client_msg_id.eq(key))
-                .select(MessageRow::as_select())
-                .first(conn)
-                .await
-                .optional()?;
-            slots.push(match found {
-                Some(row) => Slot::Existing(Arc::new(row.into_record())),
+            keys.insert(key, i);
+            slots.push(match by_key.get(&key) {
+                Some(&record) => Slot::Existing(record.clone()),
                 None => Slot::New,
             });
         }
 
+        // Rooms in name order, so that nodes sharing the database lock them
+        // in the same order.
         let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
         for (m, slot) in msgs.iter().zip(&slots) {
             if matches!(slot, Slot::New) {
                 *counts.entry(&*m.room).or_insert(0) += 1;
             }
         }
-        let mut next_seq: HashMap<&str, i64> = HashMap::new();
-        for (room, k) in counts {
-            let last: i64 = diesel::update(rooms::table.find(room))
-                .set(rooms::last_seq.eq(rooms::last_seq + k))
-                .returning(rooms::last_seq)
-                .get_result(conn)
-                .await?;
-            next_seq.insert(room, last - k + 1);
+        let mut next_seq: HashMap<String, i64> = HashMap::new();
+        if !counts.is_empty() {
+            for (room, last) in conn.advance_rooms(&counts, now).await? {
+                let k = counts[room.as_str()];
+                next_seq.insert(room, last - k + 1);
+            }
         }
 
         let timestamp = ms_to_rfc3339(now);
@@ -354,10 +372,12 @@ async fn write_batch(db: &Db, msgs: &[NewMessage]) -> Result<Vec<Appended>, Stor
         for (m, slot) in msgs.iter().zip(&slots) {
             let appended = match slot {
                 Slot::New => {
-                    let seq = next_seq.get_mut(&*m.room).expect("counted above");
+                    let seq = next_seq.get_mut(&*m.room).ok_or_else(|| {
+                        StoreError::Unavailable(format!("room {} was not advanced", m.room))
+                    })?;
                     let record = MessageRecord {
                         room: m.room.clone(),
-                        message_id: uuid::Uuid::new_v4().to_string(),
+                        message_id: uuid::Uuid::now_v7().to_string(),
                         seq: *seq as u64,
                         user_id: m.user_id.clone(),
                         content: m.content.clone(),
@@ -384,49 +404,100 @@ async fn write_batch(db: &Db, msgs: &[NewMessage]) -> Result<Vec<Appended>, Stor
             out.push(appended);
         }
 
-        let rows: Vec<NewRow> = out
+        let new: Vec<Arc<MessageRecord>> = out
             .iter()
             .filter(|a| !a.duplicate)
-            .map(|a| NewRow {
-                room: &a.record.room,
-                seq: a.record.seq as i64,
-                message_id: &a.record.message_id,
-                user_id: &a.record.user_id,
-                content: &a.record.content,
-                thread_id: a.record.thread_id.as_deref(),
-                metadata: a.record.metadata.as_ref().map(|m| m.get()),
-                client_msg_id: a.record.client_msg_id.as_deref(),
-                created_at: now,
-            })
+            .map(|a| a.record.clone())
             .collect();
-        BatchInsert::insert_messages(conn, &rows).await?;
+        conn.insert_messages(new, now).await?;
         Ok(out)
     })
 }
 
-/// Multi-row inserts where the backend has them (PostgreSQL), a row at a
-/// time inside the same transaction where it does not (diesel cannot batch
-/// rows with optional columns on SQLite).
-trait BatchInsert {
-    async fn insert_rooms(&mut self, names: &[&str], now: i64) -> Result<(), StoreError>;
-    async fn insert_messages(&mut self, rows: &[NewRow<'_>]) -> Result<(), StoreError>;
+/// The rooms, users and `clientMsgId`s of the batch's keyed messages, each
+/// distinct: one query with these finds every stored duplicate (the exact
+/// triples are matched by the caller).
+fn dedupe_keys(msgs: &[NewMessage]) -> (Vec<&str>, Vec<&str>, Vec<&str>) {
+    fn distinct<'a>(it: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+        let mut v: Vec<&str> = it.collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+    let keyed = || msgs.iter().filter(|m| m.client_msg_id.is_some());
+    (
+        distinct(keyed().map(|m| &*m.room)),
+        distinct(keyed().map(|m| &*m.user_id)),
+        distinct(keyed().filter_map(|m| m.client_msg_id.as_deref())),
+    )
 }
 
-impl BatchInsert for diesel_async::AsyncPgConnection {
-    async fn insert_rooms(&mut self, names: &[&str], now: i64) -> Result<(), StoreError> {
-        let values: Vec<_> = names
+impl<'a> NewRow<'a> {
+    fn of(r: &'a MessageRecord, now: i64) -> Self {
+        NewRow {
+            room: &r.room,
+            seq: r.seq as i64,
+            message_id: &r.message_id,
+            user_id: &r.user_id,
+            content: &r.content,
+            thread_id: r.thread_id.as_deref(),
+            metadata: r.metadata.as_ref().map(|m| m.get()),
+            client_msg_id: r.client_msg_id.as_deref(),
+            created_at: now,
+        }
+    }
+}
+
+/// The batch's two writes, one statement each on PostgreSQL. diesel-async
+/// cannot send multi-row inserts to SQLite, so there both run as one call
+/// on SQLite's blocking thread (in process: no round trips to save).
+trait BatchWrite {
+    /// Creates the rooms that do not exist yet and adds each room's count
+    /// to its `last_seq`; answers each room's new `last_seq`.
+    async fn advance_rooms(
+        &mut self,
+        counts: &BTreeMap<&str, i64>,
+        now: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError>;
+    async fn insert_messages(
+        &mut self,
+        records: Vec<Arc<MessageRecord>>,
+        now: i64,
+    ) -> Result<(), StoreError>;
+}
+
+impl BatchWrite for diesel_async::AsyncPgConnection {
+    async fn advance_rooms(
+        &mut self,
+        counts: &BTreeMap<&str, i64>,
+        now: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let values: Vec<_> = counts
             .iter()
-            .map(|r| (rooms::name.eq(*r), rooms::created_at.eq(now)))
+            .map(|(room, k)| {
+                (
+                    rooms::name.eq(*room),
+                    rooms::last_seq.eq(*k),
+                    rooms::created_at.eq(now),
+                )
+            })
             .collect();
-        diesel::insert_into(rooms::table)
+        Ok(diesel::insert_into(rooms::table)
             .values(&values)
-            .on_conflict_do_nothing()
-            .execute(self)
-            .await?;
-        Ok(())
+            .on_conflict(rooms::name)
+            .do_update()
+            .set(rooms::last_seq.eq(rooms::last_seq + excluded(rooms::last_seq)))
+            .returning((rooms::name, rooms::last_seq))
+            .get_results(self)
+            .await?)
     }
 
-    async fn insert_messages(&mut self, rows: &[NewRow<'_>]) -> Result<(), StoreError> {
+    async fn insert_messages(
+        &mut self,
+        records: Vec<Arc<MessageRecord>>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let rows: Vec<NewRow> = records.iter().map(|r| NewRow::of(r, now)).collect();
         // Well under PostgreSQL's 65535 bound parameters per statement.
         for chunk in rows.chunks(1000) {
             diesel::insert_into(messages::table)
@@ -438,25 +509,47 @@ impl BatchInsert for diesel_async::AsyncPgConnection {
     }
 }
 
-impl BatchInsert for super::SqliteConn {
-    async fn insert_rooms(&mut self, names: &[&str], now: i64) -> Result<(), StoreError> {
-        for name in names {
-            diesel::insert_into(rooms::table)
-                .values((rooms::name.eq(*name), rooms::created_at.eq(now)))
-                .on_conflict_do_nothing()
-                .execute(self)
-                .await?;
-        }
-        Ok(())
+impl BatchWrite for super::SqliteConn {
+    async fn advance_rooms(
+        &mut self,
+        counts: &BTreeMap<&str, i64>,
+        now: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let counts: Vec<(String, i64)> = counts.iter().map(|(r, k)| (r.to_string(), *k)).collect();
+        Ok(self
+            .spawn_blocking(move |conn| {
+                counts
+                    .into_iter()
+                    .map(|(room, k)| {
+                        let upsert = diesel::insert_into(rooms::table)
+                            .values((
+                                rooms::name.eq(&room),
+                                rooms::last_seq.eq(k),
+                                rooms::created_at.eq(now),
+                            ))
+                            .on_conflict(rooms::name)
+                            .do_update()
+                            .set(rooms::last_seq.eq(rooms::last_seq + excluded(rooms::last_seq)))
+                            .returning(rooms::last_seq);
+                        let last: i64 = diesel::RunQueryDsl::get_result(upsert, conn)?;
+                        Ok((room, last))
+                    })
+                    .collect()
+            })
+            .await?)
     }
 
-    async fn insert_messages(&mut self, rows: &[NewRow<'_>]) -> Result<(), StoreError> {
-        for row in rows {
-            diesel::insert_into(messages::table)
-                .values(row)
-                .execute(self)
-                .await?;
-        }
+    async fn insert_messages(
+        &mut self,
+        records: Vec<Arc<MessageRecord>>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.spawn_blocking(move |conn| {
+            let rows: Vec<NewRow> = records.iter().map(|r| NewRow::of(r, now)).collect();
+            let insert = diesel::insert_into(messages::table).values(&rows);
+            diesel::RunQueryDsl::execute(insert, conn).map(drop)
+        })
+        .await?;
         Ok(())
     }
 }
