@@ -546,8 +546,12 @@ impl BatchWrite for super::SqliteConn {
     ) -> Result<(), StoreError> {
         self.spawn_blocking(move |conn| {
             let rows: Vec<NewRow> = records.iter().map(|r| NewRow::of(r, now)).collect();
-            let insert = diesel::insert_into(messages::table).values(&rows);
-            diesel::RunQueryDsl::execute(insert, conn).map(drop)
+            // Well under SQLite's 32766 bound parameters per statement.
+            for chunk in rows.chunks(1000) {
+                let insert = diesel::insert_into(messages::table).values(chunk);
+                diesel::RunQueryDsl::execute(insert, conn)?;
+            }
+            Ok(())
         })
         .await?;
         Ok(())
