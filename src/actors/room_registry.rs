@@ -1484,13 +1484,7 @@ impl RoomRegistry {
         }
         if room.known && record.seq > last + 1 {
             room.early.insert(record.seq, record.clone());
-            if !room.gap_timer {
-                room.gap_timer = true;
-                let name = record.room.clone();
-                ctx.run_later(self.cfg.gap_timeout, move |act, ctx| {
-                    act.fill_gap(ctx, name)
-                });
-            }
+            self.wait_for_gap(ctx, &record.room);
             return;
         }
         self.deliver_record(&record);
@@ -1517,16 +1511,24 @@ impl RoomRegistry {
         room.known = true;
         room.early = room.early.split_off(&(room.last_seq + 1));
         self.deliver_early(name);
+        self.wait_for_gap(ctx, name);
+    }
+
+    /// Messages wait in `early` for a missing seq: after
+    /// `redis.gap_timeout_ms` the missing ones are read from the database
+    /// ([`Self::fill_gap`]). Does nothing if nothing waits or a wait runs.
+    fn wait_for_gap(&mut self, ctx: &mut Context<Self>, name: &Arc<str>) {
         let Some(room) = self.rooms.get_mut(name) else {
             return;
         };
-        if !room.early.is_empty() && !room.gap_timer {
-            room.gap_timer = true;
-            let name = name.clone();
-            ctx.run_later(self.cfg.gap_timeout, move |act, ctx| {
-                act.fill_gap(ctx, name)
-            });
+        if room.early.is_empty() || room.gap_timer {
+            return;
         }
+        room.gap_timer = true;
+        let name = name.clone();
+        ctx.run_later(self.cfg.gap_timeout, move |act, ctx| {
+            act.fill_gap(ctx, name)
+        });
     }
 
     fn deliver_record(&mut self, record: &MessageRecord) {
@@ -1597,12 +1599,8 @@ impl RoomRegistry {
             }
             if let Some(r) = act.rooms.get_mut(&name) {
                 r.gap_timer = false;
-                if !r.early.is_empty() {
-                    r.gap_timer = true;
-                    let name = name.clone();
-                    ctx.run_later(act.cfg.gap_timeout, move |act, ctx| act.fill_gap(ctx, name));
-                }
             }
+            act.wait_for_gap(ctx, &name);
         }));
     }
 }
