@@ -5,8 +5,23 @@ mod common;
 
 use std::time::Duration;
 
-use common::{redis_prefix, start_node, Backend, Closed, PrivateRedis, TestDb, REDIS_URL, WAIT};
+use common::{
+    redis_prefix, start_node, Backend, Closed, PrivateRedis, Server, TestDb, REDIS_URL, WAIT,
+};
 use serde_json::{json, Value};
+
+/// A fresh PostgreSQL database, a Redis prefix of its own, and two nodes
+/// (`node-a`, `node-b`) sharing both, ready. Bind all four: the nodes must
+/// stop before the database goes.
+async fn two_nodes() -> (TestDb, String, Server, Server) {
+    let db = TestDb::new(Backend::Postgres);
+    let prefix = redis_prefix();
+    let a = start_node(&db, REDIS_URL, &prefix, "node-a", &[]);
+    a.wait_ready().await;
+    let b = start_node(&db, REDIS_URL, &prefix, "node-b", &[]);
+    b.wait_ready().await;
+    (db, prefix, a, b)
+}
 
 fn user_ids(members: &Value) -> Vec<String> {
     members
@@ -19,12 +34,7 @@ fn user_ids(members: &Value) -> Vec<String> {
 
 #[actix_rt::test]
 async fn messages_cross_nodes_once_in_seq_order() {
-    let db = TestDb::new(Backend::Postgres);
-    let prefix = redis_prefix();
-    let a = start_node(&db, REDIS_URL, &prefix, "node-a", &[]);
-    a.wait_ready().await;
-    let b = start_node(&db, REDIS_URL, &prefix, "node-b", &[]);
-    b.wait_ready().await;
+    let (_db, _prefix, a, b) = two_nodes().await;
     let mut clients = Vec::new();
     for (i, node) in [&a, &b, &a, &b].into_iter().enumerate() {
         let mut c = node.connect(&format!("user{i}"), &["r"]).await;
@@ -74,12 +84,7 @@ async fn messages_cross_nodes_once_in_seq_order() {
 /// 0 once took the first message it saw as its start and dropped seq 1).
 #[actix_rt::test]
 async fn the_first_messages_of_new_rooms_race_across_nodes_without_loss() {
-    let db = TestDb::new(Backend::Postgres);
-    let prefix = redis_prefix();
-    let a = start_node(&db, REDIS_URL, &prefix, "node-a", &[]);
-    a.wait_ready().await;
-    let b = start_node(&db, REDIS_URL, &prefix, "node-b", &[]);
-    b.wait_ready().await;
+    let (_db, _prefix, a, b) = two_nodes().await;
     let mut on_a = a.connect("alice", &["race:*"]).await;
     let mut on_b = b.connect("bob", &["race:*"]).await;
     for i in 0..20 {
@@ -112,12 +117,7 @@ async fn the_first_messages_of_new_rooms_race_across_nodes_without_loss() {
 
 #[actix_rt::test]
 async fn presence_join_leave_and_typing_span_nodes() {
-    let db = TestDb::new(Backend::Postgres);
-    let prefix = redis_prefix();
-    let a = start_node(&db, REDIS_URL, &prefix, "node-a", &[]);
-    a.wait_ready().await;
-    let b = start_node(&db, REDIS_URL, &prefix, "node-b", &[]);
-    b.wait_ready().await;
+    let (_db, _prefix, a, b) = two_nodes().await;
     let mut alice = a.connect("alice", &["r"]).await;
     alice.join("r").await;
     let mut bob = b.connect("bob", &["r"]).await;
@@ -160,12 +160,7 @@ async fn presence_join_leave_and_typing_span_nodes() {
 
 #[actix_rt::test]
 async fn admin_calls_act_on_every_node_and_add_up() {
-    let db = TestDb::new(Backend::Postgres);
-    let prefix = redis_prefix();
-    let a = start_node(&db, REDIS_URL, &prefix, "node-a", &[]);
-    a.wait_ready().await;
-    let b = start_node(&db, REDIS_URL, &prefix, "node-b", &[]);
-    b.wait_ready().await;
+    let (_db, _prefix, a, b) = two_nodes().await;
     let mut on_a = a.connect("alice", &["news"]).await;
     let mut on_b = b.connect("alice", &["news"]).await;
     let mut carol = b.connect("carol", &["news"]).await;
@@ -234,12 +229,7 @@ async fn admin_calls_act_on_every_node_and_add_up() {
 
 #[actix_rt::test]
 async fn a_killed_node_leaves_presence_once_and_does_not_come_back() {
-    let db = TestDb::new(Backend::Postgres);
-    let prefix = redis_prefix();
-    let a = start_node(&db, REDIS_URL, &prefix, "node-a", &[]);
-    a.wait_ready().await;
-    let mut b = start_node(&db, REDIS_URL, &prefix, "node-b", &[]);
-    b.wait_ready().await;
+    let (db, prefix, a, mut b) = two_nodes().await;
     let mut alice = a.connect("alice", &["r"]).await;
     alice.join("r").await;
     let mut bob = b.connect("bob", &["r"]).await;
