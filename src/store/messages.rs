@@ -449,8 +449,9 @@ impl<'a> NewRow<'a> {
 }
 
 /// The batch's two writes, one statement each on PostgreSQL. diesel-async
-/// cannot send multi-row inserts to SQLite, so there both run as one call
-/// on SQLite's blocking thread (in process: no round trips to save).
+/// cannot send multi-row inserts to SQLite, so there each write is one call
+/// on SQLite's blocking thread running its statements in turn (in process:
+/// no round trips to save, only thread hand-offs).
 trait BatchWrite {
     /// Creates the rooms that do not exist yet and adds each room's count
     /// to its `last_seq`; answers each room's new `last_seq`.
