@@ -219,6 +219,7 @@ impl Db {
             }
             DatabaseUrl::Sqlite(path) => {
                 ensure_parent(path)?;
+                use_wal(path)?;
                 let mut mc = ManagerConfig::<SqliteConn>::default();
                 mc.custom_setup = Box::new(|url| {
                     let url = url.to_string();
@@ -296,11 +297,25 @@ impl Db {
     }
 }
 
-/// WAL lets readers work beside the one writer; the busy timeout makes a
-/// second writer wait for the lock instead of failing.
-/// busy_timeout comes first: switching to WAL itself needs the lock.
-const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
-                              PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;";
+/// Every pooled SQLite connection: the busy timeout makes a second writer
+/// wait for the lock instead of failing. (WAL is set once, by [`use_wal`]:
+/// `PRAGMA journal_mode` wants the lock even when the file is in WAL mode
+/// already, and can fail at once with "database is locked" when a pool
+/// connection is opened while another one writes.)
+const SQLITE_PRAGMAS: &str =
+    "PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;";
+
+/// Puts the SQLite file in WAL mode (readers work beside the one writer),
+/// before the pool opens any connection. The mode is stored in the file.
+fn use_wal(path: &std::path::Path) -> Result<(), String> {
+    let mut conn = SqliteConnection::establish(&path.to_string_lossy())
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    diesel::connection::SimpleConnection::batch_execute(
+        &mut conn,
+        "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL;",
+    )
+    .map_err(|e| format!("cannot switch {} to WAL mode: {e}", path.display()))
+}
 
 fn ensure_parent(path: &std::path::Path) -> Result<(), String> {
     match path.parent() {
