@@ -342,13 +342,17 @@ async fn concurrent_senders_get_unique_consecutive_seqs(backend: Backend) {
                         _ => panic!("unexpected {frame}"),
                     }
                 }
-                (mine, delivered)
+                // The connection lives on until every sender is done: a
+                // sender that left early would send the others user:left.
+                (mine, delivered, c)
             })
         })
         .collect();
     let mut all = Vec::new();
+    let mut done = Vec::new();
     for t in tasks {
-        let (mine, delivered) = t.await.unwrap();
+        let (mine, delivered, c) = t.await.unwrap();
+        done.push(c);
         // One sender's messages keep their order...
         assert!(mine.windows(2).all(|w| w[0] < w[1]), "{mine:?}");
         // ...and every member receives every message once, in seq order.
