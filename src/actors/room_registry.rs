@@ -98,24 +98,34 @@ struct Target {
     handle: Arc<ConnHandle>,
 }
 
+/// Where a room's sequencer starts on this node.
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+enum SeqStart {
+    /// Not read (a personal room): the first message delivered sets
+    /// `last_seq`.
+    #[default]
+    FirstDelivery,
+    /// Joined for the first time on this node: messages are held until the
+    /// join has read the newest stored seq. Until then `last_seq` (0) says
+    /// nothing, and a message that happened to arrive first (say seq 2 from
+    /// this node before seq 1 from another) would otherwise set the start
+    /// and make the earlier one look delivered already.
+    AwaitingJoin,
+    /// `last_seq` is the room's real position (0: no message yet).
+    Known,
+}
+
 #[derive(Default)]
 struct Room {
     /// The newest seq delivered here: answers `room:join` while the
     /// message log cannot.
     last_seq: u64,
-    /// `last_seq` is the room's real position (0 can mean "no message
-    /// yet"), set by the first join's read or the first delivery.
-    known: bool,
+    /// Whether `last_seq` is the room's real position yet.
+    start: SeqStart,
     /// Messages that arrived ahead of a missing seq (from other nodes), or
     /// before the room's starting seq was read.
     early: BTreeMap<u64, Arc<MessageRecord>>,
     gap_timer: bool,
-    /// A room joined for the first time on this node holds its messages
-    /// until the join has read the newest stored seq: until then `last_seq`
-    /// (0) says nothing, and a message that happened to arrive first (say
-    /// seq 2 from this node before seq 1 from another) would otherwise set
-    /// the start and make the earlier one look delivered already.
-    starting: bool,
     members: HashMap<ConnId, Target>,
     /// user -> connections of that user in the room
     users: HashMap<Arc<str>, usize>,
@@ -645,7 +655,7 @@ impl Handler<Join> for RoomRegistry {
             self.add_member(msg.id, &room);
             if created {
                 if let Some(r) = self.rooms.get_mut(&room) {
-                    r.starting = true;
+                    r.start = SeqStart::AwaitingJoin;
                 }
             }
             self.cluster(
@@ -1474,15 +1484,16 @@ impl RoomRegistry {
         let Some(room) = self.rooms.get_mut(&record.room) else {
             return; // no local member
         };
-        if room.starting {
+        if room.start == SeqStart::AwaitingJoin {
             room.early.insert(record.seq, record);
             return;
         }
         let last = room.last_seq;
-        if room.known && record.seq <= last {
+        let known = room.start == SeqStart::Known;
+        if known && record.seq <= last {
             return; // delivered already
         }
-        if room.known && record.seq > last + 1 {
+        if known && record.seq > last + 1 {
             room.early.insert(record.seq, record.clone());
             self.wait_for_gap(ctx, &record.room);
             return;
@@ -1499,16 +1510,22 @@ impl RoomRegistry {
         let Some(room) = self.rooms.get_mut(name) else {
             return;
         };
-        if !room.starting {
+        if room.start != SeqStart::AwaitingJoin {
             return;
         }
-        room.starting = false;
         let oldest = room.early.keys().next().map(|seq| seq - 1);
         let Some(start) = latest.or(oldest) else {
+            // Nothing to start from: as if never read (seq starts at 1, so
+            // a non-zero last_seq means something was delivered already).
+            room.start = if room.last_seq > 0 {
+                SeqStart::Known
+            } else {
+                SeqStart::FirstDelivery
+            };
             return;
         };
         room.last_seq = room.last_seq.max(start);
-        room.known = true;
+        room.start = SeqStart::Known;
         room.early = room.early.split_off(&(room.last_seq + 1));
         self.deliver_early(name);
         self.wait_for_gap(ctx, name);
@@ -1534,7 +1551,9 @@ impl RoomRegistry {
     fn deliver_record(&mut self, record: &MessageRecord) {
         if let Some(room) = self.rooms.get_mut(&record.room) {
             room.last_seq = room.last_seq.max(record.seq);
-            room.known = true;
+            if room.start == SeqStart::FirstDelivery {
+                room.start = SeqStart::Known;
+            }
         }
         let frame = encode(&Event::MessageNew(record));
         self.fan_out(&record.room, None, &frame);
@@ -1563,7 +1582,7 @@ impl RoomRegistry {
         let Some(room) = self.rooms.get(&name) else {
             return;
         };
-        if room.starting || room.early.is_empty() {
+        if room.start == SeqStart::AwaitingJoin || room.early.is_empty() {
             return; // the join that starts the room delivers what waits
         }
         let since = room.last_seq;

@@ -448,7 +448,12 @@ impl<'a> NewRow<'a> {
     }
 }
 
-/// The batch's two writes, one statement each on PostgreSQL. diesel-async
+/// Messages per `INSERT`: 9 bound parameters each, well under both
+/// backends' limits per statement (PostgreSQL 65535, SQLite 32766).
+const ROWS_PER_INSERT: usize = 1000;
+
+/// The batch's two writes, one statement each on PostgreSQL (the insert one
+/// per `ROWS_PER_INSERT` messages). diesel-async
 /// cannot send multi-row inserts to SQLite, so there each write is one call
 /// on SQLite's blocking thread running its statements in turn (in process:
 /// no round trips to save, only thread hand-offs).
@@ -499,8 +504,7 @@ impl BatchWrite for diesel_async::AsyncPgConnection {
         now: i64,
     ) -> Result<(), StoreError> {
         let rows: Vec<NewRow> = records.iter().map(|r| NewRow::of(r, now)).collect();
-        // Well under PostgreSQL's 65535 bound parameters per statement.
-        for chunk in rows.chunks(1000) {
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
             diesel::insert_into(messages::table)
                 .values(chunk)
                 .execute(self)
@@ -547,8 +551,7 @@ impl BatchWrite for super::SqliteConn {
     ) -> Result<(), StoreError> {
         self.spawn_blocking(move |conn| {
             let rows: Vec<NewRow> = records.iter().map(|r| NewRow::of(r, now)).collect();
-            // Well under SQLite's 32766 bound parameters per statement.
-            for chunk in rows.chunks(1000) {
+            for chunk in rows.chunks(ROWS_PER_INSERT) {
                 let insert = diesel::insert_into(messages::table).values(chunk);
                 diesel::RunQueryDsl::execute(insert, conn)?;
             }
