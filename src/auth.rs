@@ -32,7 +32,52 @@ pub struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aud: Option<String>,
+    pub aud: Option<Audience>,
+}
+
+/// The `aud` claim: RFC 7519 allows one string or an array of them (many
+/// identity providers send an array). The configured audience must be one of
+/// them; the check itself is `jsonwebtoken`'s.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// Shortest HS256 secret accepted in production: RFC 7518 §3.2 asks for a key
+/// at least as long as the hash (256 bits); a shorter one can be brute-forced
+/// from any token.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Characters refused in a user id (`sub`): control characters and the
+/// invisible "format" characters (Unicode category Cf: zero-width spaces and
+/// joiners, bidirectional overrides and isolates, the BOM, ...) plus the
+/// invisible fillers, which let one id look like another in member lists and
+/// logs.
+fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}'
+            | '\u{17B5}' | '\u{180E}' | '\u{3164}' | '\u{FEFF}' | '\u{FFA0}'
+            | '\u{0600}'..='\u{0605}' | '\u{06DD}' | '\u{070F}' | '\u{0890}'..='\u{0891}'
+            | '\u{08E2}' | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FFF9}'..='\u{FFFB}' | '\u{110BD}' | '\u{110CD}' | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// Characters refused in a display name: control characters and the
+/// bidirectional controls that reorder the text around them (zero-width
+/// joiners stay allowed: emoji sequences need them).
+fn reorders_text(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Whether `user_id` is acceptable as a user id: non-empty, nothing invisible.
+pub fn valid_user_id(user_id: &str) -> bool {
+    !user_id.is_empty() && !user_id.chars().any(is_invisible)
 }
 
 /// Who is on the other end of a connection, from their token.
@@ -132,6 +177,8 @@ pub enum AuthConfigError {
     InsecureInProduction,
     #[error("set only one of auth.jwt_secret and auth.jwt_public_key")]
     BothKeys,
+    #[error("the JWT secret is {0} bytes long; server.environment is production, which needs at least {MIN_SECRET_BYTES} bytes (e.g. `openssl rand -base64 48`)")]
+    WeakSecret(usize),
 }
 
 /// Verifies tokens (and mints them, when the key is a shared secret).
@@ -146,45 +193,58 @@ pub struct Auth {
 
 impl Auth {
     pub fn from_settings(s: &AuthSettings, env: Environment) -> Result<Self, AuthConfigError> {
-        let (decoding, encoding, algorithm, insecure) =
-            match (s.jwt_secret.is_empty(), s.jwt_public_key.is_empty()) {
-                (false, false) => return Err(AuthConfigError::BothKeys),
-                (false, true) => (
+        let (decoding, encoding, algorithm, insecure) = match (
+            s.jwt_secret.is_empty(),
+            s.jwt_public_key.is_empty(),
+        ) {
+            (false, false) => return Err(AuthConfigError::BothKeys),
+            (false, true) => {
+                let len = s.jwt_secret.len();
+                if len < MIN_SECRET_BYTES {
+                    if env == Environment::Production {
+                        return Err(AuthConfigError::WeakSecret(len));
+                    }
+                    log::warn!(
+                            "the JWT secret is only {len} bytes long: use at least {MIN_SECRET_BYTES} (production refuses shorter ones)"
+                        );
+                }
+                (
                     DecodingKey::from_secret(s.jwt_secret.as_bytes()),
                     Some(EncodingKey::from_secret(s.jwt_secret.as_bytes())),
                     Algorithm::HS256,
                     false,
-                ),
-                (true, false) => {
-                    let path = &s.jwt_public_key;
-                    let pem = std::fs::read(path).map_err(|source| AuthConfigError::ReadKey {
-                        path: path.clone(),
-                        source,
-                    })?;
-                    let (key, alg) = match s.public_key_algorithm.as_str() {
-                        "RS256" => (DecodingKey::from_rsa_pem(&pem), Algorithm::RS256),
-                        "ES256" => (DecodingKey::from_ec_pem(&pem), Algorithm::ES256),
-                        other => return Err(AuthConfigError::BadAlgorithm(other.to_string())),
-                    };
-                    let key = key.map_err(|source| AuthConfigError::BadKey {
-                        path: path.clone(),
-                        alg: s.public_key_algorithm.clone(),
-                        source,
-                    })?;
-                    (key, None, alg, false)
+                )
+            }
+            (true, false) => {
+                let path = &s.jwt_public_key;
+                let pem = std::fs::read(path).map_err(|source| AuthConfigError::ReadKey {
+                    path: path.clone(),
+                    source,
+                })?;
+                let (key, alg) = match s.public_key_algorithm.as_str() {
+                    "RS256" => (DecodingKey::from_rsa_pem(&pem), Algorithm::RS256),
+                    "ES256" => (DecodingKey::from_ec_pem(&pem), Algorithm::ES256),
+                    other => return Err(AuthConfigError::BadAlgorithm(other.to_string())),
+                };
+                let key = key.map_err(|source| AuthConfigError::BadKey {
+                    path: path.clone(),
+                    alg: s.public_key_algorithm.clone(),
+                    source,
+                })?;
+                (key, None, alg, false)
+            }
+            (true, true) => {
+                if env == Environment::Production {
+                    return Err(AuthConfigError::InsecureInProduction);
                 }
-                (true, true) => {
-                    if env == Environment::Production {
-                        return Err(AuthConfigError::InsecureInProduction);
-                    }
-                    (
-                        DecodingKey::from_secret(INSECURE_DEV_SECRET.as_bytes()),
-                        Some(EncodingKey::from_secret(INSECURE_DEV_SECRET.as_bytes())),
-                        Algorithm::HS256,
-                        true,
-                    )
-                }
-            };
+                (
+                    DecodingKey::from_secret(INSECURE_DEV_SECRET.as_bytes()),
+                    Some(EncodingKey::from_secret(INSECURE_DEV_SECRET.as_bytes())),
+                    Algorithm::HS256,
+                    true,
+                )
+            }
+        };
         let mut validation = Validation::new(algorithm);
         validation.algorithms = vec![algorithm];
         validation.leeway = s.leeway_secs;
@@ -240,13 +300,18 @@ impl Auth {
                 }
                 _ => AuthError::Invalid("malformed token".into()),
             })?;
-        let control = |s: &str| s.chars().any(char::is_control);
-        if claims.sub.is_empty()
-            || control(&claims.sub)
-            || claims.name.as_deref().is_some_and(control)
+        if !valid_user_id(&claims.sub) {
+            return Err(AuthError::Invalid(
+                "`sub` must be non-empty text without control or invisible characters".into(),
+            ));
+        }
+        if claims
+            .name
+            .as_deref()
+            .is_some_and(|n| n.chars().any(reorders_text))
         {
             return Err(AuthError::Invalid(
-                "`sub` and `name` must be non-empty text without control characters".into(),
+                "`name` must be text without control or bidirectional-control characters".into(),
             ));
         }
         Ok(claims)
@@ -284,7 +349,7 @@ mod tests {
 
     fn settings() -> AuthSettings {
         let mut s = Settings::load_from(&[]).unwrap().auth;
-        s.jwt_secret = "s3cret".into();
+        s.jwt_secret = "unit-test-secret-of-at-least-32-bytes".into();
         s
     }
 
@@ -314,7 +379,7 @@ mod tests {
     fn wrong_key_none_alg_and_garbage_are_refused() {
         let auth = Auth::from_settings(&settings(), Environment::Production).unwrap();
         let mut other = settings();
-        other.jwt_secret = "other".into();
+        other.jwt_secret = "another-secret-of-at-least-32-bytes".into();
         let other = Auth::from_settings(&other, Environment::Production).unwrap();
         let forged = other.mint(&claims(now_secs() + 60)).unwrap();
         assert!(matches!(auth.verify(&forged), Err(AuthError::Invalid(_))));
@@ -362,14 +427,72 @@ mod tests {
         let auth = Auth::from_settings(&s, Environment::Production).unwrap();
         let mut c = claims(now_secs() + 60);
         assert!(auth.verify(&auth.mint(&c).unwrap()).is_err());
-        c.aud = Some("chat".into());
+        c.aud = Some(Audience::One("chat".into()));
         c.iss = Some("https://auth".into());
         assert!(auth.verify(&auth.mint(&c).unwrap()).is_ok());
-        c.aud = Some("other".into());
-        assert_eq!(
+        // RFC 7519 §4.1.3: an array that contains the audience is accepted too
+        c.aud = Some(Audience::Many(vec!["api".into(), "chat".into()]));
+        assert!(auth.verify(&auth.mint(&c).unwrap()).is_ok());
+        for wrong in [
+            Audience::One("other".into()),
+            Audience::Many(vec!["api".into(), "other".into()]),
+            Audience::Many(vec![]),
+        ] {
+            c.aud = Some(wrong);
+            assert_eq!(
+                auth.verify(&auth.mint(&c).unwrap()),
+                Err(AuthError::Invalid("wrong audience (aud)".into()))
+            );
+        }
+    }
+
+    #[test]
+    fn production_refuses_short_secrets() {
+        let mut s = settings();
+        s.jwt_secret = "x".repeat(MIN_SECRET_BYTES - 1);
+        assert!(matches!(
+            Auth::from_settings(&s, Environment::Production),
+            Err(AuthConfigError::WeakSecret(31))
+        ));
+        assert!(Auth::from_settings(&s, Environment::Development).is_ok());
+        s.jwt_secret = "x".repeat(MIN_SECRET_BYTES);
+        assert!(Auth::from_settings(&s, Environment::Production).is_ok());
+    }
+
+    #[test]
+    fn invisible_characters_are_refused_in_user_ids() {
+        for bad in [
+            "",
+            "a\u{0}b",
+            "ad\u{200B}min",
+            "\u{202E}nimda",
+            "a\u{2066}b",
+            "\u{FEFF}bob",
+            "a\u{AD}b",
+            "x\u{E0041}",
+            "\u{3164}",
+        ] {
+            assert!(!valid_user_id(bad), "{bad:?}");
+        }
+        for good in ["alice", "Zoë", "user@example.com", "李雷", "anon:123"] {
+            assert!(valid_user_id(good), "{good:?}");
+        }
+        let auth = Auth::from_settings(&settings(), Environment::Production).unwrap();
+        let mut c = claims(now_secs() + 60);
+        c.sub = "ad\u{200B}min".into();
+        assert!(matches!(
             auth.verify(&auth.mint(&c).unwrap()),
-            Err(AuthError::Invalid("wrong audience (aud)".into()))
-        );
+            Err(AuthError::Invalid(_))
+        ));
+        c.sub = "alice".into();
+        c.name = Some("evil\u{202E}gnp.exe".into());
+        assert!(matches!(
+            auth.verify(&auth.mint(&c).unwrap()),
+            Err(AuthError::Invalid(_))
+        ));
+        // a zero-width joiner inside an emoji sequence is fine in a name
+        c.name = Some("Ann \u{1F469}\u{200D}\u{1F4BB}".into());
+        assert!(auth.verify(&auth.mint(&c).unwrap()).is_ok());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use realtime_server::auth::{now_secs, Auth, Claims};
+use realtime_server::auth::{now_secs, Audience, Auth, Claims};
 use realtime_server::config::Settings;
 use realtime_server::store::{self, DatabaseUrl};
 
@@ -52,13 +52,22 @@ fn main() {
     realtime_server::memory::limit_arenas(settings.server.malloc_arenas);
     let result = match cli.command.unwrap_or(Cmd::Serve) {
         Cmd::Serve => {
+            // A missing or weak key stops the server before it touches the
+            // database: no migration runs and no SQLite file is created.
+            let auth = match Auth::from_settings(&settings.auth, settings.server.environment) {
+                Ok(auth) => auth,
+                Err(e) => {
+                    eprintln!("realtime-server: {e}");
+                    std::process::exit(1);
+                }
+            };
             if settings.database.run_migrations {
                 if let Err(e) = migrate(&settings) {
                     eprintln!("realtime-server: {e:#}");
                     std::process::exit(1);
                 }
             }
-            actix_web::rt::System::new().block_on(realtime_server::server::run(settings))
+            actix_web::rt::System::new().block_on(realtime_server::server::run(settings, auth))
         }
         Cmd::Migrate => migrate(&settings),
         Cmd::Token {
@@ -113,7 +122,8 @@ fn token(
         rooms: (!rooms.is_empty()).then_some(rooms),
         role: admin.then(|| "admin".to_string()),
         iss: (!settings.auth.issuer.is_empty()).then(|| settings.auth.issuer.clone()),
-        aud: (!settings.auth.audience.is_empty()).then(|| settings.auth.audience.clone()),
+        aud: (!settings.auth.audience.is_empty())
+            .then(|| Audience::One(settings.auth.audience.clone())),
     };
     let token = auth.mint(&claims).map_err(anyhow::Error::msg)?;
     println!("{token}");

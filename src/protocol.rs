@@ -37,12 +37,54 @@ pub mod close {
     pub const HEARTBEAT_TIMEOUT: u16 = 4010;
 }
 
-/// The `id` a client puts on a command: a number or a string, echoed as is.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
+/// The `id` a client puts on a command: a number or a string, echoed exactly
+/// as sent. A number keeps its JSON text (`1e2` stays `1e2`, thirty digits stay
+/// thirty digits): parsing it into a float would change what comes back.
+#[derive(Debug, Clone)]
 pub enum CommandId {
-    Number(serde_json::Number),
+    Number(Box<RawValue>),
     Text(String),
+}
+
+impl CommandId {
+    /// A numeric id (for building replies in code and tests).
+    pub fn number(n: impl Into<serde_json::Number>) -> Self {
+        let text = n.into().to_string();
+        CommandId::Number(RawValue::from_string(text).expect("a JSON number is valid JSON"))
+    }
+}
+
+impl PartialEq for CommandId {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (CommandId::Number(a), CommandId::Number(b)) => a.get() == b.get(),
+            (CommandId::Text(a), CommandId::Text(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Serialize for CommandId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            CommandId::Number(raw) => raw.serialize(s),
+            CommandId::Text(text) => text.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for CommandId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let raw = Box::<RawValue>::deserialize(d)?;
+        match raw.get().as_bytes().first() {
+            Some(b'"') => serde_json::from_str(raw.get())
+                .map(CommandId::Text)
+                .map_err(D::Error::custom),
+            Some(b'-' | b'0'..=b'9') => Ok(CommandId::Number(raw)),
+            _ => Err(D::Error::custom("`id` must be a number or a string")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -134,7 +176,7 @@ struct Frame {
 /// Fallback used only when a frame does not parse, to keep its `id`.
 #[derive(Deserialize)]
 struct IdOnly {
-    id: Option<Value>,
+    id: Option<CommandId>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -270,10 +312,7 @@ pub fn decode(text: &str, limits: &DecodeLimits) -> Result<Request, Rejected> {
     let frame: Frame = match serde_json::from_str(text) {
         Ok(frame) => frame,
         Err(err) => {
-            let id = serde_json::from_str::<IdOnly>(text)
-                .ok()
-                .and_then(|f| f.id)
-                .and_then(|v| serde_json::from_value(v).ok());
+            let id = serde_json::from_str::<IdOnly>(text).ok().and_then(|f| f.id);
             let message = if err.is_syntax() || err.is_eof() {
                 format!("frame is not valid JSON: {err}")
             } else {
@@ -610,7 +649,7 @@ mod tests {
     #[test]
     fn decodes_every_command() {
         let r = ok(r#"{"type":"room:join","room":"a:b","since":4,"id":1}"#);
-        assert_eq!(r.id, Some(CommandId::Number(1.into())));
+        assert_eq!(r.id, Some(CommandId::number(1)));
         assert_eq!(
             r.command,
             Command::Join {
@@ -681,12 +720,38 @@ mod tests {
     }
 
     #[test]
+    fn ids_are_echoed_exactly_as_sent() {
+        let exact = [
+            "123456789012345678901234567890",
+            "1e2",
+            "-0.50",
+            "7",
+            r#""a\"b""#,
+        ];
+        for id in exact {
+            let r = ok(&format!(r#"{{"type":"ping","id":{id}}}"#));
+            assert_eq!(serde_json::to_string(&r.id).unwrap(), id);
+            // also when the rest of the frame is refused
+            let e = err(&format!(r#"{{"type":"room:join","room":5,"id":{id}}}"#));
+            assert_eq!(serde_json::to_string(&e.id).unwrap(), id);
+        }
+        for bad in ["{}", "[1]", "true"] {
+            let e = err(&format!(r#"{{"type":"ping","id":{bad}}}"#));
+            assert_eq!(e.error.code, ErrorCode::BadRequest);
+            assert!(e
+                .error
+                .message
+                .contains("`id` must be a number or a string"));
+        }
+    }
+
+    #[test]
     fn errors_keep_the_id_and_name_the_problem() {
         let e = err("{not json");
         assert_eq!(e.error.code, ErrorCode::BadRequest);
         assert_eq!(e.id, None);
         let e = err(r#"{"id":7,"type":"room:join"}"#);
-        assert_eq!(e.id, Some(CommandId::Number(7.into())));
+        assert_eq!(e.id, Some(CommandId::number(7)));
         assert_eq!(e.error.message, "missing field `room`");
         let e = err(r#"{"id":"q","type":"room:join","room":5}"#);
         assert_eq!(e.id, Some(CommandId::Text("q".into())));
@@ -767,7 +832,7 @@ mod tests {
 
     #[test]
     fn events_serialise_to_the_contract() {
-        let id = CommandId::Number(3.into());
+        let id = CommandId::number(3);
         let reply = encode(&Event::Reply {
             id: &id,
             ok: true,
@@ -834,7 +899,7 @@ mod properties {
                 frame["since"] = serde_json::json!(s);
             }
             let request = decode(&frame.to_string(), &LIMITS).unwrap();
-            prop_assert_eq!(request.id, Some(CommandId::Number(id.into())));
+            prop_assert_eq!(request.id, Some(CommandId::number(id)));
             prop_assert_eq!(request.command, Command::Join { room, since: since.map(u64::from) });
         }
 

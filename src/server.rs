@@ -24,17 +24,14 @@ use crate::store::notifications::Notifications;
 use crate::store::records::Records;
 use crate::store::{redact_url, DatabaseUrl, Db};
 
-pub async fn run(settings: Settings) -> anyhow::Result<()> {
+pub async fn run(settings: Settings, auth: Auth) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
     let node_id = if settings.server.node_id.is_empty() {
         format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
     } else {
         settings.server.node_id.clone()
     };
-    let auth = Arc::new(Auth::from_settings(
-        &settings.auth,
-        settings.server.environment,
-    )?);
+    let auth = Arc::new(auth);
     if auth.is_insecure() {
         log::warn!("==================================================================");
         log::warn!("INSECURE DEVELOPMENT MODE: no JWT key is configured, so tokens are");

@@ -1311,7 +1311,7 @@ impl RoomRegistry {
                 Err(SendError::Closed(_)) => continue,
             }
             kicked += 1;
-            log::info!("kick conn={id} user={user_id} reason={reason:?}");
+            log::info!("kick conn={id} user={user_id:?} reason={reason:?}");
         }
         add(&self.metrics.kicks, kicked as u64);
         kicked

@@ -323,32 +323,45 @@ impl Session {
         });
     }
 
-    fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+    /// Charges one frame to the user's command budget. Every frame a client
+    /// sends is charged (commands, binary frames, pings, pongs; a fragmented
+    /// message once, when it is whole), so nothing keeps a core busy for free.
+    /// Over budget, answers `RATE_LIMITED` (with the command's id, if any),
+    /// closes with 4008 after `flood_close_after` refusals in a row, and
+    /// returns false: the frame is then not acted on.
+    fn charge(&mut self, ctx: &mut ws::WebsocketContext<Self>, id: Option<&CommandId>) -> bool {
+        let Err(wait) = self.deps.limiters.check_command(&self.identity.user_id) else {
+            self.strikes = 0;
+            return true;
+        };
         let metrics = self.deps.metrics.clone();
-        inc(&metrics.commands);
+        inc(&metrics.rate_limited);
+        self.strikes += 1;
+        if self.strikes == 1 {
+            let user = Some(&*self.identity.user_id);
+            self.deps
+                .records
+                .audit("rate_limited", user, Some(&self.wire_id), json!({}));
+        }
+        let ms = (wait.as_millis() as u64).max(1);
+        self.answer(ctx, id, Err(CommandError::rate_limited(ms)));
+        if self.strikes >= self.deps.cfg.flood_close_after {
+            inc(&metrics.flood_closes);
+            self.close(ctx, close::POLICY, "too many commands over the rate limit");
+        }
+        false
+    }
+
+    fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        inc(&self.deps.metrics.commands);
         let decoded = decode(text, &self.deps.cfg.decode);
-        if let Err(wait) = self.deps.limiters.check_command(&self.identity.user_id) {
-            inc(&metrics.rate_limited);
-            self.strikes += 1;
-            if self.strikes == 1 {
-                let user = Some(&*self.identity.user_id);
-                self.deps
-                    .records
-                    .audit("rate_limited", user, Some(&self.wire_id), json!({}));
-            }
-            let id = match &decoded {
-                Ok(r) => r.id.clone(),
-                Err(r) => r.id.clone(),
-            };
-            let ms = (wait.as_millis() as u64).max(1);
-            self.answer(ctx, id.as_ref(), Err(CommandError::rate_limited(ms)));
-            if self.strikes >= self.deps.cfg.flood_close_after {
-                inc(&metrics.flood_closes);
-                self.close(ctx, close::POLICY, "too many commands over the rate limit");
-            }
+        let id = match &decoded {
+            Ok(r) => r.id.as_ref(),
+            Err(r) => r.id.as_ref(),
+        };
+        if !self.charge(ctx, id) {
             return;
         }
-        self.strikes = 0;
         match decoded {
             Ok(request) => self.dispatch(request, ctx),
             Err(rejected) => self.answer(ctx, rejected.id.as_ref(), Err(rejected.error)),
@@ -498,7 +511,8 @@ impl Session {
             identity,
         });
         self.schedule_expiry(ctx);
-        let expires_at = chrono::DateTime::from_timestamp(expires as i64, 0).unwrap_or_default();
+        let expires_at = chrono::DateTime::from_timestamp(crate::store::db_int(expires), 0)
+            .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
         Ok(json!({ "expiresAt": timestamp(expires_at) }))
     }
 
@@ -619,6 +633,9 @@ impl Session {
     }
 
     fn on_binary(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if !self.charge(ctx, None) {
+            return;
+        }
         let error =
             CommandError::bad_request("binary frames are not supported: send JSON in text frames");
         self.answer(ctx, None, Err(error));
@@ -745,8 +762,15 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
             Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),
             Ok(ws::Message::Binary(_)) => self.on_binary(ctx),
             Ok(ws::Message::Continuation(item)) => self.on_fragment(item, ctx),
-            Ok(ws::Message::Ping(payload)) => ctx.pong(&payload),
-            Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
+            Ok(ws::Message::Ping(payload)) => {
+                if self.charge(ctx, None) {
+                    ctx.pong(&payload);
+                }
+            }
+            Ok(ws::Message::Pong(_)) => {
+                self.charge(ctx, None);
+            }
+            Ok(ws::Message::Nop) => {}
             Ok(ws::Message::Close(reason)) => {
                 let code = reason.as_ref().map_or(close::NORMAL, |r| u16::from(r.code));
                 self.closing

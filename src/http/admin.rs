@@ -88,6 +88,17 @@ fn non_empty(value: &str, field: &str) -> Result<(), ApiError> {
     }
 }
 
+/// A user id as tokens may carry it (`sub`): no user with another could exist.
+fn user_id(value: &str) -> Result<(), ApiError> {
+    if crate::auth::valid_user_id(value) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "`userId` must be non-empty text without control or invisible characters",
+        ))
+    }
+}
+
 /// Databases refuse NUL characters in text; refuse them here, clearly.
 fn no_nul(value: &str, field: &str) -> Result<(), ApiError> {
     if value.contains('\0') {
@@ -113,7 +124,7 @@ pub async fn kick(
     body: web::Json<KickBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    non_empty(&body.user_id, "userId")?;
+    user_id(&body.user_id)?;
     let reason = body
         .reason
         .unwrap_or_else(|| "kicked by an administrator".into());
@@ -157,7 +168,7 @@ pub async fn notify(
     body: web::Json<NotifyBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    non_empty(&body.user_id, "userId")?;
+    user_id(&body.user_id)?;
     no_nul(&body.title, "title")?;
     no_nul(&body.body, "body")?;
     let created_ms = now_ms();

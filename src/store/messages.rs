@@ -18,6 +18,7 @@ use futures_util::FutureExt;
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 
+use super::db_int;
 use super::schema::{messages, rooms};
 use super::{ms_to_rfc3339, now_ms, Db, StoreError};
 use crate::broker::{Appended, MessageLog, NewMessage, Recovery, StoreFuture};
@@ -180,7 +181,7 @@ async fn recover(
         };
         let mut rows: Vec<MessageRow> = messages::table
             .filter(messages::room.eq(room))
-            .filter(messages::seq.gt(since as i64))
+            .filter(messages::seq.gt(db_int(since)))
             .order(messages::seq.desc())
             .limit(max as i64)
             .select(MessageRow::as_select())
@@ -206,7 +207,7 @@ async fn history(
     limit: usize,
 ) -> Result<Vec<Arc<MessageRecord>>, StoreError> {
     with_conn!(db, |conn| {
-        let before = before.map_or(i64::MAX, |b| b as i64);
+        let before = before.map_or(i64::MAX, db_int);
         let mut rows: Vec<MessageRow> = messages::table
             .filter(messages::room.eq(room))
             .filter(messages::seq.lt(before))

@@ -376,6 +376,13 @@ pub fn migrate(url: &DatabaseUrl) -> Result<Vec<String>, String> {
 }
 
 /// Milliseconds since the Unix epoch, the unit of every stored time.
+/// A protocol integer (any u64) as a database BIGINT: values past i64::MAX
+/// mean "beyond every stored seq", so they saturate instead of wrapping to a
+/// negative number.
+pub fn db_int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -392,6 +399,14 @@ pub fn ms_to_rfc3339(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn protocol_integers_saturate_into_bigint() {
+        assert_eq!(db_int(9), 9);
+        assert_eq!(db_int(i64::MAX as u64), i64::MAX);
+        assert_eq!(db_int(1 << 63), i64::MAX);
+        assert_eq!(db_int(u64::MAX), i64::MAX);
+    }
 
     #[test]
     fn database_urls() {

@@ -2,6 +2,8 @@
 //! and talks to it with a real WebSocket client and a real HTTP client.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -20,7 +22,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-pub const SECRET: &str = "integration-test-secret";
+pub const SECRET: &str = "integration-test-secret-at-least-32-bytes";
 pub const ADMIN_KEY: &str = "integration-admin-key";
 /// How long to wait for a frame that must come.
 pub const WAIT: Duration = Duration::from_secs(5);

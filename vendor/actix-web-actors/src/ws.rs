@@ -738,8 +738,15 @@ pin_project! {
         decoder: Codec,
         buf: BytesMut,
         closed: bool,
+        // Vendored patch (vendor/README.md): most bytes read ahead of the decoder, and whether a
+        // decode error ended the stream.
+        limit: usize,
+        failed: bool,
     }
 }
+
+/// Longest WebSocket frame header: 2 bytes, a 64-bit length and a 4-byte mask (RFC 6455 §5.2).
+const MAX_FRAME_HEADER: usize = 14;
 
 impl<S> WsStream<S>
 where
@@ -748,9 +755,11 @@ where
     fn new(stream: S, codec: Codec) -> Self {
         Self {
             stream,
+            limit: codec.max_frame_size().saturating_add(MAX_FRAME_HEADER),
             decoder: codec,
             buf: BytesMut::new(),
             closed: false,
+            failed: false,
         }
     }
 }
@@ -764,8 +773,17 @@ where
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut this = self.as_mut().project();
 
+        if *this.failed {
+            // After a protocol error nothing more is read: the payload stays unread (so the
+            // peer's writes back up into TCP) until the actor closes the connection.
+            return Poll::Pending;
+        }
+
         if !*this.closed {
-            loop {
+            // Read ahead only while the buffer holds less than one whole frame of the largest
+            // size the decoder accepts: with more, the decoder yields a frame or an error without
+            // further input, so a fast sender cannot make this buffer grow without bound.
+            while this.buf.len() < *this.limit {
                 match Pin::new(&mut this.stream).poll_next(cx) {
                     Poll::Ready(Some(Ok(chunk))) => {
                         this.buf.extend_from_slice(&chunk[..]);
@@ -785,7 +803,15 @@ where
             }
         }
 
-        let decoded = this.decoder.decode(this.buf)?;
+        let decoded = match this.decoder.decode(this.buf) {
+            Ok(decoded) => decoded,
+            Err(err) => {
+                // Whatever is buffered belongs to a stream that cannot be decoded any more.
+                *this.failed = true;
+                *this.buf = BytesMut::new();
+                return Poll::Ready(Some(Err(err)));
+            }
+        };
         // Give the buffer back once it is drained, so a burst of frames does
         // not leave an idle connection holding the burst's size. (An empty
         // buffer can still own its allocation even with no capacity left,

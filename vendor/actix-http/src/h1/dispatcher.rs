@@ -19,7 +19,7 @@ use tokio::{
     time::sleep_until,
 };
 use tokio_util::codec::{Decoder as _, Encoder as _};
-use tracing::{error, trace};
+use tracing::{debug, error, trace};
 
 use super::{
     codec::Codec,
@@ -1482,7 +1482,10 @@ where
                     // keep-alive and stream errors
                     if state_is_none && inner_p.write_buf.is_empty() {
                         if let Some(err) = inner_p.error.take() {
-                            error!("stream error: {}", &err);
+                            // Vendored change (vendor/README.md): a client's bad request is
+                            // answered (e.g. 431) and is not a server error; at ERROR any client
+                            // could flood the operator's log.
+                            debug!("stream error: {}", &err);
                             return Poll::Ready(Err(err));
                         }
 

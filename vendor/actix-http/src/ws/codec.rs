@@ -102,6 +102,12 @@ impl Codec {
         self
     }
 
+    /// The largest frame payload the decoder accepts. (Added in this vendored copy, so a reader
+    /// can bound what it buffers: see vendor/README.md.)
+    pub fn max_frame_size(&self) -> usize {
+        self.max_size
+    }
+
     /// Set decoder to client mode.
     ///
     /// By default decoder works in server mode.

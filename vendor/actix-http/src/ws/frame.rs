@@ -167,6 +167,19 @@ impl Parser {
             None => return Err(ProtocolError::Overflow),
         };
 
+        // check for max allowed size
+        if length > max_size {
+            if src.len() >= frame_len {
+                // the whole frame is here: drop it, so a caller may go on with the next one
+                src.advance(frame_len);
+            }
+            // Otherwise refuse as soon as the header says so, before any of the payload is
+            // buffered: waiting for the whole frame first let a peer make the server hold as much
+            // as the header declares (up to 2^63 bytes). The header stays in `src`, so parsing
+            // again gives the same error. (Patched in this vendored copy; see vendor/README.md.)
+            return Err(ProtocolError::Overflow);
+        }
+
         // not enough data
         if src.len() < frame_len {
             let min_length = min(length, max_size);
@@ -183,13 +196,6 @@ impl Parser {
 
         // remove prefix
         src.advance(idx);
-
-        // check for max allowed size
-        if length > max_size {
-            // drop the payload
-            src.advance(length);
-            return Err(ProtocolError::Overflow);
-        }
 
         // no need for body
         if length == 0 {
@@ -403,11 +409,11 @@ mod tests {
         let mut buf = BytesMut::from(&[0x81u8, 127][..]);
         buf.extend_from_slice(&U64_PAYLOAD_MAX.to_be_bytes());
 
-        // `max_size` is deliberately far below the declared length: an incomplete frame returns
-        // before the size check, so the header is accepted as incomplete. It also keeps the
-        // parser from reserving the declared length, which a large `max_size` would attempt.
+        // With a `max_size` at least the declared length, the header is accepted as incomplete.
+        // (The patched parser refuses a smaller `max_size` from the header alone: see
+        // `test_parse_refuses_oversized_header_before_payload`.)
         assert!(
-            is_none(&Parser::parse(&mut buf, false, 1024)),
+            is_none(&Parser::parse(&mut buf, false, usize::MAX)),
             "the largest legal 64-bit length must be incomplete, not rejected"
         );
         // The header must stay buffered while the payload is awaited.
@@ -570,6 +576,32 @@ mod tests {
         } else {
             unreachable!("error");
         }
+    }
+
+    // Vendored patch: an oversized frame is refused from its header, before its payload arrives,
+    // and nothing of it is buffered however often the parser is asked again.
+    #[test]
+    fn test_parse_refuses_oversized_header_before_payload() {
+        // a masked text frame declaring 2^40 bytes, no payload yet
+        let mut buf = BytesMut::from(&[0x81u8, 0x80 | 127][..]);
+        buf.extend_from_slice(&(1u64 << 40).to_be_bytes());
+        buf.extend_from_slice(&[1, 2, 3, 4]);
+        for _ in 0..2 {
+            assert!(matches!(
+                Parser::parse(&mut buf, true, 65_536),
+                Err(ProtocolError::Overflow)
+            ));
+            assert_eq!(buf.len(), 14);
+            assert!(buf.capacity() < 1024, "nothing reserved for the payload");
+        }
+        // a 16-bit length just over the limit, with part of its payload
+        let mut buf = BytesMut::from(&[0x00u8, 0x80 | 126][..]);
+        buf.extend_from_slice(&70_000u16.to_be_bytes());
+        buf.extend_from_slice(&[0; 4 + 100]);
+        assert!(matches!(
+            Parser::parse(&mut buf, true, 65_536),
+            Err(ProtocolError::Overflow)
+        ));
     }
 
     #[test]
