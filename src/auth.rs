@@ -399,7 +399,7 @@ mod tests {
             nbf: u64,
         }
         let auth = Auth::from_settings(&settings(), Environment::Production).unwrap();
-        let key = EncodingKey::from_secret(b"s3cret");
+        let key = EncodingKey::from_secret(settings().jwt_secret.as_bytes());
         let early = WithNbf {
             sub: "alice".into(),
             exp: now_secs() + 600,
