@@ -821,7 +821,7 @@ impl Handler<Publish> for RoomRegistry {
             .rooms
             .get_key_value(msg.room.as_str())
             .map_or_else(|| msg.room.as_str().into(), |(k, _)| k.clone());
-        let append = self.log.append(NewMessage {
+        let mut append = self.log.append(NewMessage {
             room,
             user_id: conn.identity.user_id.clone(),
             content: msg.content,
@@ -829,6 +829,14 @@ impl Handler<Publish> for RoomRegistry {
             metadata: msg.metadata,
             client_msg_id: msg.client_msg_id,
         });
+        // An append refused at once (the write queue is full) has no seq to
+        // keep in order: answer it now, not after the appends queued before
+        // it have committed or timed out.
+        let append = match (&mut append).now_or_never() {
+            None => append,
+            Some(Err(e)) => return Box::pin(async move { Err(store_down(e)) }),
+            Some(Ok(done)) => futures_util::future::ready(Ok(done)).boxed(),
+        };
         // Commits are handled in the order the messages were appended,
         // which is seq order: see `StreamHandler<Committed>`.
         let (reply_to, answer) = oneshot::channel();
