@@ -32,6 +32,7 @@ pub mod auth;
 pub mod broker;
 pub mod cluster;
 pub mod config;
+pub mod errors;
 pub mod http;
 pub mod limits;
 pub mod memory;

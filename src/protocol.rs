@@ -23,19 +23,7 @@ pub const MAX_NAME_LEN: usize = 128;
 /// Longest custom status text.
 pub const MAX_STATUS_TEXT: usize = 128;
 
-/// WebSocket close codes of the contract.
-pub mod close {
-    pub const NORMAL: u16 = 1000;
-    pub const GOING_AWAY: u16 = 1001;
-    pub const PROTOCOL_ERROR: u16 = 1002;
-    pub const INVALID_PAYLOAD: u16 = 1007;
-    pub const TOO_LARGE: u16 = 1009;
-    pub const TOKEN_EXPIRED: u16 = 4001;
-    pub const KICKED: u16 = 4003;
-    pub const POLICY: u16 = 4008;
-    pub const SLOW_CONSUMER: u16 = 4009;
-    pub const HEARTBEAT_TIMEOUT: u16 = 4010;
-}
+pub use crate::errors::{close, Closing, CommandError, ErrorCode};
 
 /// The `id` a client puts on a command: a number or a string, echoed exactly
 /// as sent. A number keeps its JSON text (`1e2` stays `1e2`, thirty digits stay
@@ -83,53 +71,6 @@ impl<'de> Deserialize<'de> for CommandId {
                 .map_err(D::Error::custom),
             Some(b'-' | b'0'..=b'9') => Ok(CommandId::Number(raw)),
             _ => Err(D::Error::custom("`id` must be a number or a string")),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ErrorCode {
-    BadRequest,
-    UnknownType,
-    Unauthorized,
-    Forbidden,
-    NotInRoom,
-    RateLimited,
-    TooLarge,
-    RoomFull,
-    Unavailable,
-    Internal,
-}
-
-/// An error answer to a command (or an HTTP request).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CommandError {
-    pub code: ErrorCode,
-    pub message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retry_after_ms: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub details: Option<Value>,
-}
-
-impl CommandError {
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        CommandError {
-            code,
-            message: message.into(),
-            retry_after_ms: None,
-            details: None,
-        }
-    }
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(ErrorCode::BadRequest, message)
-    }
-    pub fn rate_limited(retry_after_ms: u64) -> Self {
-        CommandError {
-            retry_after_ms: Some(retry_after_ms),
-            ..Self::new(ErrorCode::RateLimited, "rate limit exceeded, slow down")
         }
     }
 }

@@ -206,11 +206,8 @@ async fn stats_connections_rooms_presence_and_metrics() {
     let (status, body) = server.get("/admin/kick", Some(ADMIN_KEY)).await;
     assert_eq!(
         (status, body["code"].as_str().unwrap()),
-        (405, "BAD_REQUEST")
+        (405, "METHOD_NOT_ALLOWED")
     );
     let (status, body) = server.get("/nope", None).await;
-    assert_eq!(
-        (status, body["code"].as_str().unwrap()),
-        (404, "BAD_REQUEST")
-    );
+    assert_eq!((status, body["code"].as_str().unwrap()), (404, "NOT_FOUND"));
 }

@@ -33,8 +33,8 @@ use crate::cluster::{AdminOp, Channel, ClusterEvent, TrackOp};
 use crate::config::Settings;
 use crate::metrics::{add, get, inc, Metrics};
 use crate::protocol::{
-    close, encode, timestamp, CommandError, CustomStatus, ErrorCode, Event, Member, MessageRecord,
-    Notification, RawJson, Status,
+    close, encode, timestamp, Closing, CommandError, CustomStatus, ErrorCode, Event, Member,
+    MessageRecord, Notification, RawJson, Status,
 };
 use crate::store::now_ms;
 use crate::store::records::{Record, Records};
@@ -206,7 +206,7 @@ fn tracker_down(e: MailboxError) -> CommandError {
 }
 
 fn store_down(e: StoreError) -> CommandError {
-    CommandError::new(ErrorCode::Unavailable, e.to_string())
+    e.to_command_error()
 }
 
 impl RoomRegistry {
@@ -1444,8 +1444,8 @@ impl Handler<CloseAll> for RoomRegistry {
         let mut n = 0;
         for conn in self.conns.values() {
             let shutdown = Shutdown {
-                code: close::GOING_AWAY,
-                reason: "server shutting down".into(),
+                code: Closing::ShuttingDown.code(),
+                reason: Closing::ShuttingDown.reason().into(),
             };
             match conn.target.addr.try_send(shutdown) {
                 Ok(()) => conn.target.handle.enqueued(),

@@ -33,8 +33,8 @@ use crate::auth::{now_secs, Auth, AuthError, Identity};
 use crate::limits::{ConnectionGuard, RateLimiters};
 use crate::metrics::{inc, Metrics};
 use crate::protocol::{
-    close, decode, encode, timestamp, Command, CommandError, CommandId, DecodeLimits, ErrorCode,
-    Event, Request, PROTOCOL_VERSION,
+    close, decode, encode, timestamp, Closing, Command, CommandError, CommandId, DecodeLimits,
+    ErrorCode, Event, Request, PROTOCOL_VERSION,
 };
 use crate::store::notifications::{Notifications, ReadOutcome};
 use crate::store::now_ms;
@@ -249,6 +249,11 @@ impl Session {
     }
 
     /// Closes the connection with `code`; the first reason given wins.
+    /// Closes for one of the server's own reasons (the table in `errors`).
+    fn close_for(&mut self, ctx: &mut ws::WebsocketContext<Self>, why: Closing) {
+        self.close(ctx, why.code(), why.reason());
+    }
+
     fn close(&mut self, ctx: &mut ws::WebsocketContext<Self>, code: u16, reason: &str) {
         if self.closing.is_some() {
             return;
@@ -347,7 +352,7 @@ impl Session {
         self.answer(ctx, id, Err(CommandError::rate_limited(ms)));
         if self.strikes >= self.deps.cfg.flood_close_after {
             inc(&metrics.flood_closes);
-            self.close(ctx, close::POLICY, "too many commands over the rate limit");
+            self.close_for(ctx, Closing::Flood);
         }
         false
     }
@@ -534,7 +539,7 @@ impl Session {
                 .is_some_and(|exp| now_secs() >= exp + leeway)
             {
                 inc(&act.deps.metrics.token_expired_closes);
-                act.close(ctx, close::TOKEN_EXPIRED, "token expired");
+                act.close_for(ctx, Closing::TokenExpired);
             }
         });
     }
@@ -572,7 +577,7 @@ impl Session {
         ctx.run_interval(tick, move |act, ctx| {
             if act.last_heard.elapsed() > timeout {
                 inc(&act.deps.metrics.heartbeat_closes);
-                act.close(ctx, close::HEARTBEAT_TIMEOUT, "heartbeat timeout");
+                act.close_for(ctx, Closing::HeartbeatTimeout);
                 return;
             }
             if act.last_ping.elapsed() >= interval {
@@ -597,13 +602,13 @@ impl Session {
                 *count += 1;
             }
             _ => {
-                self.close(ctx, close::PROTOCOL_ERROR, "unexpected continuation frame");
+                self.close_for(ctx, Closing::UnexpectedContinuation);
                 return;
             }
         }
         if self.partial.as_ref().is_some_and(|(_, b, _)| b.len() > max) {
             self.partial = None;
-            self.close(ctx, close::TOO_LARGE, "message too large");
+            self.close_for(ctx, Closing::MessageTooLarge);
             return;
         }
         if self
@@ -612,7 +617,7 @@ impl Session {
             .is_some_and(|(_, _, n)| *n > self.deps.cfg.max_fragments)
         {
             self.partial = None;
-            self.close(ctx, close::TOO_LARGE, "message split into too many frames");
+            self.close_for(ctx, Closing::TooManyFragments);
             return;
         }
         if last {
@@ -623,11 +628,7 @@ impl Session {
             }
             match ByteString::try_from(buf.freeze()) {
                 Ok(text) => self.on_text(&text, ctx),
-                Err(_) => self.close(
-                    ctx,
-                    close::INVALID_PAYLOAD,
-                    "text message is not valid UTF-8",
-                ),
+                Err(_) => self.close_for(ctx, Closing::InvalidUtf8Message),
             }
         }
     }
@@ -779,14 +780,14 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
                 ctx.stop();
             }
             Err(ws::ProtocolError::Overflow) => {
-                self.close(ctx, close::TOO_LARGE, "frame too large");
+                self.close_for(ctx, Closing::FrameTooLarge);
             }
             Err(err) => {
                 let text = err.to_string();
                 if text.to_ascii_lowercase().contains("utf-8") {
-                    self.close(ctx, close::INVALID_PAYLOAD, "text frame is not valid UTF-8");
+                    self.close_for(ctx, Closing::InvalidUtf8Frame);
                 } else {
-                    self.close(ctx, close::PROTOCOL_ERROR, "WebSocket protocol error");
+                    self.close_for(ctx, Closing::ProtocolError);
                 }
             }
         }
@@ -803,11 +804,7 @@ impl Handler<Deliver> for Session {
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
         self.handle.dequeued();
         if self.handle.is_slow() {
-            self.close(
-                ctx,
-                close::SLOW_CONSUMER,
-                "slow consumer: outbound queue full",
-            );
+            self.close_for(ctx, Closing::SlowConsumer);
             return;
         }
         if self.closing.is_none() {

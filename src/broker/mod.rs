@@ -18,10 +18,42 @@ use futures_util::future::BoxFuture;
 
 use crate::protocol::{CustomStatus, Member, MessageRecord, RawJson, Status};
 
+/// Why a database operation failed. Clients get every kind as
+/// `UNAVAILABLE` with this text ([`StoreError::to_command_error`]); the kind
+/// tells the server's own callers whether trying again can help.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StoreError {
+    /// The database (or the writer in front of it) cannot take the
+    /// operation now: unreachable, pool exhausted, queue full, locked.
     #[error("{0}")]
     Unavailable(String),
+    /// No answer within `database.timeout_ms`; the operation may still
+    /// complete.
+    #[error("database did not answer within {0} ms")]
+    Timeout(u64),
+    /// The database answered and refused this operation (a constraint, a
+    /// value it cannot store): the same operation would fail again.
+    #[error("database refused the operation: {0}")]
+    Refused(String),
+    /// A unique key is taken already.
+    #[error("conflict: {0}")]
+    Conflict(String),
+}
+
+impl StoreError {
+    /// True when the operation itself is at fault, so retrying it as it is
+    /// cannot succeed.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, StoreError::Refused(_) | StoreError::Conflict(_))
+    }
+
+    /// The answer a client gets: the command could not be honoured now.
+    pub fn to_command_error(&self) -> crate::protocol::CommandError {
+        crate::protocol::CommandError::new(
+            crate::protocol::ErrorCode::Unavailable,
+            self.to_string(),
+        )
+    }
 }
 
 pub type StoreFuture<T> = BoxFuture<'static, Result<T, StoreError>>;

@@ -5,7 +5,6 @@
 use std::future::{ready, Ready};
 
 use actix_web::http::header;
-use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -42,7 +41,6 @@ fn check_admin(req: &HttpRequest) -> Result<Admin, ApiError> {
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| {
             ApiError::new(
-                StatusCode::UNAUTHORIZED,
                 ErrorCode::Unauthorized,
                 "send `Authorization: Bearer <admin token>`",
             )
@@ -54,15 +52,10 @@ fn check_admin(req: &HttpRequest) -> Result<Admin, ApiError> {
     match auth.verify(token) {
         Ok(claims) if claims.role.as_deref() == Some("admin") => Ok(Admin),
         Ok(_) => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
             ErrorCode::Forbidden,
             "this token does not have role admin",
         )),
-        Err(e) => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            ErrorCode::Unauthorized,
-            e.to_string(),
-        )),
+        Err(e) => Err(ApiError::new(ErrorCode::Unauthorized, e.to_string())),
     }
 }
 
@@ -71,11 +64,7 @@ fn registry_down(_: actix::MailboxError) -> ApiError {
 }
 
 fn store_down(e: StoreError) -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        ErrorCode::Unavailable,
-        e.to_string(),
-    )
+    e.to_command_error().into()
 }
 
 fn non_empty(value: &str, field: &str) -> Result<(), ApiError> {

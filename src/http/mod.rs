@@ -41,29 +41,32 @@ impl AppState {
     }
 }
 
-/// An error answer: HTTP status plus the contract's error body.
+/// An error answer: the contract's error body, with the HTTP status that
+/// the error table (`crate::errors`) gives its code.
 #[derive(Debug)]
 pub struct ApiError {
-    pub status: StatusCode,
     pub body: CommandError,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            body: CommandError::new(code, message),
-        }
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        CommandError::new(code, message).into()
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message)
+        Self::new(ErrorCode::BadRequest, message)
     }
     pub fn unavailable(what: &str) -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Unavailable,
-            format!("{what} is not answering"),
-        )
+        Self::new(ErrorCode::Unavailable, format!("{what} is not answering"))
+    }
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.body.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(body: CommandError) -> Self {
+        ApiError { body }
     }
 }
 
@@ -75,10 +78,10 @@ impl std::fmt::Display for ApiError {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        self.status
+        self.status()
     }
     fn error_response(&self) -> HttpResponse {
-        let mut res = HttpResponse::build(self.status);
+        let mut res = HttpResponse::build(self.status());
         if let Some(ms) = self.body.retry_after_ms {
             let secs = ms.div_ceil(1000).max(1).to_string();
             if let Ok(v) = HeaderValue::from_str(&secs) {
@@ -126,11 +129,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::get().to(admin::room_presence),
     ))
     .default_service(web::to(|| async {
-        Err::<HttpResponse, _>(ApiError::new(
-            StatusCode::NOT_FOUND,
-            ErrorCode::BadRequest,
-            "no such endpoint",
-        ))
+        Err::<HttpResponse, _>(ApiError::new(ErrorCode::NotFound, "no such endpoint"))
     }));
 }
 
@@ -143,8 +142,7 @@ fn only(path: &str, route: Route) -> Resource {
 
 async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
     Err(ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        ErrorCode::BadRequest,
+        ErrorCode::MethodNotAllowed,
         "method not allowed on this endpoint",
     ))
 }

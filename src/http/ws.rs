@@ -7,7 +7,6 @@ use std::any::Any;
 
 use actix_web::dev::Extensions;
 use actix_web::http::header;
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 use chrono::Utc;
@@ -38,14 +37,9 @@ pub struct WsQuery {
     token: Option<String>,
 }
 
-fn refuse(
-    state: &AppState,
-    status: StatusCode,
-    code: ErrorCode,
-    message: impl Into<String>,
-) -> ApiError {
+fn refuse(state: &AppState, code: ErrorCode, message: impl Into<String>) -> ApiError {
     inc(&state.sessions.metrics.handshakes_refused);
-    ApiError::new(status, code, message)
+    ApiError::new(code, message)
 }
 
 pub async fn upgrade(
@@ -58,7 +52,6 @@ pub async fn upgrade(
     if ws::handshake(&req).is_err() {
         return Err(refuse(
             &state,
-            StatusCode::BAD_REQUEST,
             ErrorCode::BadRequest,
             "this endpoint speaks WebSocket: send a WebSocket upgrade request",
         ));
@@ -70,28 +63,21 @@ pub async fn upgrade(
             .and_then(|v| v.to_str().ok());
         let allowed = origin.is_some_and(|o| settings.server.origins.iter().any(|a| a == o));
         if !allowed {
-            return Err(refuse(
-                &state,
-                StatusCode::FORBIDDEN,
-                ErrorCode::Forbidden,
-                "origin not allowed",
-            ));
+            return Err(refuse(&state, ErrorCode::Forbidden, "origin not allowed"));
         }
     }
     let peer = req.peer_addr();
     if let Some(ip) = peer.map(|a| a.ip()) {
         if let Err(wait) = state.sessions.limiters.check_connection(ip) {
             inc(&state.sessions.metrics.handshakes_refused);
-            return Err(ApiError {
-                status: StatusCode::TOO_MANY_REQUESTS,
-                body: CommandError {
-                    retry_after_ms: Some((wait.as_millis() as u64).max(1)),
-                    ..CommandError::new(
-                        ErrorCode::RateLimited,
-                        "too many connections from this address",
-                    )
-                },
-            });
+            return Err(CommandError {
+                retry_after_ms: Some((wait.as_millis() as u64).max(1)),
+                ..CommandError::new(
+                    ErrorCode::RateLimited,
+                    "too many connections from this address",
+                )
+            }
+            .into());
         }
     }
 
@@ -106,20 +92,12 @@ pub async fn upgrade(
     let identity = match token {
         Some(token) => match state.sessions.auth.verify(token) {
             Ok(claims) => Identity::from_claims(claims),
-            Err(e) => {
-                return Err(refuse(
-                    &state,
-                    StatusCode::UNAUTHORIZED,
-                    ErrorCode::Unauthorized,
-                    e.to_string(),
-                ))
-            }
+            Err(e) => return Err(refuse(&state, ErrorCode::Unauthorized, e.to_string())),
         },
         None if settings.server.anonymous => Identity::anonymous(&wire_id),
         None => {
             return Err(refuse(
                 &state,
-                StatusCode::UNAUTHORIZED,
                 ErrorCode::Unauthorized,
                 AuthError::Missing.to_string(),
             ))
@@ -133,7 +111,6 @@ pub async fn upgrade(
             AdmitError::UserFull(n) => {
                 let mut err = refuse(
                     &state,
-                    StatusCode::TOO_MANY_REQUESTS,
                     ErrorCode::RateLimited,
                     format!("this user already has {n} connections, the most allowed"),
                 );
@@ -143,7 +120,6 @@ pub async fn upgrade(
             }
             AdmitError::NodeFull(n) => refuse(
                 &state,
-                StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::Unavailable,
                 format!("this node is at its limit of {n} connections"),
             ),

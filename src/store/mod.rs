@@ -194,8 +194,31 @@ pub fn pool_error<E: std::fmt::Display>(e: E) -> StoreError {
 }
 
 impl From<diesel::result::Error> for StoreError {
+    /// Sorts diesel's errors by what a caller can do about them: a broken
+    /// constraint or unstorable data is refused for good, anything about the
+    /// connection (or SQLite's lock) may pass.
     fn from(e: diesel::result::Error) -> Self {
-        StoreError::Unavailable(format!("database error: {e}"))
+        use diesel::result::{DatabaseErrorKind as Kind, Error};
+        match &e {
+            Error::DatabaseError(Kind::UniqueViolation, _) => StoreError::Conflict(e.to_string()),
+            Error::DatabaseError(
+                Kind::ForeignKeyViolation | Kind::NotNullViolation | Kind::CheckViolation,
+                _,
+            ) => StoreError::Refused(e.to_string()),
+            Error::DatabaseError(Kind::Unknown, info) => {
+                let text = info.message().to_ascii_lowercase();
+                if text.contains("locked") || text.contains("busy") {
+                    StoreError::Unavailable(format!("database error: {e}"))
+                } else {
+                    StoreError::Refused(e.to_string())
+                }
+            }
+            Error::NotFound
+            | Error::SerializationError(_)
+            | Error::DeserializationError(_)
+            | Error::QueryBuilderError(_) => StoreError::Refused(e.to_string()),
+            _ => StoreError::Unavailable(format!("database error: {e}")),
+        }
     }
 }
 
@@ -275,10 +298,7 @@ impl Db {
         let task = store_runtime().spawn(tokio::time::timeout(limit, op(self.clone())));
         match task.await {
             Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(StoreError::Unavailable(format!(
-                "database did not answer within {} ms",
-                limit.as_millis()
-            ))),
+            Ok(Err(_)) => Err(StoreError::Timeout(limit.as_millis() as u64)),
             Err(e) => Err(StoreError::Unavailable(format!(
                 "database operation failed: {e}"
             ))),
@@ -399,6 +419,44 @@ pub fn ms_to_rfc3339(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn database_errors_are_sorted_by_what_retrying_can_do() {
+        use diesel::result::{DatabaseErrorKind as Kind, Error};
+        let db = |kind, text: &str| {
+            StoreError::from(Error::DatabaseError(kind, Box::new(text.to_string())))
+        };
+        assert!(matches!(
+            db(Kind::UniqueViolation, "dup"),
+            StoreError::Conflict(_)
+        ));
+        assert!(matches!(
+            db(Kind::NotNullViolation, "null"),
+            StoreError::Refused(_)
+        ));
+        assert!(matches!(
+            db(Kind::Unknown, "invalid byte sequence"),
+            StoreError::Refused(_)
+        ));
+        assert!(matches!(
+            db(Kind::Unknown, "database is locked"),
+            StoreError::Unavailable(_)
+        ));
+        assert!(matches!(
+            db(Kind::ClosedConnection, "gone"),
+            StoreError::Unavailable(_)
+        ));
+        assert!(matches!(
+            StoreError::from(Error::BrokenTransactionManager),
+            StoreError::Unavailable(_)
+        ));
+        assert!(db(Kind::CheckViolation, "x").is_refusal());
+        assert!(!StoreError::Timeout(3000).is_refusal());
+        // every kind reaches a client as UNAVAILABLE, saying what failed
+        let e = StoreError::Timeout(3000).to_command_error();
+        assert_eq!(e.code, crate::protocol::ErrorCode::Unavailable);
+        assert_eq!(e.message, "database did not answer within 3000 ms");
+    }
 
     #[test]
     fn protocol_integers_saturate_into_bigint() {

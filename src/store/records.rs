@@ -207,10 +207,14 @@ impl Writer {
 
     /// Writes a batch, retrying while the database is unreachable. When the
     /// database answers but refuses the batch, the batch itself is at fault:
-    /// its records are written one by one and the refused ones dropped
-    /// (logged and counted), so one bad record cannot block all others.
+    /// its records are written one by one and only those refused for good
+    /// (a broken constraint, unstorable data) are dropped, logged and
+    /// counted, so one bad record cannot block all others. A record that
+    /// fails for a passing reason (timeout, lock, lost connection) is kept
+    /// and retried with the rest.
     async fn persist(&self, batch: Arc<Vec<Record>>) {
         let mut backoff = Duration::from_millis(50);
+        let mut batch = batch;
         loop {
             let (db, dest) = (&self.db, &self.dest);
             let Err(e) = db.timed(|db| dest.clone().write(db, batch.clone())).await else {
@@ -218,23 +222,40 @@ impl Writer {
                 return;
             };
             inc(&self.metrics.db_errors);
-            if db.ping().await.is_ok() {
-                for record in batch.iter() {
-                    let one = Arc::new(vec![record.clone()]);
-                    match db.timed(|db| dest.clone().write(db, one)).await {
-                        Ok(()) => inc(&self.metrics.records_written),
-                        Err(e) => {
-                            inc(&self.metrics.records_dropped);
-                            log::error!("the database refused a record, dropped: {e}: {record:?}");
-                        }
-                    }
+            // An error of unclear kind counts as the batch's fault when the
+            // database answers a ping.
+            if e.is_refusal() || db.ping().await.is_ok() {
+                match self.persist_one_by_one(&batch).await {
+                    None => return,
+                    Some(rest) => batch = rest,
                 }
-                return;
             }
             log::warn!("background records not written, retrying in {backoff:?}: {e}");
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(self.max_backoff);
         }
+    }
+
+    /// Writes records alone, dropping those the database refuses; on a
+    /// passing failure, returns the records not yet written.
+    async fn persist_one_by_one(&self, batch: &[Record]) -> Option<Arc<Vec<Record>>> {
+        let (db, dest) = (&self.db, &self.dest);
+        for (i, record) in batch.iter().enumerate() {
+            let one = Arc::new(vec![record.clone()]);
+            match db.timed(|db| dest.clone().write(db, one)).await {
+                Ok(()) => inc(&self.metrics.records_written),
+                Err(e) if e.is_refusal() => {
+                    inc(&self.metrics.records_dropped);
+                    log::error!("the database refused a record, dropped: {e}: {record:?}");
+                }
+                Err(e) => {
+                    inc(&self.metrics.db_errors);
+                    log::warn!("a background record was not written, will retry: {e}");
+                    return Some(Arc::new(batch[i..].to_vec()));
+                }
+            }
+        }
+        None
     }
 }
 

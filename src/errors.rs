@@ -1,0 +1,212 @@
+//! The one table of errors: every error code with its wire name, HTTP
+//! status and whether the same request may succeed later, and every way the
+//! server closes a connection with its close code and reason.
+//!
+//! Commands answer with [`CommandError`] frames, HTTP endpoints with the
+//! same body and the status from this table (`http::ApiError`), so a code
+//! means the same on the socket and over HTTP.
+
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    BadRequest,
+    UnknownType,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    NotInRoom,
+    RateLimited,
+    TooLarge,
+    RoomFull,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    /// Wire name, HTTP status, temporary (the same request may succeed
+    /// later, unchanged).
+    const fn spec(self) -> (&'static str, u16, bool) {
+        use ErrorCode::*;
+        match self {
+            BadRequest => ("BAD_REQUEST", 400, false),
+            UnknownType => ("UNKNOWN_TYPE", 400, false),
+            Unauthorized => ("UNAUTHORIZED", 401, false),
+            Forbidden => ("FORBIDDEN", 403, false),
+            NotFound => ("NOT_FOUND", 404, false),
+            MethodNotAllowed => ("METHOD_NOT_ALLOWED", 405, false),
+            NotInRoom => ("NOT_IN_ROOM", 409, false),
+            TooLarge => ("TOO_LARGE", 413, false),
+            RoomFull => ("ROOM_FULL", 409, true),
+            RateLimited => ("RATE_LIMITED", 429, true),
+            Unavailable => ("UNAVAILABLE", 503, true),
+            Internal => ("INTERNAL", 500, false),
+        }
+    }
+
+    /// The name on the wire, e.g. `RATE_LIMITED`.
+    pub const fn as_str(self) -> &'static str {
+        self.spec().0
+    }
+
+    /// The HTTP status an endpoint answers this code with.
+    pub const fn http_status(self) -> u16 {
+        self.spec().1
+    }
+
+    /// Whether repeating the same request later may succeed (after
+    /// `retryAfterMs`, when given).
+    pub const fn is_temporary(self) -> bool {
+        self.spec().2
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// An error answer to a command (or an HTTP request).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandError {
+    pub code: ErrorCode,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<Value>,
+}
+
+impl CommandError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        CommandError {
+            code,
+            message: message.into(),
+            retry_after_ms: None,
+            details: None,
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadRequest, message)
+    }
+    pub fn rate_limited(retry_after_ms: u64) -> Self {
+        CommandError {
+            retry_after_ms: Some(retry_after_ms),
+            ..Self::new(ErrorCode::RateLimited, "rate limit exceeded, slow down")
+        }
+    }
+}
+
+/// WebSocket close codes of the contract.
+pub mod close {
+    pub const NORMAL: u16 = 1000;
+    pub const GOING_AWAY: u16 = 1001;
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    pub const INVALID_PAYLOAD: u16 = 1007;
+    pub const TOO_LARGE: u16 = 1009;
+    pub const TOKEN_EXPIRED: u16 = 4001;
+    pub const KICKED: u16 = 4003;
+    pub const POLICY: u16 = 4008;
+    pub const SLOW_CONSUMER: u16 = 4009;
+    pub const HEARTBEAT_TIMEOUT: u16 = 4010;
+}
+
+/// Every reason the server itself closes a connection, with the code and
+/// the reason text the client sees. (A kick carries the administrator's
+/// reason with [`close::KICKED`].)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closing {
+    ShuttingDown,
+    ProtocolError,
+    UnexpectedContinuation,
+    InvalidUtf8Frame,
+    InvalidUtf8Message,
+    FrameTooLarge,
+    MessageTooLarge,
+    TooManyFragments,
+    TokenExpired,
+    Flood,
+    SlowConsumer,
+    HeartbeatTimeout,
+}
+
+impl Closing {
+    const fn spec(self) -> (u16, &'static str) {
+        use Closing::*;
+        match self {
+            ShuttingDown => (close::GOING_AWAY, "server shutting down"),
+            ProtocolError => (close::PROTOCOL_ERROR, "WebSocket protocol error"),
+            UnexpectedContinuation => (close::PROTOCOL_ERROR, "unexpected continuation frame"),
+            InvalidUtf8Frame => (close::INVALID_PAYLOAD, "text frame is not valid UTF-8"),
+            InvalidUtf8Message => (close::INVALID_PAYLOAD, "text message is not valid UTF-8"),
+            FrameTooLarge => (close::TOO_LARGE, "frame too large"),
+            MessageTooLarge => (close::TOO_LARGE, "message too large"),
+            TooManyFragments => (close::TOO_LARGE, "message split into too many frames"),
+            TokenExpired => (close::TOKEN_EXPIRED, "token expired"),
+            Flood => (close::POLICY, "too many commands over the rate limit"),
+            SlowConsumer => (close::SLOW_CONSUMER, "slow consumer: outbound queue full"),
+            HeartbeatTimeout => (close::HEARTBEAT_TIMEOUT, "heartbeat timeout"),
+        }
+    }
+
+    pub const fn code(self) -> u16 {
+        self.spec().0
+    }
+
+    pub const fn reason(self) -> &'static str {
+        self.spec().1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_serialise_to_their_wire_names() {
+        for (code, name) in [
+            (ErrorCode::BadRequest, "\"BAD_REQUEST\""),
+            (ErrorCode::NotInRoom, "\"NOT_IN_ROOM\""),
+            (ErrorCode::MethodNotAllowed, "\"METHOD_NOT_ALLOWED\""),
+            (ErrorCode::Unavailable, "\"UNAVAILABLE\""),
+        ] {
+            assert_eq!(serde_json::to_string(&code).unwrap(), name);
+        }
+    }
+
+    #[test]
+    fn only_waiting_can_help_with_temporary_errors() {
+        assert!(ErrorCode::RateLimited.is_temporary());
+        assert!(ErrorCode::Unavailable.is_temporary());
+        assert!(!ErrorCode::Forbidden.is_temporary());
+        assert_eq!(ErrorCode::RateLimited.http_status(), 429);
+        assert_eq!(ErrorCode::NotFound.http_status(), 404);
+    }
+
+    #[test]
+    fn close_reasons_fit_a_close_frame() {
+        // RFC 6455 5.5.1: the reason is at most 123 bytes.
+        use Closing::*;
+        for c in [
+            ShuttingDown,
+            ProtocolError,
+            UnexpectedContinuation,
+            InvalidUtf8Frame,
+            InvalidUtf8Message,
+            FrameTooLarge,
+            MessageTooLarge,
+            TooManyFragments,
+            TokenExpired,
+            Flood,
+            SlowConsumer,
+            HeartbeatTimeout,
+        ] {
+            assert!(c.reason().len() <= 123, "{c:?}");
+            assert!(c.code() == 1001 || c.code() >= 1002, "{c:?}");
+        }
+    }
+}
