@@ -1,11 +1,11 @@
 //! Durability, against both backends: embedded SQLite and the real
-//! PostgreSQL at 127.0.0.1:5432 (a fresh database per test).
+//! PostgreSQL of `tests/common/services.rs` (a fresh database per test).
 
 mod common;
 
 use std::time::Duration;
 
-use common::{Backend, Closed, Proxy, Server, TestDb, WAIT};
+use common::{pg_addr, scaled_ms, Backend, Closed, Proxy, Server, TestDb, WAIT};
 use serde_json::json;
 
 /// Runs a scenario once per backend, as two tests.
@@ -371,7 +371,7 @@ async fn concurrent_senders_get_unique_consecutive_seqs(backend: Backend) {
 #[actix_rt::test]
 async fn postgres_down_gives_unavailable_and_recovers() {
     let db = TestDb::new(Backend::Postgres);
-    let proxy = Proxy::start("127.0.0.1:5432");
+    let proxy = Proxy::start(pg_addr());
     let url = db.url_via(proxy.addr);
     let server =
         Server::start_with_env("[database]\ntimeout_ms = 1000\n", &[("DATABASE_URL", &url)]);
@@ -391,8 +391,9 @@ async fn postgres_down_gives_unavailable_and_recovers() {
         .request(json!({"type": "message:send", "room": "r", "content": "during"}))
         .await;
     assert_eq!(answer["code"], "UNAVAILABLE", "{answer}");
+    // Within database.timeout_ms (1 s), not the 20 s a stuck server would take.
     assert!(
-        started.elapsed() < Duration::from_secs(4),
+        started.elapsed() < Duration::from_secs(10),
         "took {:?}",
         started.elapsed()
     );
@@ -456,22 +457,257 @@ async fn postgres_down_gives_unavailable_and_recovers() {
     }
 }
 
+/// Runs `realtime-server migrate` on `db` with a clean environment, in a
+/// temporary directory, with a deadline; returns its log.
+fn migrate(db: &TestDb) -> String {
+    let cwd = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_realtime-server"))
+        .arg("migrate")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &db.url)
+        .env("RUST_LOG", "info")
+        .current_dir(cwd.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("`migrate` still running after {WAIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(status.success(), "{:?}: {log}", db.backend);
+    log
+}
+
+/// Every table, view, column and index of `db`, and the migrations
+/// recorded as applied: one line each, sorted.
+fn schema(db: &TestDb) -> Vec<String> {
+    let text = match db.backend {
+        Backend::Postgres => [
+            "SELECT table_type || ' ' || table_name FROM information_schema.tables WHERE table_schema = 'public'",
+            "SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable FROM information_schema.columns WHERE table_schema = 'public'",
+            "SELECT 'index ' || indexdef FROM pg_indexes WHERE schemaname = 'public'",
+            "SELECT 'migration ' || version FROM __diesel_schema_migrations",
+        ]
+        .map(|sql| db.query(sql))
+        .join("\n"),
+        Backend::Sqlite => {
+            use diesel::{Connection, RunQueryDsl};
+            #[derive(diesel::QueryableByName)]
+            struct Line {
+                #[diesel(sql_type = diesel::sql_types::Text)]
+                line: String,
+            }
+            let path = db.url.strip_prefix("sqlite://").unwrap();
+            let mut conn = diesel::SqliteConnection::establish(path).unwrap();
+            let lines: Vec<Line> = diesel::sql_query(
+                "SELECT type || ' ' || name || ' ' || coalesce(sql, '') AS line FROM sqlite_master \
+                 UNION ALL SELECT 'migration ' || version FROM __diesel_schema_migrations",
+            )
+            .load(&mut conn)
+            .unwrap();
+            lines.into_iter().map(|l| l.line).collect::<Vec<_>>().join("\n")
+        }
+    };
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines.sort();
+    lines
+}
+
 #[test]
 fn migrate_applies_once_and_is_idempotent() {
     for backend in [Backend::Sqlite, Backend::Postgres] {
         let db = TestDb::new(backend);
-        for _ in 0..2 {
-            let out = std::process::Command::new(env!("CARGO_BIN_EXE_realtime-server"))
-                .arg("migrate")
-                .env("DATABASE_URL", &db.url)
-                .env("RUST_LOG", "info")
-                .output()
-                .unwrap();
+        let log = migrate(&db);
+        assert!(
+            log.contains("applied migrations 20261121000001"),
+            "{backend:?}: {log}"
+        );
+        let first = schema(&db);
+        for table in [
+            "rooms",
+            "messages",
+            "room_members",
+            "presence",
+            "connections",
+            "audit_events",
+            "notifications",
+        ] {
             assert!(
-                out.status.success(),
-                "{backend:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
+                first.iter().any(|l| l == &format!("BASE TABLE {table}")
+                    || l.starts_with(&format!("table {table} "))),
+                "{backend:?}: no table {table} after `migrate`: {first:#?}"
             );
         }
+        assert!(
+            first.contains(&"migration 20261121000001".to_string()),
+            "{backend:?}: {first:#?}"
+        );
+        // Again: nothing to apply, nothing changed.
+        let log = migrate(&db);
+        assert!(log.contains("is up to date"), "{backend:?}: {log}");
+        assert_eq!(
+            schema(&db),
+            first,
+            "{backend:?}: the second run changed the schema"
+        );
     }
+}
+
+/// A proxy in front of the PostgreSQL, held (bytes wait, nothing fails),
+/// and a server on a fresh database through it that writes one message
+/// per transaction, so a queue forms behind a stuck one.
+fn held_database(extra: &str) -> (TestDb, Proxy, Server) {
+    let db = TestDb::new(Backend::Postgres);
+    let proxy = Proxy::start(pg_addr());
+    let url = db.url_via(proxy.addr);
+    let config = format!("[database]\nbatch_max = 1\n{extra}");
+    let server = Server::start_with_env(&config, &[("DATABASE_URL", &url)]);
+    (db, proxy, server)
+}
+
+#[actix_rt::test]
+async fn a_message_answered_unavailable_that_commits_late_is_delivered_once() {
+    let timeout = scaled_ms(3000);
+    let (_db, proxy, server) = held_database(&format!("timeout_ms = {timeout}\n"));
+    let mut alice = server.connect("alice", &["r"]).await;
+    let mut bob = server.connect("bob", &["r"]).await;
+    alice.join("r").await;
+    bob.join("r").await;
+    alice.expect("user:joined").await;
+    let first = alice
+        .ok(json!({"type": "message:send", "room": "r", "content": "before"}))
+        .await;
+    assert_eq!(first["seq"], 1);
+    bob.expect("message:new").await;
+    alice.expect("message:new").await;
+
+    // The database stops answering. `stuck` is written first and times out
+    // in the writer; `late` waits behind it, so its sender's wait runs out
+    // while its own transaction has not even started.
+    proxy.hold();
+    alice
+        .send(json!({"type": "message:send", "room": "r", "content": "stuck", "id": "stuck"}))
+        .await;
+    let late =
+        json!({"type": "message:send", "room": "r", "content": "late", "clientMsgId": "k-late"});
+    let mut first_try = late.clone();
+    first_try["id"] = json!("late");
+    alice.send(first_try).await;
+    let mut answers = Vec::new();
+    while answers.len() < 2 {
+        let f = alice.next().await;
+        assert_eq!(f["type"], "error", "nothing but the two errors: {f}");
+        answers.push(f);
+    }
+    for a in &answers {
+        assert_eq!(a["code"], "UNAVAILABLE", "{a}");
+    }
+    assert!(
+        answers.iter().any(|a| a["id"] == "late"
+            && a["message"]
+                == format!("the database did not commit the message within {timeout} ms")),
+        "{answers:?}"
+    );
+    // The database answers again, while `late` is still in the writer's hands.
+    proxy.release();
+    // It is committed after all, and delivered like any other message, to
+    // everyone, the sender's connection included.
+    let delivered = bob.expect("message:new").await;
+    assert_eq!(delivered["content"], "late", "{delivered}");
+    let seq = delivered["seq"].as_u64().unwrap();
+    assert!(seq >= 2, "{delivered}");
+    let own = alice.expect("message:new").await;
+    assert_eq!(own["messageId"], delivered["messageId"]);
+    // The retry with the same clientMsgId answers with the original, and
+    // sends nothing new.
+    let retry = alice.ok(late).await;
+    assert_eq!(
+        (&retry["messageId"], &retry["seq"], &retry["timestamp"]),
+        (
+            &delivered["messageId"],
+            &delivered["seq"],
+            &delivered["timestamp"]
+        ),
+        "{retry}"
+    );
+    alice.expect_silence().await;
+    bob.expect_silence().await;
+    let history = bob.ok(json!({"type": "history:get", "room": "r"})).await;
+    let contents: Vec<_> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        contents.iter().filter(|c| *c == "late").count(),
+        1,
+        "stored once: {contents:?}"
+    );
+}
+
+#[actix_rt::test]
+async fn a_full_write_queue_answers_unavailable_at_once() {
+    // A long timeout: every answer below that is not a timeout comes from
+    // the queue bound, not from the clock.
+    let (_db, proxy, server) = held_database("timeout_ms = 60000\nwrite_queue = 2\n");
+    let mut alice = server.connect("alice", &["r"]).await;
+    alice.join("r").await;
+    proxy.hold();
+    // One in the writer's hands (if it has taken it yet), two queued, the
+    // rest refused at once: with the database held, nothing else can
+    // answer them.
+    for id in 0..6 {
+        alice
+            .send(
+                json!({"type": "message:send", "room": "r", "content": format!("{id}"), "id": id}),
+            )
+            .await;
+    }
+    let mut refused = Vec::new();
+    while refused.last() != Some(&5) {
+        let f = alice.next().await;
+        assert_eq!(
+            (&f["type"], &f["code"], &f["message"]),
+            (
+                &json!("error"),
+                &json!("UNAVAILABLE"),
+                &json!("too many messages are waiting for the database (database.write_queue)")
+            ),
+            "{f}"
+        );
+        refused.push(f["id"].as_u64().unwrap());
+    }
+    let taken = 6 - refused.len() as u64;
+    assert!(
+        taken == 2 || taken == 3,
+        "write_queue = 2 takes two, plus one if the writer has it already: refused {refused:?}"
+    );
+    assert_eq!(refused, (taken..6).collect::<Vec<u64>>());
+    proxy.release();
+    // The ones taken are written, in order, and delivered.
+    let mut seqs = Vec::new();
+    let mut replies = 0;
+    while replies < taken || (seqs.len() as u64) < taken {
+        let f = alice.next().await;
+        match f["type"].as_str().unwrap() {
+            "reply" => replies += 1,
+            "message:new" => seqs.push((f["seq"].as_u64().unwrap(), f["content"].clone())),
+            _ => panic!("unexpected {f}"),
+        }
+    }
+    let expected: Vec<_> = (0..taken).map(|i| (i + 1, json!(i.to_string()))).collect();
+    assert_eq!(seqs, expected);
+    alice.expect_silence().await;
 }
