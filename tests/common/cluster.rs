@@ -79,7 +79,9 @@ impl PrivateRedis {
             .current_dir(self._dir.path())
             .stdout(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("{}: {e}", super::services::REDIS_MISSING));
+            .unwrap_or_else(|e| {
+                panic!("{}: {e}", super::services::redis_missing("a private port"))
+            });
         self.child = Some(child);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {

@@ -30,7 +30,9 @@ fn psql(db: &str, sql: &str) -> String {
         .args(["-h", host, "-p", port, "-U", "postgres", "-d", db])
         .args(["-v", "ON_ERROR_STOP=1", "-q", "-At", "-c", sql])
         .output()
-        .expect("psql must be installed to run the PostgreSQL tests");
+        .unwrap_or_else(|e| {
+            panic!("the PostgreSQL tests need psql ({e}); install it (Debian/Ubuntu: apt-get install postgresql-client)")
+        });
     assert!(
         out.status.success(),
         "the PostgreSQL at {} did not accept `{sql}`: {}",

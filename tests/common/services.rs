@@ -18,8 +18,15 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-pub const PG_MISSING: &str = "the PostgreSQL tests need PostgreSQL: none answers at the address tried and initdb/pg_ctl/psql were not found on PATH or in /usr/lib/postgresql/*/bin; install PostgreSQL (Debian/Ubuntu: apt-get install postgresql)";
-pub const REDIS_MISSING: &str = "the cluster tests need Redis: none answers at the address tried and redis-server was not found on PATH; install it (Debian/Ubuntu: apt-get install redis-server)";
+/// The one line a test fails with when it needs PostgreSQL and cannot have it.
+pub fn pg_missing(tried: &str) -> String {
+    format!("the PostgreSQL tests need PostgreSQL: nothing answers at {tried}, and initdb, pg_ctl or psql is missing (looked on PATH and in /usr/lib/postgresql/*/bin); install PostgreSQL (Debian/Ubuntu: apt-get install postgresql)")
+}
+
+/// The one line a test fails with when it needs Redis and cannot have it.
+pub fn redis_missing(tried: &str) -> String {
+    format!("the cluster tests need Redis: nothing answers at {tried}, and redis-server is not on PATH; install it (Debian/Ubuntu: apt-get install redis-server)")
+}
 
 /// `host:port` of the PostgreSQL every test database is created in.
 pub fn pg_addr() -> &'static str {
@@ -123,6 +130,7 @@ fn run(mut cmd: Command, what: &str) {
 
 /// Starts `sh -c script` detached from the test's output: it outlives the
 /// test process and cleans up after it. `$TEST_PID` is this process.
+#[allow(clippy::zombie_processes)] // it must outlive us: nobody waits
 fn watchdog(script: &str) {
     Command::new("sh")
         .arg("-c")
@@ -139,7 +147,7 @@ fn watchdog(script: &str) {
 
 fn private_postgres(tried: &str) -> String {
     let (Some(bin), Some(_)) = (pg_bin_dir(), on_path("psql")) else {
-        panic!("{PG_MISSING} (tried {tried})");
+        panic!("{}", pg_missing(tried));
     };
     let as_root = is_root();
     let dir = tempfile::Builder::new()
@@ -204,9 +212,10 @@ fn private_postgres(tried: &str) -> String {
     addr
 }
 
+#[allow(clippy::zombie_processes)] // the watchdog stops it after we exit
 fn private_redis(tried: &str) -> String {
     let Some(redis_server) = on_path("redis-server") else {
-        panic!("{REDIS_MISSING} (tried {tried})");
+        panic!("{}", redis_missing(tried));
     };
     let dir = tempfile::Builder::new()
         .prefix("realtime-test-redis-")
@@ -222,7 +231,7 @@ fn private_redis(tried: &str) -> String {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| panic!("{REDIS_MISSING}: {e}"));
+        .unwrap_or_else(|e| panic!("{}: {e}", redis_missing(tried)));
     watchdog(&format!("kill {}; rm -rf {}", child.id(), dir.display()));
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
