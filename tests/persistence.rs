@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{pg_addr, Backend, Closed, Proxy, Server, TestDb, WAIT};
+use common::{pg_addr, scaled_ms, Backend, Closed, Proxy, Server, TestDb, WAIT};
 use serde_json::json;
 
 /// Runs a scenario once per backend, as two tests.
@@ -373,8 +373,8 @@ async fn postgres_down_gives_unavailable_and_recovers() {
     let db = TestDb::new(Backend::Postgres);
     let proxy = Proxy::start(pg_addr());
     let url = db.url_via(proxy.addr);
-    let server =
-        Server::start_with_env("[database]\ntimeout_ms = 1000\n", &[("DATABASE_URL", &url)]);
+    let config = format!("[database]\ntimeout_ms = {}\n", scaled_ms(2000));
+    let server = Server::start_with_env(&config, &[("DATABASE_URL", &url)]);
     let mut alice = server.connect("alice", &["r"]).await;
     alice.join("r").await;
     assert_eq!(
@@ -391,7 +391,7 @@ async fn postgres_down_gives_unavailable_and_recovers() {
         .request(json!({"type": "message:send", "room": "r", "content": "during"}))
         .await;
     assert_eq!(answer["code"], "UNAVAILABLE", "{answer}");
-    // Within database.timeout_ms (1 s), not the 20 s a stuck server would take.
+    // Within database.timeout_ms (2 s), not the 20 s a stuck server would take.
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "took {:?}",
