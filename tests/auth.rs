@@ -50,7 +50,9 @@ async fn bad_tokens_are_refused_before_the_upgrade_with_401() {
     let (status, _) = server.connect_query("token=garbage").await.err().unwrap();
     assert_eq!(status, 401);
     drop(client);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    server
+        .wait_stats("the connection to be gone", |s| s["connections"] == 0)
+        .await;
     let log = server.log();
     assert!(
         log.contains("connect conn="),

@@ -23,6 +23,26 @@ async fn two_nodes() -> (TestDb, String, Server, Server) {
     (db, prefix, a, b)
 }
 
+/// Waits until `node` knows these members of `room`: each node keeps a
+/// copy of every node's presence, fed through Redis, so a join on one node
+/// reaches the others' copies a moment later.
+async fn wait_members(node: &Server, room: &str, expected: &[&str]) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let presence = node
+            .admin_get(&format!("/admin/rooms/{room}/presence"))
+            .await;
+        if user_ids(&presence["members"]) == expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{room} never had exactly {expected:?} there: {presence}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn user_ids(members: &Value) -> Vec<String> {
     members
         .as_array()
@@ -120,6 +140,7 @@ async fn presence_join_leave_and_typing_span_nodes() {
     let (_db, _prefix, a, b) = two_nodes().await;
     let mut alice = a.connect("alice", &["r"]).await;
     alice.join("r").await;
+    wait_members(&b, "r", &["alice"]).await;
     let mut bob = b.connect("bob", &["r"]).await;
     let joined = bob.join("r").await;
     assert_eq!(

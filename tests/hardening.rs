@@ -299,7 +299,7 @@ async fn sigterm_under_load_keeps_every_acknowledged_message_and_tells_the_clust
             }
         }
     }
-    assert!(b.wait_exit(Duration::from_secs(15)).success());
+    assert!(b.wait_exit(Duration::from_secs(20)).success());
     // The other node hears of it at once, not after a TTL.
     let mut left = false;
     while !left {
