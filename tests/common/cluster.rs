@@ -36,6 +36,19 @@ pub fn redis_prefix() -> String {
     format!("rt-test-{}", uuid::Uuid::new_v4().simple())
 }
 
+/// A port below Linux's ephemeral range (32768 and up) that is free now.
+/// A private Redis that a test stops and restarts stays on one port, and
+/// while it is down the nodes keep reconnecting to that port: a port in the
+/// ephemeral range can then be taken by one of those very connections
+/// (a TCP self-connect), and the restarted server could not listen.
+fn port_outside_the_ephemeral_range() -> u16 {
+    let start = 20000 + (std::process::id() % 10000) as u16;
+    (start..32000)
+        .chain(20000..start)
+        .find(|&p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
+        .expect("no free port below 32000")
+}
+
 /// A redis-server of the test's own, on a free port, that it may stop.
 pub struct PrivateRedis {
     pub port: u16,
@@ -45,14 +58,9 @@ pub struct PrivateRedis {
 
 impl PrivateRedis {
     pub fn start() -> PrivateRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let dir = tempfile::tempdir().unwrap();
         let mut redis = PrivateRedis {
-            port,
+            port: port_outside_the_ephemeral_range(),
             child: None,
             _dir: dir,
         };
@@ -65,32 +73,32 @@ impl PrivateRedis {
     }
 
     pub fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+        let log = self._dir.path().join("redis.log");
+        let mut child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--logfile")
+            .arg(&log)
             .current_dir(self._dir.path())
             .stdout(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| {
                 panic!("{}: {e}", super::services::redis_missing("a private port"))
             });
-        self.child = Some(child);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let deadline = std::time::Instant::now() + super::WAIT;
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            let log = || std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("private redis-server exited ({status}): {}", log());
+            }
             assert!(
                 std::time::Instant::now() < deadline,
-                "private redis-server did not start"
+                "private redis-server did not start: {}",
+                log()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        self.child = Some(child);
     }
 
     pub fn stop(&mut self) {
