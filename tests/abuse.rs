@@ -173,6 +173,45 @@ async fn every_frame_costs_a_unit_and_rate_limited_replaces_other_errors() {
 }
 
 #[actix_rt::test]
+async fn a_command_let_through_starts_the_flood_count_again() {
+    // A bucket of one unit: however long a wait, one command gets through.
+    let server = Server::start_with_env(
+        "",
+        &[
+            ("REALTIME__RATE_LIMITS__COMMANDS_PER_SECOND", "1"),
+            ("REALTIME__RATE_LIMITS__COMMANDS_BURST", "1"),
+            ("REALTIME__RATE_LIMITS__FLOOD_CLOSE_AFTER", "3"),
+        ],
+    );
+    let mut alice = server.connect("alice", &[]).await;
+    // Pings until `refusals` RATE_LIMITED answers in a row (a unit that
+    // refills meanwhile lets one through and starts again); the last wait.
+    async fn refused_in_a_row(alice: &mut Client, refusals: usize) -> u64 {
+        let mut in_a_row = 0;
+        let mut retry = 0;
+        while in_a_row < refusals {
+            let answer = alice.request(json!({"type": "ping"})).await;
+            if answer["code"] == "RATE_LIMITED" {
+                in_a_row += 1;
+                retry = answer["retryAfterMs"].as_u64().unwrap();
+            } else {
+                assert_eq!(answer["type"], "pong", "{answer}");
+                in_a_row = 0;
+            }
+        }
+        retry
+    }
+    let retry = refused_in_a_row(&mut alice, 2).await;
+    // Wait for the unit: one ping gets through...
+    tokio::time::sleep(std::time::Duration::from_millis(retry + 50)).await;
+    assert_eq!(alice.request(json!({"type": "ping"})).await["type"], "pong");
+    // ...so two more refusals are two in a row, not four: still open.
+    let retry = refused_in_a_row(&mut alice, 2).await;
+    tokio::time::sleep(std::time::Duration::from_millis(retry + 50)).await;
+    assert_eq!(alice.request(json!({"type": "ping"})).await["type"], "pong");
+}
+
+#[actix_rt::test]
 async fn a_silent_client_is_closed_with_4010_and_a_live_one_is_not() {
     let timeout = scaled_ms(3000);
     let server = Server::start(&format!(
