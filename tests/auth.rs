@@ -3,9 +3,10 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::{claims, Closed, Server, ADMIN_KEY};
+use common::{claims, scaled, Closed, Server, ADMIN_KEY, WAIT};
+use realtime_server::auth::{now_secs, Claims};
 use serde_json::json;
 
 #[actix_rt::test]
@@ -49,7 +50,9 @@ async fn bad_tokens_are_refused_before_the_upgrade_with_401() {
     let (status, _) = server.connect_query("token=garbage").await.err().unwrap();
     assert_eq!(status, 401);
     drop(client);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    server
+        .wait_stats("the connection to be gone", |s| s["connections"] == 0)
+        .await;
     let log = server.log();
     assert!(
         log.contains("connect conn="),
@@ -65,20 +68,26 @@ async fn bad_tokens_are_refused_before_the_upgrade_with_401() {
 #[actix_rt::test]
 async fn refresh_keeps_the_connection_past_expiry_and_expiry_closes_4001() {
     let server = Server::start("");
-    let short = server.mint(claims("alice", 2));
+    // Long enough for two connects and three requests on a busy machine.
+    let life = scaled(6000).as_secs() as i64;
+    let short = server.mint(claims("alice", life));
     let mut alice = server.connect_with(&short, &[]).await.unwrap();
     let mut bob = server
-        .connect_with(&server.mint(claims("bob", 2)), &[])
+        .connect_with(&server.mint(claims("bob", life)), &[])
         .await
         .unwrap();
 
     // A token for someone else is refused.
     let other = server.mint(claims("mallory", 3600));
+    let e = alice
+        .request(json!({"type": "auth:refresh", "token": other}))
+        .await;
     assert_eq!(
-        alice
-            .err(json!({"type": "auth:refresh", "token": other}))
-            .await,
-        "UNAUTHORIZED"
+        (&e["code"], &e["message"]),
+        (
+            &json!("UNAUTHORIZED"),
+            &json!("the new token is for a different user (sub)")
+        )
     );
     assert_eq!(
         alice
@@ -93,7 +102,7 @@ async fn refresh_keeps_the_connection_past_expiry_and_expiry_closes_4001() {
     assert!(reply["expiresAt"].as_str().unwrap().ends_with('Z'));
 
     // Bob did not refresh: closed with 4001 once his token expires.
-    assert_eq!(bob.closed(Duration::from_secs(5)).await, Closed::Code(4001));
+    assert_eq!(bob.closed(WAIT).await, Closed::Code(4001));
     // Alice is still here.
     let pong = alice.request(json!({"type": "ping"})).await;
     assert_eq!(pong["type"], "pong");
@@ -170,11 +179,13 @@ async fn admin_api_needs_the_admin_key_or_an_admin_jwt() {
 async fn insecure_mode_is_loud_and_refused_in_production() {
     // No key at all: the server starts, warns, and the CLI's tokens work.
     let server = Server::start_with_env("", &[("REALTIME_JWT_SECRET", "")]);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Logged before the server listens, so it is there already.
     assert!(server.log().contains("INSECURE DEVELOPMENT MODE"));
+    let cwd = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_realtime-server"))
         .args(["token", "alice", "--rooms", "team:*", "--ttl", "10m"])
-        .env_remove("REALTIME_JWT_SECRET")
+        .env_clear()
+        .current_dir(cwd.path())
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -182,14 +193,167 @@ async fn insecure_mode_is_loud_and_refused_in_production() {
     let client = server.connect_with(token.trim(), &[]).await.unwrap();
     assert_eq!(client.user_id(), "alice");
 
-    // Production without a key refuses to start, saying why.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_realtime-server"))
-        .env_remove("REALTIME_JWT_SECRET")
+    // Production without a key refuses to start, saying why: run with a
+    // clean environment, in a directory of its own, and a deadline (a
+    // regression would start a server that never exits).
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_realtime-server"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("REALTIME__SERVER__ENVIRONMENT", "production")
         .env("REALTIME_PORT", "0")
-        .output()
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("a production server without a JWT key was still running after {WAIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
     assert!(stderr.contains("refusing to start"), "{stderr}");
+}
+
+#[actix_rt::test]
+async fn refresh_moves_the_expiry_and_the_new_claims_decide_later_access() {
+    let server = Server::start("");
+    let mut alice = server.connect("alice", &["a:*"]).await;
+    alice.join("a:1").await;
+    // A new token: other rooms, and an expiry sooner than the old hour.
+    let life = scaled(4000).as_secs();
+    let exp = now_secs() + life;
+    let fresh = server.mint(Claims {
+        rooms: Some(vec!["b:*".into()]),
+        exp,
+        ..claims("alice", 0)
+    });
+    let reply = alice
+        .ok(json!({"type": "auth:refresh", "token": fresh}))
+        .await;
+    assert!(
+        reply["expiresAt"].as_str().unwrap().ends_with(".000Z"),
+        "{reply}"
+    );
+    // The new rooms claim decides joins from now on...
+    alice.join("b:1").await;
+    assert_eq!(
+        alice.err(json!({"type": "room:join", "room": "a:2"})).await,
+        "FORBIDDEN"
+    );
+    assert_eq!(
+        alice
+            .err(json!({"type": "history:get", "room": "a:2"}))
+            .await,
+        "FORBIDDEN"
+    );
+    // ...and a room joined before stays joined.
+    alice
+        .ok(json!({"type": "message:send", "room": "a:1", "content": "still here"}))
+        .await;
+    // Closed with 4001 at the new exp, not an hour later, and not before it.
+    assert_eq!(alice.closed(WAIT).await, Closed::Code(4001));
+    assert!(now_secs() >= exp, "closed before the new exp");
+}
+
+#[actix_rt::test]
+async fn refresh_is_refused_on_anonymous_connections() {
+    let server = Server::start_with_env("", &[("REALTIME__SERVER__ANONYMOUS", "true")]);
+    let mut anon = server.connect_with("", &[]).await.unwrap();
+    let token = server.token(&anon.user_id(), &[]);
+    let e = anon
+        .request(json!({"type": "auth:refresh", "token": token}))
+        .await;
+    assert_eq!(
+        (&e["code"], &e["message"]),
+        (
+            &json!("BAD_REQUEST"),
+            &json!("anonymous connections have no token to refresh")
+        )
+    );
+    // The connection stays open.
+    assert_eq!(anon.request(json!({"type": "ping"})).await["type"], "pong");
+}
+
+#[actix_rt::test]
+async fn control_characters_in_sub_or_name_are_refused_at_the_upgrade() {
+    let server = Server::start("");
+    let cases = [
+        ("newline in sub", claims("ali\nce", 3600)),
+        ("NUL in sub", claims("ali\u{0}ce", 3600)),
+        ("empty sub", claims("", 3600)),
+        (
+            "escape in name",
+            Claims {
+                name: Some("Alice\u{1b}[2J".into()),
+                ..claims("alice", 3600)
+            },
+        ),
+    ];
+    for (what, claims) in cases {
+        let (status, body) = server
+            .connect_with(&server.mint(claims), &[])
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{what}: accepted"));
+        assert_eq!(status, 401, "{what}");
+        assert_eq!(
+            body["message"],
+            "invalid token: `sub` and `name` must be non-empty text without control characters",
+            "{what}: {body}"
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn the_authorization_header_beats_the_query_token_and_post_gets_405() {
+    let server = Server::start("");
+    let bearer = format!("Bearer {}", server.token("alice", &[]));
+    let query = format!("token={}", server.token("bob", &[]));
+    let both = server
+        .connect_request(&query, &[("Authorization", &bearer)])
+        .await
+        .unwrap();
+    assert_eq!(both.user_id(), "alice");
+    // A bad query token does not matter when the header is good...
+    let client = server
+        .connect_request("token=garbage", &[("Authorization", &bearer)])
+        .await
+        .unwrap();
+    assert_eq!(client.user_id(), "alice");
+    // ...and a bad header is not rescued by a good query token.
+    let (status, _) = server
+        .connect_request(&query, &[("Authorization", "Bearer garbage")])
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(status, 401);
+    // An empty query token counts as none.
+    let (status, body) = server.connect_request("token=", &[]).await.err().unwrap();
+    assert_eq!(status, 401);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("missing token"),
+        "{body}"
+    );
+    let (status, body) = server.post("/ws", None, json!({})).await;
+    assert_eq!(
+        (status, &body),
+        (
+            405,
+            &json!({"code": "METHOD_NOT_ALLOWED", "message": "method not allowed on this endpoint"})
+        )
+    );
 }

@@ -1,11 +1,11 @@
 //! Durability, against both backends: embedded SQLite and the real
-//! PostgreSQL at 127.0.0.1:5432 (a fresh database per test).
+//! PostgreSQL of `tests/common/services.rs` (a fresh database per test).
 
 mod common;
 
 use std::time::Duration;
 
-use common::{Backend, Closed, Proxy, Server, TestDb, WAIT};
+use common::{pg_addr, scaled_ms, Backend, Closed, Proxy, Server, TestDb, WAIT};
 use serde_json::json;
 
 /// Runs a scenario once per backend, as two tests.
@@ -44,7 +44,7 @@ fn seqs(list: &serde_json::Value) -> Vec<u64> {
 
 fn stop(server: &mut Server) {
     server.terminate();
-    assert!(server.wait_exit(Duration::from_secs(15)).success());
+    assert!(server.wait_exit(Duration::from_secs(20)).success());
 }
 
 async fn restart_keeps_history_and_seq(backend: Backend) {
@@ -371,10 +371,10 @@ async fn concurrent_senders_get_unique_consecutive_seqs(backend: Backend) {
 #[actix_rt::test]
 async fn postgres_down_gives_unavailable_and_recovers() {
     let db = TestDb::new(Backend::Postgres);
-    let proxy = Proxy::start("127.0.0.1:5432");
+    let proxy = Proxy::start(pg_addr());
     let url = db.url_via(proxy.addr);
-    let server =
-        Server::start_with_env("[database]\ntimeout_ms = 1000\n", &[("DATABASE_URL", &url)]);
+    let config = format!("[database]\ntimeout_ms = {}\n", scaled_ms(2000));
+    let server = Server::start_with_env(&config, &[("DATABASE_URL", &url)]);
     let mut alice = server.connect("alice", &["r"]).await;
     alice.join("r").await;
     assert_eq!(
@@ -391,8 +391,9 @@ async fn postgres_down_gives_unavailable_and_recovers() {
         .request(json!({"type": "message:send", "room": "r", "content": "during"}))
         .await;
     assert_eq!(answer["code"], "UNAVAILABLE", "{answer}");
+    // Within database.timeout_ms (2 s), not the 20 s a stuck server would take.
     assert!(
-        started.elapsed() < Duration::from_secs(4),
+        started.elapsed() < common::scaled(10_000),
         "took {:?}",
         started.elapsed()
     );
@@ -456,22 +457,109 @@ async fn postgres_down_gives_unavailable_and_recovers() {
     }
 }
 
+/// Runs `realtime-server migrate` on `db` with a clean environment, in a
+/// temporary directory, with a deadline; returns its log.
+fn migrate(db: &TestDb) -> String {
+    let cwd = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_realtime-server"))
+        .arg("migrate")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &db.url)
+        .env("RUST_LOG", "info")
+        .current_dir(cwd.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("`migrate` still running after {WAIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(status.success(), "{:?}: {log}", db.backend);
+    log
+}
+
+/// Every table, view, column and index of `db`, and the migrations
+/// recorded as applied: one line each, sorted.
+fn schema(db: &TestDb) -> Vec<String> {
+    let text = match db.backend {
+        Backend::Postgres => [
+            "SELECT table_type || ' ' || table_name FROM information_schema.tables WHERE table_schema = 'public'",
+            "SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable FROM information_schema.columns WHERE table_schema = 'public'",
+            "SELECT 'index ' || indexdef FROM pg_indexes WHERE schemaname = 'public'",
+            "SELECT 'migration ' || version FROM __diesel_schema_migrations",
+        ]
+        .map(|sql| db.query(sql))
+        .join("\n"),
+        Backend::Sqlite => {
+            use diesel::{Connection, RunQueryDsl};
+            #[derive(diesel::QueryableByName)]
+            struct Line {
+                #[diesel(sql_type = diesel::sql_types::Text)]
+                line: String,
+            }
+            let path = db.url.strip_prefix("sqlite://").unwrap();
+            let mut conn = diesel::SqliteConnection::establish(path).unwrap();
+            let lines: Vec<Line> = diesel::sql_query(
+                "SELECT type || ' ' || name || ' ' || coalesce(sql, '') AS line FROM sqlite_master \
+                 UNION ALL SELECT 'migration ' || version FROM __diesel_schema_migrations",
+            )
+            .load(&mut conn)
+            .unwrap();
+            lines.into_iter().map(|l| l.line).collect::<Vec<_>>().join("\n")
+        }
+    };
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines.sort();
+    lines
+}
+
 #[test]
 fn migrate_applies_once_and_is_idempotent() {
     for backend in [Backend::Sqlite, Backend::Postgres] {
         let db = TestDb::new(backend);
-        for _ in 0..2 {
-            let out = std::process::Command::new(env!("CARGO_BIN_EXE_realtime-server"))
-                .arg("migrate")
-                .env("DATABASE_URL", &db.url)
-                .env("RUST_LOG", "info")
-                .output()
-                .unwrap();
+        let log = migrate(&db);
+        assert!(
+            log.contains("applied migrations 20261121000001"),
+            "{backend:?}: {log}"
+        );
+        let first = schema(&db);
+        for table in [
+            "rooms",
+            "messages",
+            "room_members",
+            "presence",
+            "connections",
+            "audit_events",
+            "notifications",
+        ] {
             assert!(
-                out.status.success(),
-                "{backend:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
+                first.iter().any(|l| l == &format!("BASE TABLE {table}")
+                    || l.starts_with(&format!("table {table} "))),
+                "{backend:?}: no table {table} after `migrate`: {first:#?}"
             );
         }
+        assert!(
+            first.contains(&"migration 20261121000001".to_string()),
+            "{backend:?}: {first:#?}"
+        );
+        // Again: nothing to apply, nothing changed.
+        let log = migrate(&db);
+        assert!(log.contains("is up to date"), "{backend:?}: {log}");
+        assert_eq!(
+            schema(&db),
+            first,
+            "{backend:?}: the second run changed the schema"
+        );
     }
 }

@@ -1,0 +1,179 @@
+//! The message writer when PostgreSQL is stuck rather than gone: a proxy
+//! in front of it holds every byte (see `tests/common/proxy.rs`), so
+//! commits are late instead of failed.
+
+mod common;
+
+use common::{pg_addr, scaled_ms, Backend, Proxy, Server, TestDb};
+use serde_json::{json, Value};
+
+/// A proxy in front of the PostgreSQL, held (bytes wait, nothing fails),
+/// and a server on a fresh database through it that writes one message
+/// per transaction, so a queue forms behind a stuck one.
+fn held_database(extra: &str) -> (TestDb, Proxy, Server) {
+    let db = TestDb::new(Backend::Postgres);
+    let proxy = Proxy::start(pg_addr());
+    let url = db.url_via(proxy.addr);
+    let config = format!("[database]\nbatch_max = 1\n{extra}");
+    let server = Server::start_with_env(&config, &[("DATABASE_URL", &url)]);
+    (db, proxy, server)
+}
+
+#[actix_rt::test]
+async fn a_message_answered_unavailable_that_commits_late_is_delivered_once() {
+    let timeout = scaled_ms(3000);
+    let (_db, proxy, server) = held_database(&format!("timeout_ms = {timeout}\n"));
+    let mut alice = server.connect("alice", &["r"]).await;
+    let mut bob = server.connect("bob", &["r"]).await;
+    alice.join("r").await;
+    bob.join("r").await;
+    alice.expect("user:joined").await;
+    let first = alice
+        .ok(json!({"type": "message:send", "room": "r", "content": "before"}))
+        .await;
+    assert_eq!(first["seq"], 1);
+    bob.expect("message:new").await;
+    alice.expect("message:new").await;
+
+    // The database stops answering. `stuck` is written first and times out
+    // in the writer; `late` waits behind it, so its sender's wait runs out
+    // while its own transaction has not even started.
+    proxy.hold();
+    alice
+        .send(json!({"type": "message:send", "room": "r", "content": "stuck", "id": "stuck"}))
+        .await;
+    let late =
+        json!({"type": "message:send", "room": "r", "content": "late", "clientMsgId": "k-late"});
+    let mut first_try = late.clone();
+    first_try["id"] = json!("late");
+    alice.send(first_try).await;
+    let mut answers = Vec::new();
+    while answers.len() < 2 {
+        let f = alice.next().await;
+        assert_eq!(f["type"], "error", "nothing but the two errors: {f}");
+        answers.push(f);
+    }
+    for a in &answers {
+        assert_eq!(a["code"], "UNAVAILABLE", "{a}");
+    }
+    assert!(
+        answers.iter().any(|a| a["id"] == "late"
+            && a["message"]
+                == format!("the database did not commit the message within {timeout} ms")),
+        "{answers:?}"
+    );
+    // The database answers again, while `late` is still in the writer's hands.
+    proxy.release();
+    // It is committed after all, and delivered like any other message, to
+    // everyone, the sender's connection included.
+    let delivered = bob.expect("message:new").await;
+    assert_eq!(delivered["content"], "late", "{delivered}");
+    let seq = delivered["seq"].as_u64().unwrap();
+    assert!(seq >= 2, "{delivered}");
+    let own = alice.expect("message:new").await;
+    assert_eq!(own["messageId"], delivered["messageId"]);
+    // The retry with the same clientMsgId answers with the original, and
+    // sends nothing new.
+    let retry = alice.ok(late).await;
+    assert_eq!(
+        (&retry["messageId"], &retry["seq"], &retry["timestamp"]),
+        (
+            &delivered["messageId"],
+            &delivered["seq"],
+            &delivered["timestamp"]
+        ),
+        "{retry}"
+    );
+    alice.expect_silence().await;
+    bob.expect_silence().await;
+    let history = bob.ok(json!({"type": "history:get", "room": "r"})).await;
+    let contents: Vec<_> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        contents.iter().filter(|c| *c == "late").count(),
+        1,
+        "stored once: {contents:?}"
+    );
+}
+
+/// Sends six messages while the database is held, with room for three
+/// (one in the writer's hands, `write_queue = 2` waiting), then a `ping`:
+/// its `pong` shows the session has handed all six to the registry.
+async fn overfill(alice: &mut common::Client) {
+    for id in 0..6 {
+        alice
+            .send(
+                json!({"type": "message:send", "room": "r", "content": format!("{id}"), "id": id}),
+            )
+            .await;
+    }
+    assert_eq!(alice.request(json!({"type": "ping"})).await["type"], "pong");
+}
+
+fn is_queue_full(f: &Value) -> bool {
+    f["type"] == "error"
+        && f["code"] == "UNAVAILABLE"
+        && f["message"] == "too many messages are waiting for the database (database.write_queue)"
+}
+
+#[actix_rt::test]
+async fn a_full_write_queue_refuses_messages_and_stores_only_the_ones_taken() {
+    let timeout = scaled_ms(5000);
+    let (_db, proxy, server) = held_database(&format!("timeout_ms = {timeout}\nwrite_queue = 2\n"));
+    let mut alice = server.connect("alice", &["r"]).await;
+    alice.join("r").await;
+    proxy.hold();
+    overfill(&mut alice).await;
+    // The registry answers the admin API after what is already in its
+    // mailbox: all six appends have been tried when this returns.
+    server.admin_get("/admin/stats").await;
+    proxy.release();
+    let mut taken = Vec::new();
+    let mut refused = Vec::new();
+    let mut delivered = Vec::new();
+    while taken.len() + refused.len() < 6 || delivered.len() < taken.len() {
+        let f = alice.next().await;
+        match f["type"].as_str().unwrap() {
+            "reply" => taken.push(f["id"].as_u64().unwrap()),
+            "message:new" => delivered.push((f["seq"].as_u64().unwrap(), f["content"].clone())),
+            _ if is_queue_full(&f) => refused.push(f["id"].as_u64().unwrap()),
+            _ => panic!("unexpected {f}"),
+        }
+    }
+    // The writer had taken the first one already, or not yet.
+    let n = taken.len() as u64;
+    assert!(n == 2 || n == 3, "taken {taken:?}, refused {refused:?}");
+    assert_eq!(taken, (0..n).collect::<Vec<u64>>());
+    assert_eq!(refused, (n..6).collect::<Vec<u64>>());
+    let expected: Vec<_> = (0..n).map(|i| (i + 1, json!(i.to_string()))).collect();
+    assert_eq!(delivered, expected, "the ones taken, stored in order");
+    alice.expect_silence().await;
+    let history = alice.ok(json!({"type": "history:get", "room": "r"})).await;
+    assert_eq!(history["messages"].as_array().unwrap().len() as u64, n);
+}
+
+/// docs/protocol.md 4.3: past `database.write_queue` the answer comes "at
+/// once", not in append order behind the messages queued before it (which
+/// here cannot commit: the database is held).
+#[actix_rt::test]
+async fn a_full_write_queue_answers_unavailable_at_once() {
+    let (_db, proxy, server) = held_database("timeout_ms = 8000\nwrite_queue = 2\n");
+    let mut alice = server.connect("alice", &["r"]).await;
+    alice.join("r").await;
+    proxy.hold();
+    for id in 0..6 {
+        alice
+            .send(
+                json!({"type": "message:send", "room": "r", "content": format!("{id}"), "id": id}),
+            )
+            .await;
+    }
+    // With the database held, nothing but the queue bound can answer.
+    let f = alice.next().await;
+    assert!(is_queue_full(&f), "{f}");
+    proxy.release();
+}
