@@ -10,7 +10,9 @@
 //! - `main.rs`: the command line (`serve`, `token`).
 //! - [`config`]: the one typed `Settings`, from `config/default.toml`, a
 //!   file and the environment.
-//! - [`protocol`]: every wire type, the command decoder, error and close codes.
+//! - [`protocol`]: every wire type and the command decoder.
+//! - [`errors`]: the one table of error codes (wire name, HTTP status,
+//!   temporary) and of the server's close codes with their reasons.
 //! - [`auth`]: JWT verification and minting, the admin key, room patterns.
 //! - [`limits`]: rate limits (governor) and connection counts.
 //! - [`actors`]: one module per actor, its messages beside it:
