@@ -10,7 +10,7 @@ use actix_web::{web, App, HttpServer};
 use crate::actors::presence::PresenceTracker;
 use crate::actors::redis_bridge::{Attach, BridgeConfig, BridgeHealth, Depart, RedisBridge};
 use crate::actors::room_registry::{CloseAll, RegistryConfig, RoomRegistry};
-use crate::actors::session::{SessionConfig, SessionDeps};
+use crate::actors::session::{SessionConfig, SessionDeps, REGISTRY_TIMEOUT};
 use crate::auth::Auth;
 use crate::broker::memory::MemoryPresence;
 use crate::broker::MessageLog;
@@ -117,6 +117,8 @@ pub async fn run(settings: Settings, auth: Auth) -> anyhow::Result<()> {
             mailbox: settings.mailbox.session,
             max_frame_bytes: settings.limits.max_frame_bytes,
             max_fragments: settings.limits.max_fragments,
+            registry_timeout: REGISTRY_TIMEOUT
+                .max(Duration::from_millis(db_cfg.timeout_ms) + REGISTRY_TIMEOUT / 2),
             decode: DecodeLimits {
                 max_message_chars: settings.limits.max_message_chars,
                 max_metadata_bytes: settings.limits.max_metadata_bytes,

@@ -177,3 +177,24 @@ async fn a_full_write_queue_answers_unavailable_at_once() {
     assert!(is_queue_full(&f), "{f}");
     proxy.release();
 }
+
+/// A `database.timeout_ms` longer than the session's usual 10 s wait for the
+/// registry: the sender still gets the documented commit-timeout answer, not
+/// "the room registry did not answer in time".
+#[actix_rt::test]
+async fn a_database_timeout_past_ten_seconds_gets_its_documented_answer() {
+    let (_db, proxy, server) = held_database("timeout_ms = 12000\n");
+    let mut alice = server.connect("alice", &["r"]).await;
+    alice.join("r").await;
+    proxy.hold();
+    alice
+        .send(json!({"type": "message:send", "room": "r", "content": "x", "id": 1}))
+        .await;
+    let f = alice.next().await;
+    assert_eq!(f["code"], "UNAVAILABLE", "{f}");
+    assert_eq!(
+        f["message"], "the database did not commit the message within 12000 ms",
+        "{f}"
+    );
+    proxy.release();
+}

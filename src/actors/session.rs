@@ -42,8 +42,10 @@ use crate::store::records::{Record, Records};
 
 pub type ConnId = uuid::Uuid;
 
-/// How long a command may wait for the registry before `UNAVAILABLE`.
-const REGISTRY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a command may wait for the registry before `UNAVAILABLE`, at
+/// the least: commands that wait for the database get its timeout plus
+/// this (see [`SessionConfig::registry_timeout`]).
+pub const REGISTRY_TIMEOUT: Duration = Duration::from_secs(10);
 /// After sending a close frame, how long the server waits for the client's
 /// close frame before it drops the TCP connection. Dropping at once would
 /// reset a client that is still answering pings, losing the close code.
@@ -184,6 +186,10 @@ pub struct SessionConfig {
     pub max_frame_bytes: usize,
     /// Most frames one fragmented message may arrive in.
     pub max_fragments: usize,
+    /// How long a command waits for the registry's answer: longer than any
+    /// database wait behind it, so the sender gets the documented answer
+    /// (e.g. the commit timeout), never a bare "registry did not answer".
+    pub registry_timeout: Duration,
     pub decode: DecodeLimits,
     pub flood_close_after: u32,
     /// Unread notifications replayed right after `connected`.
@@ -305,7 +311,11 @@ impl Session {
         RoomRegistry: Handler<M>,
     {
         self.deps.metrics.registry_mailbox.sent();
-        let request = self.deps.registry.send(msg).timeout(REGISTRY_TIMEOUT);
+        let request = self
+            .deps
+            .registry
+            .send(msg)
+            .timeout(self.deps.cfg.registry_timeout);
         // The wait is a task of its own that hands the answer back as a
         // message, not a future spawned in this context: actix polls every
         // future in a context whenever the session wakes (each delivered
