@@ -9,7 +9,7 @@
 //!
 //! - `main.rs`: the command line (`serve`, `token`).
 //! - [`config`]: the one typed `Settings`, from `config/default.toml`, a
-//!   file and the environment.
+//!   file and the environment, layered by figment (`config/sources.rs`).
 //! - [`protocol`]: every wire type, the command decoder, error and close codes.
 //! - [`auth`]: JWT verification and minting, the admin key, room patterns.
 //! - [`limits`]: rate limits (governor) and connection counts.
