@@ -4,7 +4,7 @@
 //! the working directory), the file named by `REALTIME_CONFIG`, the
 //! `REALTIME__<SECTION>__<KEY>` variables, then the short variables of the
 //! wire contract (`REALTIME_PORT`, `REALTIME_JWT_SECRET`, ...). `figment`
-//! merges the layers ([`sources`] builds them); every error names the key and
+//! merges the layers (`sources` builds them); every error names the key and
 //! the layer that set it, a file by its path and a variable by its name.
 //! Unknown keys are refused so that a typo is an error, not a silently
 //! ignored setting.
