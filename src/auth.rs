@@ -247,7 +247,7 @@ impl Auth {
         };
         let mut validation = Validation::new(algorithm);
         validation.algorithms = vec![algorithm];
-        validation.leeway = s.leeway_secs;
+        validation.leeway = s.leeway.as_secs();
         validation.validate_exp = true;
         validation.validate_nbf = true;
         let mut required = vec!["exp", "sub"];

@@ -3,14 +3,25 @@
 //! Precedence, lowest first: `config/default.toml` (built in, or the copy in
 //! the working directory), the file named by `REALTIME_CONFIG`, the
 //! `REALTIME__<SECTION>__<KEY>` variables, then the short variables of the
-//! wire contract (`REALTIME_PORT`, `REALTIME_JWT_SECRET`, ...). Unknown keys
-//! are refused so that a typo is an error, not a silently ignored setting.
+//! wire contract (`REALTIME_PORT`, `REALTIME_JWT_SECRET`, ...). `figment`
+//! merges the layers (`sources` builds them); every error names the key and
+//! the layer that set it, a file by its path and a variable by its name.
+//! Unknown keys are refused so that a typo is an error, not a silently
+//! ignored setting.
+//!
+//! Durations are [`Duration`] fields read from the documented whole-number
+//! keys (`*_ms`, `*_secs`), so no caller converts units. List settings take a
+//! TOML array or one comma-separated string, which is how a list fits in an
+//! environment variable.
+
+mod sources;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::fmt;
+use std::time::Duration;
 
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
-use toml::{Table, Value};
 
 /// The defaults, compiled in so the binary runs from any directory.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -39,12 +50,17 @@ pub struct ServerSettings {
     pub node_id: String,
     pub environment: Environment,
     pub workers: usize,
-    pub shutdown_timeout_secs: u64,
-    pub memory_trim_secs: u64,
+    #[serde(rename = "shutdown_timeout_secs", deserialize_with = "secs")]
+    pub shutdown_timeout: Duration,
+    /// Zero: never.
+    #[serde(rename = "memory_trim_secs", deserialize_with = "secs")]
+    pub memory_trim: Duration,
     pub malloc_arenas: usize,
+    #[serde(deserialize_with = "list")]
     pub origins: Vec<String>,
     pub anonymous: bool,
-    pub client_request_timeout_ms: u64,
+    #[serde(rename = "client_request_timeout_ms", deserialize_with = "millis")]
+    pub client_request_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -62,21 +78,25 @@ pub struct AuthSettings {
     pub public_key_algorithm: String,
     pub issuer: String,
     pub audience: String,
-    pub leeway_secs: u64,
+    #[serde(rename = "leeway_secs", deserialize_with = "secs")]
+    pub leeway: Duration,
     pub admin_token: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatSettings {
-    pub interval_ms: u64,
-    pub timeout_ms: u64,
+    #[serde(rename = "interval_ms", deserialize_with = "millis")]
+    pub interval: Duration,
+    #[serde(rename = "timeout_ms", deserialize_with = "millis")]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TypingSettings {
-    pub timeout_ms: u64,
+    #[serde(rename = "timeout_ms", deserialize_with = "millis")]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -91,7 +111,8 @@ pub struct Limits {
     pub max_connections: usize,
     pub max_users_per_room: usize,
     pub recovery_max: usize,
-    pub slow_consumer_grace_ms: u64,
+    #[serde(rename = "slow_consumer_grace_ms", deserialize_with = "millis")]
+    pub slow_consumer_grace: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -107,6 +128,7 @@ pub struct RateLimits {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoomSettings {
+    #[serde(deserialize_with = "list")]
     pub public: Vec<String>,
     pub join_leave_events_max_users: usize,
     #[serde(default)]
@@ -129,12 +151,15 @@ pub struct DatabaseSettings {
     pub data_dir: String,
     pub run_migrations: bool,
     pub pool_size: usize,
-    pub timeout_ms: u64,
+    #[serde(rename = "timeout_ms", deserialize_with = "millis")]
+    pub timeout: Duration,
     pub batch_max: usize,
-    pub batch_delay_ms: u64,
+    #[serde(rename = "batch_delay_ms", deserialize_with = "millis")]
+    pub batch_delay: Duration,
     pub write_queue: usize,
     pub background_queue: usize,
-    pub retry_max_backoff_ms: u64,
+    #[serde(rename = "retry_max_backoff_ms", deserialize_with = "millis")]
+    pub retry_max_backoff: Duration,
     pub notifications_on_connect: usize,
 }
 
@@ -144,16 +169,22 @@ pub struct RedisSettings {
     pub url: String,
     pub prefix: String,
     pub pool_size: usize,
-    pub heartbeat_ms: u64,
-    pub node_ttl_ms: u64,
-    pub gather_timeout_ms: u64,
-    pub gap_timeout_ms: u64,
-    pub reconnect_max_backoff_ms: u64,
+    #[serde(rename = "heartbeat_ms", deserialize_with = "millis")]
+    pub heartbeat: Duration,
+    #[serde(rename = "node_ttl_ms", deserialize_with = "millis")]
+    pub node_ttl: Duration,
+    #[serde(rename = "gather_timeout_ms", deserialize_with = "millis")]
+    pub gather_timeout: Duration,
+    #[serde(rename = "gap_timeout_ms", deserialize_with = "millis")]
+    pub gap_timeout: Duration,
+    #[serde(rename = "reconnect_max_backoff_ms", deserialize_with = "millis")]
+    pub reconnect_max_backoff: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditSettings {
+    #[serde(deserialize_with = "list")]
     pub events: Vec<String>,
 }
 
@@ -171,34 +202,14 @@ pub const AUDIT_KINDS: &[&str] = &[
     "error",
 ];
 
-/// The contract's short variables and the key each one sets.
-const SHORT_VARS: &[(&str, &str, &str)] = &[
-    ("REALTIME_HOST", "server", "host"),
-    ("REALTIME_PORT", "server", "port"),
-    ("REALTIME_NODE_ID", "server", "node_id"),
-    ("REALTIME_JWT_SECRET", "auth", "jwt_secret"),
-    ("REALTIME_JWT_PUBLIC_KEY", "auth", "jwt_public_key"),
-    ("REALTIME_ADMIN_TOKEN", "auth", "admin_token"),
-    ("DATABASE_URL", "database", "url"),
-    ("REDIS_URL", "redis", "url"),
-];
-
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("config file {path} is not valid TOML: {source}")]
-    Parse {
-        path: String,
-        source: toml::de::Error,
-    },
     #[error(
         "environment variable {0} does not name a section and key (REALTIME__<SECTION>__<KEY>)"
     )]
     BadVariable(String),
+    /// A layer that cannot be read, a value that does not fit its key, or
+    /// settings that contradict each other; the text names key and layer.
     #[error("invalid settings: {0}")]
     Invalid(String),
 }
@@ -212,76 +223,48 @@ impl Settings {
 
     /// Loads the settings with `vars` standing in for the environment.
     pub fn load_from(vars: &[(String, String)]) -> Result<Self, ConfigError> {
-        let local = Path::new("config/default.toml");
-        let mut table = match std::fs::read_to_string(local) {
-            Ok(text) => parse(&text, "config/default.toml")?,
-            Err(_) => parse(DEFAULT_TOML, "built-in config/default.toml")?,
-        };
-        if let Some((_, path)) = vars.iter().find(|(k, _)| k == "REALTIME_CONFIG") {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            merge(&mut table, parse(&text, path)?);
-        }
-        for (key, value) in vars {
-            if let Some(rest) = key.strip_prefix("REALTIME__") {
-                let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
-                if path.len() < 2 || path.iter().any(String::is_empty) {
-                    return Err(ConfigError::BadVariable(key.clone()));
-                }
-                set(&mut table, &path, env_value(value));
-            }
-        }
-        for (var, section, key) in SHORT_VARS {
-            if let Some((_, value)) = vars.iter().find(|(k, _)| k == var) {
-                let value = if *key == "port" {
-                    env_value(value)
-                } else {
-                    Value::String(value.clone())
-                };
-                set(&mut table, &[section.to_string(), key.to_string()], value);
-            }
-        }
-        let settings: Settings = Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_string()))?;
-        settings.validate()?;
+        let layers = sources::layers(vars)?;
+        // Lossy: an environment value is text, and becomes a number or a
+        // boolean where the key is one (a string key keeps "123" as is).
+        let settings: Settings = layers.extract_lossy().map_err(sources::describe)?;
+        settings.validate().map_err(|(key, problem)| {
+            ConfigError::Invalid(format!("{problem}{}", sources::set_by(&layers, key)))
+        })?;
         Ok(settings)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        let positive = [
-            ("heartbeat.interval_ms", self.heartbeat.interval_ms as usize),
-            ("heartbeat.timeout_ms", self.heartbeat.timeout_ms as usize),
-            ("typing.timeout_ms", self.typing.timeout_ms as usize),
-            ("limits.max_frame_bytes", self.limits.max_frame_bytes),
-            ("mailbox.session", self.mailbox.session),
-            ("mailbox.registry", self.mailbox.registry),
-            ("mailbox.presence", self.mailbox.presence),
-            ("database.pool_size", self.database.pool_size),
-            ("mailbox.redis", self.mailbox.redis),
-            ("redis.pool_size", self.redis.pool_size),
-            ("redis.heartbeat_ms", self.redis.heartbeat_ms as usize),
-            ("database.timeout_ms", self.database.timeout_ms as usize),
-            ("database.batch_max", self.database.batch_max),
-            ("database.write_queue", self.database.write_queue),
-            ("database.background_queue", self.database.background_queue),
+    /// The checks no type expresses, as the key at fault and the problem.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        let zero = [
+            ("heartbeat.interval_ms", self.heartbeat.interval.is_zero()),
+            ("heartbeat.timeout_ms", self.heartbeat.timeout.is_zero()),
+            ("typing.timeout_ms", self.typing.timeout.is_zero()),
+            ("limits.max_frame_bytes", self.limits.max_frame_bytes == 0),
+            ("mailbox.session", self.mailbox.session == 0),
+            ("mailbox.registry", self.mailbox.registry == 0),
+            ("mailbox.presence", self.mailbox.presence == 0),
+            ("database.pool_size", self.database.pool_size == 0),
+            ("mailbox.redis", self.mailbox.redis == 0),
+            ("redis.pool_size", self.redis.pool_size == 0),
+            ("redis.heartbeat_ms", self.redis.heartbeat.is_zero()),
+            ("database.timeout_ms", self.database.timeout.is_zero()),
+            ("database.batch_max", self.database.batch_max == 0),
+            ("database.write_queue", self.database.write_queue == 0),
+            (
+                "database.background_queue",
+                self.database.background_queue == 0,
+            ),
             (
                 "rate_limits.commands_per_second",
-                self.rate_limits.commands_per_second as usize,
+                self.rate_limits.commands_per_second == 0,
             ),
             (
                 "rate_limits.connections_per_ip_per_second",
-                self.rate_limits.connections_per_ip_per_second as usize,
+                self.rate_limits.connections_per_ip_per_second == 0,
             ),
         ];
-        for (name, value) in positive {
-            if value == 0 {
-                return Err(ConfigError::Invalid(format!(
-                    "{name} must be greater than 0"
-                )));
-            }
+        if let Some((key, _)) = zero.iter().find(|(_, is_zero)| *is_zero) {
+            return Err((key, format!("{key} must be greater than 0")));
         }
         if let Some(kind) = self
             .audit
@@ -289,18 +272,23 @@ impl Settings {
             .iter()
             .find(|k| !AUDIT_KINDS.contains(&k.as_str()))
         {
-            return Err(ConfigError::Invalid(format!(
-                "audit.events: unknown kind {kind:?} (known: {})",
-                AUDIT_KINDS.join(", ")
-            )));
+            return Err((
+                "audit.events",
+                format!(
+                    "audit.events: unknown kind {kind:?} (known: {})",
+                    AUDIT_KINDS.join(", ")
+                ),
+            ));
         }
-        if self.redis.node_ttl_ms <= self.redis.heartbeat_ms {
-            return Err(ConfigError::Invalid(
+        if self.redis.node_ttl <= self.redis.heartbeat {
+            return Err((
+                "redis.node_ttl_ms",
                 "redis.node_ttl_ms must be longer than redis.heartbeat_ms".into(),
             ));
         }
-        if self.heartbeat.timeout_ms <= self.heartbeat.interval_ms {
-            return Err(ConfigError::Invalid(
+        if self.heartbeat.timeout <= self.heartbeat.interval {
+            return Err((
+                "heartbeat.timeout_ms",
                 "heartbeat.timeout_ms must be longer than heartbeat.interval_ms".into(),
             ));
         }
@@ -308,47 +296,55 @@ impl Settings {
     }
 }
 
-fn parse(text: &str, path: &str) -> Result<Table, ConfigError> {
-    text.parse::<Table>().map_err(|source| ConfigError::Parse {
-        path: path.to_string(),
-        source,
-    })
+/// A `*_ms` key: whole milliseconds.
+fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    u64::deserialize(d).map(Duration::from_millis)
 }
 
-/// Overlays `top` on `base`, table by table.
-fn merge(base: &mut Table, top: Table) {
-    for (key, value) in top {
-        match (base.get_mut(&key), value) {
-            (Some(Value::Table(b)), Value::Table(t)) => merge(b, t),
-            (_, value) => {
-                base.insert(key, value);
-            }
-        }
+/// A `*_secs` key: whole seconds.
+fn secs<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    u64::deserialize(d).map(Duration::from_secs)
+}
+
+/// A list setting: a TOML array of strings, or one string of comma-separated
+/// items (`https://a.example,https://b.example`). Items are trimmed and empty
+/// ones dropped, so an empty string is an empty list.
+fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    d.deserialize_any(ListVisitor)
+}
+
+struct ListVisitor;
+
+impl<'de> Visitor<'de> for ListVisitor {
+    type Value = Vec<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of strings or comma-separated values")
     }
-}
 
-fn set(table: &mut Table, path: &[String], value: Value) {
-    let (last, parents) = path.split_last().expect("path has at least two parts");
-    let mut cur = table;
-    for part in parents {
-        let entry = cur
-            .entry(part.clone())
-            .or_insert_with(|| Value::Table(Table::new()));
-        if !entry.is_table() {
-            *entry = Value::Table(Table::new());
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+        // An environment value that opens with `[` is read as TOML; reaching
+        // here it did not parse, and splitting it on commas would hide that.
+        if s.trim_start().starts_with('[') {
+            return Err(E::custom(format!(
+                "{s:?} starts like a TOML array but is not one \
+                 (write [\"a\", \"b\"] or plain a,b)"
+            )));
         }
-        cur = entry.as_table_mut().expect("just made a table");
+        Ok(s.split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(String::from)
+            .collect())
     }
-    cur.insert(last.clone(), value);
-}
 
-/// An environment value is TOML when it parses as a TOML value, else a string.
-fn env_value(raw: &str) -> Value {
-    format!("v = {raw}")
-        .parse::<Table>()
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| Value::String(raw.to_string()))
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element::<String>()? {
+            items.push(item);
+        }
+        Ok(items)
+    }
 }
 
 #[cfg(test)]
@@ -361,13 +357,61 @@ mod tests {
             .collect()
     }
 
+    fn error(list: &[(&str, &str)]) -> String {
+        Settings::load_from(&vars(list)).unwrap_err().to_string()
+    }
+
+    /// A REALTIME_CONFIG file holding `text`, kept while the guard lives.
+    fn config_file(text: &str) -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        let path = path.to_str().unwrap().to_string();
+        (dir, path)
+    }
+
     #[test]
     fn defaults_load_with_an_empty_environment() {
         let s = Settings::load_from(&[]).unwrap();
         assert_eq!(s.server.port, 8080);
-        assert_eq!(s.heartbeat.interval_ms, 25000);
+        assert_eq!(s.heartbeat.interval, Duration::from_secs(25));
+        assert_eq!(s.server.shutdown_timeout, Duration::from_secs(10));
         assert_eq!(s.server.environment, Environment::Development);
+        assert_eq!(s.rooms.public, vec!["lobby", "public:*"]);
+        assert!(s.server.origins.is_empty());
         assert!(s.auth.jwt_secret.is_empty());
+    }
+
+    #[test]
+    fn the_built_in_defaults_match_the_file() {
+        assert_eq!(
+            std::fs::read_to_string("config/default.toml").unwrap(),
+            DEFAULT_TOML
+        );
+    }
+
+    #[test]
+    fn each_layer_wins_over_the_one_below() {
+        let (_dir, path) = config_file(
+            "[server]\nhost = \"file\"\nnode_id = \"file\"\nworkers = 3\n\
+             [typing]\ntimeout_ms = 42\n",
+        );
+        let s = Settings::load_from(&vars(&[
+            ("REALTIME_CONFIG", &path),
+            ("REALTIME__SERVER__HOST", "section-var"),
+            ("REALTIME__SERVER__NODE_ID", "section-var"),
+            ("REALTIME_NODE_ID", "short-var"),
+        ]))
+        .unwrap();
+        // defaults < file
+        assert_eq!(s.server.workers, 3);
+        assert_eq!(s.typing.timeout, Duration::from_millis(42));
+        // file < REALTIME__SECTION__KEY
+        assert_eq!(s.server.host, "section-var");
+        // REALTIME__SECTION__KEY < short variable
+        assert_eq!(s.server.node_id, "short-var");
+        // untouched keys keep the default
+        assert_eq!(s.heartbeat.interval, Duration::from_millis(25000));
     }
 
     #[test]
@@ -375,7 +419,10 @@ mod tests {
         let s = Settings::load_from(&vars(&[
             ("REALTIME__LIMITS__MAX_FRAME_BYTES", "1234"),
             ("REALTIME__ROOMS__PUBLIC", r#"["a", "b:*"]"#),
+            ("REALTIME__ROOMS__MAX_USERS__SUPPORT", "2"),
             ("REALTIME__SERVER__ENVIRONMENT", "production"),
+            ("REALTIME__SERVER__ANONYMOUS", "true"),
+            ("REALTIME__REDIS__PREFIX", "2024"),
             ("REALTIME_PORT", "9001"),
             ("REALTIME_JWT_SECRET", "123"),
             ("DATABASE_URL", "postgres://db/x"),
@@ -383,41 +430,121 @@ mod tests {
         .unwrap();
         assert_eq!(s.limits.max_frame_bytes, 1234);
         assert_eq!(s.rooms.public, vec!["a", "b:*"]);
+        assert_eq!(s.rooms.max_users.get("support"), Some(&2));
         assert_eq!(s.server.environment, Environment::Production);
-        assert_eq!(s.server.port, 9001);
-        // A numeric-looking secret stays a string.
+        assert!(s.server.anonymous);
+        // A numeric-looking value stays a string where the key is one.
+        assert_eq!(s.redis.prefix, "2024");
         assert_eq!(s.auth.jwt_secret, "123");
+        assert_eq!(s.server.port, 9001);
         assert_eq!(s.database.url, "postgres://db/x");
     }
 
     #[test]
-    fn unknown_keys_and_bad_values_are_errors() {
-        let err = Settings::load_from(&vars(&[("REALTIME__LIMITS__MAX_FRAME_BYTEZ", "1")]))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("max_frame_bytez"), "{err}");
-        let err = Settings::load_from(&vars(&[("REALTIME_PORT", "eighty")]))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("invalid"), "{err}");
-        assert!(Settings::load_from(&vars(&[("REALTIME__MAILBOX__SESSION", "0")])).is_err());
-        assert!(
-            Settings::load_from(&vars(&[("REALTIME__AUDIT__EVENTS", r#"["conect"]"#)])).is_err()
+    fn lists_from_the_environment_are_comma_separated() {
+        let s = Settings::load_from(&vars(&[
+            (
+                "REALTIME__SERVER__ORIGINS",
+                "https://a.example,https://b.example",
+            ),
+            ("REALTIME__ROOMS__PUBLIC", "lobby"),
+            ("REALTIME__AUDIT__EVENTS", "connect, kick ,"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            s.server.origins,
+            vec!["https://a.example", "https://b.example"]
         );
+        assert_eq!(s.rooms.public, vec!["lobby"]);
+        assert_eq!(s.audit.events, vec!["connect", "kick"]);
+
+        let s = Settings::load_from(&vars(&[("REALTIME__ROOMS__PUBLIC", "")])).unwrap();
+        assert!(s.rooms.public.is_empty());
+
+        let err = error(&[("REALTIME__SERVER__ORIGINS", r#"["https://a.example""#)]);
+        assert!(err.contains("server.origins"), "{err}");
+        assert!(err.contains("TOML array"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_environment_value_names_the_key_and_the_variable() {
+        let err = error(&[("REALTIME__LIMITS__MAX_FRAME_BYTES", "lots")]);
+        assert!(err.contains("limits.max_frame_bytes"), "{err}");
+        assert!(
+            err.contains("environment variable REALTIME__LIMITS__MAX_FRAME_BYTES"),
+            "{err}"
+        );
+        assert!(err.contains("\"lots\""), "{err}");
+
+        let err = error(&[("REALTIME_PORT", "eighty")]);
+        assert!(err.contains("server.port"), "{err}");
+        assert!(err.contains("environment variable REALTIME_PORT"), "{err}");
+
+        let err = error(&[("REALTIME__REDIS__GAP_TIMEOUT_MS", "-5")]);
+        assert!(err.contains("redis.gap_timeout_ms"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_file_value_names_the_file() {
+        let (_dir, path) = config_file("[typing]\ntimeout_ms = \"soon\"\n");
+        let err = error(&[("REALTIME_CONFIG", &path)]);
+        assert!(err.contains("typing.timeout_ms"), "{err}");
+        assert!(err.contains(&path), "{err}");
+
+        let (_dir, path) = config_file("[typing\n");
+        let err = error(&[("REALTIME_CONFIG", &path)]);
+        assert!(err.contains(&path), "{err}");
+
+        let err = error(&[("REALTIME_CONFIG", "/nonexistent/realtime.toml")]);
+        assert!(err.contains("/nonexistent/realtime.toml"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name_and_source() {
+        let err = error(&[("REALTIME__LIMITS__MAX_FRAME_BYTEZ", "1")]);
+        assert!(err.contains("limits.max_frame_bytez"), "{err}");
+        assert!(err.contains("REALTIME__LIMITS__MAX_FRAME_BYTEZ"), "{err}");
+
+        let (_dir, path) = config_file("[limits]\nhistory_size = 10\n");
+        let err = error(&[("REALTIME_CONFIG", &path)]);
+        assert!(err.contains("limits.history_size"), "{err}");
+        assert!(err.contains(&path), "{err}");
+
+        let err = error(&[("REALTIME__NOPE__KEY", "1")]);
+        assert!(err.contains("nope"), "{err}");
+
+        let err = error(&[("REALTIME__LIMITS", "1")]);
+        assert!(err.contains("REALTIME__LIMITS"), "{err}");
+    }
+
+    #[test]
+    fn inconsistent_settings_name_the_key_and_its_source() {
+        let err = error(&[("REALTIME__MAILBOX__SESSION", "0")]);
+        assert!(
+            err.contains("mailbox.session must be greater than 0"),
+            "{err}"
+        );
+        assert!(err.contains("REALTIME__MAILBOX__SESSION"), "{err}");
+
+        let err = error(&[("REALTIME__AUDIT__EVENTS", "connect,conect")]);
+        assert!(err.contains("\"conect\""), "{err}");
+
+        let (_dir, path) = config_file("[heartbeat]\ntimeout_ms = 1000\n");
+        let err = error(&[("REALTIME_CONFIG", &path)]);
+        assert!(err.contains("heartbeat.timeout_ms must be longer"), "{err}");
+        assert!(err.contains(&path), "{err}");
     }
 
     #[test]
     fn config_file_overlays_defaults() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.toml");
-        std::fs::write(
-            &path,
-            "[typing]\ntimeout_ms = 42\n[rooms.max_users]\n\"dm:*\" = 2\n",
-        )
-        .unwrap();
-        let s = Settings::load_from(&vars(&[("REALTIME_CONFIG", path.to_str().unwrap())])).unwrap();
-        assert_eq!(s.typing.timeout_ms, 42);
+        let (_dir, path) = config_file(
+            "[typing]\ntimeout_ms = 42\n[rooms.max_users]\n\"dm:*\" = 2\n\
+             [server]\norigins = [\"https://a.example\"]\n",
+        );
+        let s = Settings::load_from(&vars(&[("REALTIME_CONFIG", &path)])).unwrap();
+        assert_eq!(s.typing.timeout, Duration::from_millis(42));
         assert_eq!(s.rooms.max_users.get("dm:*"), Some(&2));
-        assert_eq!(s.heartbeat.interval_ms, 25000);
+        assert_eq!(s.server.origins, vec!["https://a.example"]);
+        assert_eq!(s.heartbeat.interval, Duration::from_millis(25000));
     }
 }

@@ -9,7 +9,7 @@
 //!
 //! - `main.rs`: the command line (`serve`, `token`).
 //! - [`config`]: the one typed `Settings`, from `config/default.toml`, a
-//!   file and the environment.
+//!   file and the environment, layered by figment (`config/sources.rs`).
 //! - [`protocol`]: every wire type and the command decoder.
 //! - [`errors`]: the one table of error codes (wire name, HTTP status,
 //!   temporary) and of the server's close codes with their reasons.

@@ -81,7 +81,7 @@ pub async fn run(settings: Settings, auth: Auth) -> anyhow::Result<()> {
 
     let presence = {
         let (cap, metrics) = (settings.mailbox.presence, metrics.clone());
-        let timeout = Duration::from_millis(settings.typing.timeout_ms);
+        let timeout = settings.typing.timeout;
         PresenceTracker::start_in_arbiter(&Arbiter::new().handle(), move |ctx| {
             ctx.set_mailbox_capacity(cap);
             PresenceTracker::new(Box::new(MemoryPresence::default()), timeout, metrics)
@@ -112,13 +112,12 @@ pub async fn run(settings: Settings, auth: Auth) -> anyhow::Result<()> {
         notifications: Notifications::new(db.clone()),
         records: records.clone(),
         cfg: SessionConfig {
-            heartbeat_interval: Duration::from_millis(settings.heartbeat.interval_ms),
-            heartbeat_timeout: Duration::from_millis(settings.heartbeat.timeout_ms),
+            heartbeat_interval: settings.heartbeat.interval,
+            heartbeat_timeout: settings.heartbeat.timeout,
             mailbox: settings.mailbox.session,
             max_frame_bytes: settings.limits.max_frame_bytes,
             max_fragments: settings.limits.max_fragments,
-            registry_timeout: REGISTRY_TIMEOUT
-                .max(Duration::from_millis(db_cfg.timeout_ms) + REGISTRY_TIMEOUT / 2),
+            registry_timeout: REGISTRY_TIMEOUT.max(db_cfg.timeout + REGISTRY_TIMEOUT / 2),
             decode: DecodeLimits {
                 max_message_chars: settings.limits.max_message_chars,
                 max_metadata_bytes: settings.limits.max_metadata_bytes,
@@ -145,11 +144,9 @@ pub async fn run(settings: Settings, auth: Auth) -> anyhow::Result<()> {
             .tcp_nodelay(true)
             // A request (the upgrade included) must arrive whole within this;
             // a trickling handshake is cut off.
-            .client_request_timeout(Duration::from_millis(
-                settings.server.client_request_timeout_ms,
-            ))
+            .client_request_timeout(settings.server.client_request_timeout)
             .client_disconnect_timeout(Duration::from_millis(1000))
-            .shutdown_timeout(settings.server.shutdown_timeout_secs)
+            .shutdown_timeout(settings.server.shutdown_timeout.as_secs())
             .disable_signals();
     if settings.server.workers > 0 {
         server = server.workers(settings.server.workers);
@@ -163,8 +160,8 @@ pub async fn run(settings: Settings, auth: Auth) -> anyhow::Result<()> {
     let server = server.run();
     let handle = server.handle();
 
-    if settings.server.memory_trim_secs > 0 {
-        let every = Duration::from_secs(settings.server.memory_trim_secs);
+    if !settings.server.memory_trim.is_zero() {
+        let every = settings.server.memory_trim;
         actix_web::rt::spawn(async move {
             let mut tick = actix_web::rt::time::interval(every);
             loop {
@@ -196,7 +193,7 @@ pub async fn run(settings: Settings, auth: Auth) -> anyhow::Result<()> {
 
     server.await?;
     // What is queued for the database is written before the process ends.
-    let limit = Duration::from_secs(settings.server.shutdown_timeout_secs.max(1));
+    let limit = settings.server.shutdown_timeout.max(Duration::from_secs(1));
     if tokio::time::timeout(limit, message_log.flush())
         .await
         .is_err()

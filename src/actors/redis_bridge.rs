@@ -59,10 +59,10 @@ impl BridgeConfig {
             node_id: node_id.into(),
             boot_id: uuid::Uuid::new_v4().simple().to_string().into(),
             pool_size: s.pool_size.max(1),
-            heartbeat: Duration::from_millis(s.heartbeat_ms),
-            node_ttl: Duration::from_millis(s.node_ttl_ms),
-            gather_timeout: Duration::from_millis(s.gather_timeout_ms),
-            reconnect_max: Duration::from_millis(s.reconnect_max_backoff_ms.max(100)),
+            heartbeat: s.heartbeat,
+            node_ttl: s.node_ttl,
+            gather_timeout: s.gather_timeout,
+            reconnect_max: s.reconnect_max_backoff.max(Duration::from_millis(100)),
             mailbox,
         }
     }

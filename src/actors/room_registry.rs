@@ -73,10 +73,10 @@ impl RegistryConfig {
                 .collect(),
             max_rooms_per_connection: s.limits.max_rooms_per_connection,
             recovery_max: s.limits.recovery_max,
-            typing_timeout: Duration::from_millis(s.typing.timeout_ms),
-            slow_consumer_grace: Duration::from_millis(s.limits.slow_consumer_grace_ms),
-            commit_timeout: Duration::from_millis(s.database.timeout_ms),
-            gap_timeout: Duration::from_millis(s.redis.gap_timeout_ms),
+            typing_timeout: s.typing.timeout,
+            slow_consumer_grace: s.limits.slow_consumer_grace,
+            commit_timeout: s.database.timeout,
+            gap_timeout: s.redis.gap_timeout,
             join_leave_max_users: s.rooms.join_leave_events_max_users,
         }
     }

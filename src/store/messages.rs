@@ -93,7 +93,7 @@ impl DbLog {
             db: db.clone(),
             rx,
             batch_max: cfg.batch_max.max(1),
-            batch_delay: Duration::from_millis(cfg.batch_delay_ms),
+            batch_delay: cfg.batch_delay,
             metrics,
         };
         tokio::spawn(writer.run());

@@ -267,7 +267,7 @@ impl Db {
         };
         Ok(Db {
             pools: Arc::new(pools),
-            timeout: Duration::from_millis(cfg.timeout_ms.max(1)),
+            timeout: cfg.timeout.max(Duration::from_millis(1)),
             url: Arc::new(url),
         })
     }

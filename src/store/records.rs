@@ -98,7 +98,7 @@ impl Records {
                 node_id: node_id.into(),
             },
             rx,
-            max_backoff: Duration::from_millis(cfg.retry_max_backoff_ms.max(10)),
+            max_backoff: cfg.retry_max_backoff.max(Duration::from_millis(10)),
             metrics: metrics.clone(),
         };
         tokio::spawn(writer.run());
