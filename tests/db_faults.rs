@@ -21,7 +21,10 @@ fn held_database(extra: &str) -> (TestDb, Proxy, Server) {
 
 #[actix_rt::test]
 async fn a_message_answered_unavailable_that_commits_late_is_delivered_once() {
-    let timeout = scaled_ms(3000);
+    // `late`'s transaction starts when `stuck`'s times out and must commit
+    // before its own timeout: the test has one timeout's time, from the two
+    // errors to the release (a loaded CI run needed more than 3 s).
+    let timeout = scaled_ms(8000);
     let (_db, proxy, server) = held_database(&format!("timeout_ms = {timeout}\n"));
     let mut alice = server.connect("alice", &["r"]).await;
     let mut bob = server.connect("bob", &["r"]).await;
