@@ -2,8 +2,9 @@
 """Handshakes/s of several builds of our server against the tokio reference,
 in one sitting: rounds in which every server runs once, in turn, so that
 load from other work on the machine falls on all of them alike. Prints each
-run's raw JSON, then per server the median and its ratio to the reference's
-median. This is how the handshake bisect in docs/benchmarks.md was measured.
+run's raw JSON, then per server the median handshakes/s and server CPU per
+handshake, each with its ratio to the reference's median (on a machine
+shared with other work the CPU figure moves far less than the rate). This is how the handshake bisect in docs/benchmarks.md was measured.
 
     python3 bench/handshakes.py [--rounds 5] [--duration 10] \\
         LABEL=BINARY[,CONFIG][,VAR=VALUE...] ...
@@ -50,6 +51,7 @@ def main():
     run.machine_load("before")
     figures = {"tokio": []}
     figures.update({label: [] for label, *_ in specs})
+    cpu = {label: [] for label in figures}
     for i in range(rounds):
         for label, binary, config, env in [("tokio", None, None, {})] + specs:
             server = run.Server("tokio") if binary is None else run.Server("ours", env, binary, config)
@@ -58,6 +60,7 @@ def main():
             finally:
                 server.stop()
             figures[label].append(r.get("perSecond"))
+            cpu[label].append(r.get("serverCpuUsPerHandshake"))
             if r.get("failed"):
                 run.PROBLEMS.append((label, f"round {i + 1}", f"{r['failed']} handshakes failed"))
     run.machine_load("after")
@@ -68,6 +71,12 @@ def main():
         m = run.median(values)
         each = ", ".join(run.fmt(v) for v in values)
         print(f"| {label} | {each} | {run.fmt(m)} | {run.ratio(m, ref)} |")
+    print("\n| server | server CPU us/handshake, each round | median | median / tokio median |")
+    print("|---|---|---|---|")
+    ref_cpu = run.median(cpu["tokio"])
+    for label, values in cpu.items():
+        m = run.median(values)
+        print(f"| {label} | {', '.join(run.fmt(v) for v in values)} | {run.fmt(m)} | {run.ratio(m, ref_cpu)} |")
     print("\nper-round ratio to the tokio reference of the same round:")
     for label, values in figures.items():
         if label != "tokio":

@@ -266,8 +266,11 @@ def run_all(rows, kinds):
             where = f"handshakes, run {i + 1}"
             r = measure(kind, lambda s: gen("handshake", s, where, duration=d), where)
             INTEGRITY.append((where, {kind: integrity(kind, where, r)}))
-            hs[kind].append(r.get("perSecond"))
-    rows.append((f"handshakes/s, median of {runs} x {d} s", {k: median(v) for k, v in hs.items()}))
+            hs[kind].append(r)
+    rows.append((f"handshakes/s, median of {runs} x {d} s",
+                 {k: median([r.get("perSecond") for r in v]) for k, v in hs.items()}))
+    rows.append((f"handshakes: server CPU us/handshake, median of {runs}",
+                 {k: median([r.get("serverCpuUsPerHandshake") for r in v]) for k, v in hs.items()}))
 
     idle_conns, idle_secs = (200, 1) if QUICK else (19000, 60)
     where = f"idle {idle_conns} conns"

@@ -6,7 +6,8 @@
 //! Scenarios (each prints one JSON line of figures):
 //!   idle       open --conns connections, report server RSS per connection
 //!              after connecting and after --duration seconds idle (--pid)
-//!   handshake  open (and close) connections for --duration seconds
+//!   handshake  open (and close) connections for --duration seconds, 64 at
+//!              a time; handshakes/s and the server's CPU per handshake
 //!   fanout     --subs subscribers in one room; one publisher sends --rate
 //!              messages/s for --duration seconds, open loop. Each message
 //!              carries the time it was due (not the time it was written:
@@ -355,6 +356,8 @@ async fn handshake(o: &Opts) -> serde_json::Value {
     let done = Rc::new(RefCell::new((0u64, 0u64)));
     let deadline = Instant::now() + o.duration;
     let started = Instant::now();
+    let cpu_before = cpu_secs(o.pid);
+    let own_before = cpu_secs(Some(std::process::id()));
     let workers: Vec<_> = (0..64)
         .map(|w| {
             let (done, url, secret, sources) = (done.clone(), o.url.clone(), o.secret.clone(), o.sources);
@@ -387,7 +390,16 @@ async fn handshake(o: &Opts) -> serde_json::Value {
     }
     let secs = started.elapsed().as_secs_f64();
     let (ok, failed) = *done.borrow();
-    json!({"scenario": "handshake", "handshakes": ok, "failed": failed, "perSecond": ok as f64 / secs})
+    // The server's CPU per handshake: on a machine shared with other work
+    // it moves far less than the rate does.
+    let cpu = cpu_before
+        .zip(cpu_secs(o.pid))
+        .map(|(a, b)| (b - a) * 1e6 / ok.max(1) as f64);
+    let own = own_before
+        .zip(cpu_secs(Some(std::process::id())))
+        .map(|(a, b)| 100.0 * (b - a) / secs);
+    json!({"scenario": "handshake", "handshakes": ok, "failed": failed, "perSecond": ok as f64 / secs,
+           "serverCpuUsPerHandshake": cpu, "generatorCpuPct": own})
 }
 
 /// A message's content: the time it was due, as 20 digits of nanoseconds
