@@ -6,10 +6,16 @@
 //! Scenarios (each prints one JSON line of figures):
 //!   idle       open --conns connections, report server RSS per connection
 //!              after connecting and after --duration seconds idle (--pid)
-//!   handshake  open (and close) connections for --duration seconds
+//!   handshake  open (and close) connections for --duration seconds, 64 at
+//!              a time; handshakes/s and the server's CPU per handshake
 //!   fanout     --subs subscribers in one room; one publisher sends --rate
-//!              messages/s for --duration seconds, open loop; deliveries/s,
-//!              delivered %, latency percentiles, server CPU per delivery
+//!              messages/s for --duration seconds, open loop. Each message
+//!              carries the time it was due (not the time it was written:
+//!              a publisher that falls behind does not hide the delay);
+//!              subscribers keep reading for up to --drain seconds after the
+//!              last send. Offered and delivered deliveries, the drain time,
+//!              the rate over publish + drain, latency percentiles, server
+//!              CPU per delivery and the generator's own CPU
 //!   persist    --senders connections keep --window message:send each in
 //!              flight for --duration seconds; acknowledged messages/s
 //!   burst      open --conns connections, each in a room of its own; every
@@ -20,7 +26,12 @@
 //!
 //! Options: --secret (HS256 key for tokens; omit for the reference servers),
 //! --pub-url (publisher on another node), --size (message bytes, 100),
-//! --sources (127.0.0.x source addresses, 4), --pid (server pid for RSS/CPU).
+//! --sources (127.0.0.x source addresses, 4), --pid (server pid for RSS/CPU),
+//! --drain (fanout: seconds to wait for deliveries after the last send, 1).
+//!
+//! Every scenario reports what went wrong beside its figures: connections
+//! that failed to open (`failed`), connections the server closed during the
+//! run (`lost`), commands answered with an error or not answered.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -47,6 +58,7 @@ struct Opts {
     subs: usize,
     rate: u64,
     duration: Duration,
+    drain: Duration,
     size: usize,
     sources: u8,
     senders: usize,
@@ -59,7 +71,10 @@ fn opts() -> Opts {
     let mut map = HashMap::new();
     let mut i = 2;
     while i + 1 < args.len() {
-        map.insert(args[i].trim_start_matches("--").to_string(), args[i + 1].clone());
+        map.insert(
+            args[i].trim_start_matches("--").to_string(),
+            args[i + 1].clone(),
+        );
         i += 2;
     }
     let get = |k: &str, d: &str| map.get(k).cloned().unwrap_or_else(|| d.to_string());
@@ -73,6 +88,7 @@ fn opts() -> Opts {
         subs: get("subs", "1000").parse().unwrap(),
         rate: get("rate", "1000").parse().unwrap(),
         duration: Duration::from_secs_f64(get("duration", "10").parse().unwrap()),
+        drain: Duration::from_secs_f64(get("drain", "1").parse().unwrap()),
         size: get("size", "100").parse().unwrap(),
         sources: get("sources", "4").parse().unwrap(),
         senders: get("senders", "50").parse().unwrap(),
@@ -82,13 +98,19 @@ fn opts() -> Opts {
 }
 
 fn token(secret: &Option<String>, user: &str) -> String {
-    let Some(secret) = secret else { return "none".into() };
+    let Some(secret) = secret else {
+        return "none".into();
+    };
     #[derive(serde::Serialize)]
     struct Claims<'a> {
         sub: &'a str,
         exp: u64,
     }
-    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 3600;
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
     jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &Claims { sub: user, exp },
@@ -104,8 +126,15 @@ async fn connect(url: &str, token: &str, n: usize, sources: u8) -> Result<Ws, St
     let (host, _) = without.split_once('/').unwrap_or((without, ""));
     let addr: SocketAddr = host.parse().map_err(|e| format!("{host}: {e}"))?;
     let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
-    let local = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (n % sources.max(1) as usize) as u8));
-    socket.bind(SocketAddr::new(local, 0)).map_err(|e| e.to_string())?;
+    let local = IpAddr::V4(Ipv4Addr::new(
+        127,
+        0,
+        0,
+        1 + (n % sources.max(1) as usize) as u8,
+    ));
+    socket
+        .bind(SocketAddr::new(local, 0))
+        .map_err(|e| e.to_string())?;
     let stream = socket.connect(addr).await.map_err(|e| e.to_string())?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     let request = format!("{url}?token={token}");
@@ -115,21 +144,51 @@ async fn connect(url: &str, token: &str, n: usize, sources: u8) -> Result<Ws, St
     Ok(ws)
 }
 
-/// Reads frames until one has `"id":<id>` (a reply), or the first one.
-async fn until_reply(ws: &mut Ws, id: u64) {
-    let needle = format!("\"id\":{id}");
+/// Reads frames until the reply with `"id":<id>`: true if it came and said
+/// `"ok":true`, false if the connection ended or answered with an error.
+async fn until_reply(ws: &mut Ws, id: u64) -> bool {
+    let needle = format!("\"id\":{id},");
     while let Some(Ok(msg)) = ws.next().await {
         if let Message::Text(t) = msg {
-            if t.contains(&needle) {
-                return;
+            let reply = t.contains("\"type\":\"reply\"");
+            if t.contains(&needle) && (reply || t.contains("\"type\":\"error\"")) {
+                return reply && t.contains("\"ok\":true");
             }
         }
+    }
+    false
+}
+
+/// Connects, reads `connected`, joins `room`: the connection, or why not.
+async fn connect_and_join(
+    o: &Opts,
+    url: &str,
+    user: &str,
+    n: usize,
+    room: &str,
+) -> Result<Ws, String> {
+    let mut ws = connect(url, &token(&o.secret, user), n, o.sources).await?;
+    match ws.next().await {
+        Some(Ok(Message::Text(t))) if t.starts_with("{\"type\":\"connected\"") => {}
+        other => return Err(format!("expected connected, got {other:?}")),
+    }
+    let join = json!({"type": "room:join", "room": room, "id": 1});
+    ws.send(Message::Text(join.to_string().into()))
+        .await
+        .map_err(|e| e.to_string())?;
+    if until_reply(&mut ws, 1).await {
+        Ok(ws)
+    } else {
+        Err(format!("join {room} not acknowledged"))
     }
 }
 
 fn rss_kib(pid: Option<u32>) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// RSS above `base` per connection, in KiB (null without a pid).
@@ -151,7 +210,10 @@ fn cpu_secs(pid: Option<u32>) -> Option<f64> {
 
 fn main() {
     let o = opts();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let local = tokio::task::LocalSet::new();
     let result = local.block_on(&rt, async move {
         match o.scenario.as_str() {
@@ -178,42 +240,57 @@ async fn idle(o: &Opts) -> serde_json::Value {
     }
     let connected = rss_kib(o.pid);
     // Stay idle, answering the server's pings.
-    let kept = idle_until(conns, Instant::now() + o.duration).await;
+    let (kept, lost) = idle_until(conns, Instant::now() + o.duration).await;
     let after = rss_kib(o.pid);
     let per = |x| per_conn_kib(x, base, kept.len());
-    json!({"scenario": "idle", "connections": kept.len(), "failed": failed,
+    json!({"scenario": "idle", "connections": kept.len(), "failed": failed, "lost": lost,
            "rssKibPerConnAfterConnect": per(connected), "rssKibPerConnAfterIdle": per(after),
            "rssKibBaseline": base})
 }
 
-/// Reads (answering pings) until `deadline`, then hands the connection back.
-async fn idle_until(conns: Vec<Ws>, deadline: Instant) -> Vec<Ws> {
+/// Reads (answering pings) until `deadline`, then hands the connections back
+/// with the number the server closed meanwhile.
+async fn idle_until(conns: Vec<Ws>, deadline: Instant) -> (Vec<Ws>, u64) {
     let readers: Vec<_> = conns
         .into_iter()
         .map(|mut ws| {
             tokio::task::spawn_local(async move {
-                while tokio::time::timeout_at(deadline.into(), ws.next()).await.is_ok_and(|m| m.is_some()) {}
-                ws
+                loop {
+                    match tokio::time::timeout_at(deadline.into(), ws.next()).await {
+                        Ok(Some(Ok(_))) => {}
+                        Ok(_) => return (ws, true),
+                        Err(_) => return (ws, false),
+                    }
+                }
             })
         })
         .collect();
-    let mut kept = Vec::new();
+    let (mut kept, mut lost) = (Vec::new(), 0);
     for r in readers {
-        kept.push(r.await.unwrap());
+        let (ws, closed) = r.await.unwrap();
+        lost += closed as u64;
+        kept.push(ws);
     }
-    kept
+    (kept, lost)
 }
 
 async fn burst(o: &Opts) -> serde_json::Value {
     let base = rss_kib(o.pid);
     let mut conns = Vec::with_capacity(o.conns);
+    let mut failed = 0u64;
     for i in 0..o.conns {
-        let Ok(mut ws) = connect(&o.url, &token(&o.secret, &format!("burst{i}")), i, o.sources).await else { continue };
-        let _ = ws.next().await; // connected
-        let join = json!({"type": "room:join", "room": format!("public:burst{i}"), "id": 1});
-        let _ = ws.send(Message::Text(join.to_string().into())).await;
-        until_reply(&mut ws, 1).await;
-        conns.push(ws);
+        match connect_and_join(
+            o,
+            &o.url,
+            &format!("burst{i}"),
+            i,
+            &format!("public:burst{i}"),
+        )
+        .await
+        {
+            Ok(ws) => conns.push(ws),
+            Err(_) => failed += 1,
+        }
     }
     let n = conns.len();
     let before = rss_kib(o.pid);
@@ -232,7 +309,8 @@ async fn burst(o: &Opts) -> serde_json::Value {
                 let (mut sink, mut stream) = ws.split();
                 let send = async {
                     for _ in 0..count {
-                        let frame = json!({"type": "message:send", "room": room, "content": content});
+                        let frame =
+                            json!({"type": "message:send", "room": room, "content": content});
                         let _ = sink.feed(Message::Text(frame.to_string().into())).await;
                     }
                     let _ = sink.flush().await;
@@ -241,7 +319,11 @@ async fn burst(o: &Opts) -> serde_json::Value {
                     let mut got = 0;
                     while got < count {
                         match tokio::time::timeout(Duration::from_secs(30), stream.next()).await {
-                            Ok(Some(Ok(Message::Text(t)))) if t.starts_with("{\"type\":\"message:new\"") => got += 1,
+                            Ok(Some(Ok(Message::Text(t))))
+                                if t.starts_with("{\"type\":\"message:new\"") =>
+                            {
+                                got += 1
+                            }
                             Ok(Some(Ok(_))) => {}
                             _ => break,
                         }
@@ -259,11 +341,12 @@ async fn burst(o: &Opts) -> serde_json::Value {
         conns.push(t.await.unwrap());
     }
     let after_burst = rss_kib(o.pid);
-    let kept = idle_until(conns, Instant::now() + o.duration).await;
+    let (kept, lost) = idle_until(conns, Instant::now() + o.duration).await;
     let after = rss_kib(o.pid);
     let per = |x| per_conn_kib(x, base, n);
     let echoed = *echoed.borrow();
-    json!({"scenario": "burst", "connections": kept.len(), "burstKibPerConn": (o.count * o.size) as f64 / 1024.0,
+    json!({"scenario": "burst", "connections": kept.len(), "failed": failed, "lost": lost,
+           "burstKibPerConn": (o.count * o.size) as f64 / 1024.0,
            "echoedPct": 100.0 * echoed as f64 / (n * o.count).max(1) as f64,
            "rssKibPerConnBefore": per(before), "rssKibPerConnAfterBurst": per(after_burst),
            "rssKibPerConnAfterIdle": per(after), "rssKibBaseline": base})
@@ -273,6 +356,8 @@ async fn handshake(o: &Opts) -> serde_json::Value {
     let done = Rc::new(RefCell::new((0u64, 0u64)));
     let deadline = Instant::now() + o.duration;
     let started = Instant::now();
+    let cpu_before = cpu_secs(o.pid);
+    let own_before = cpu_secs(Some(std::process::id()));
     let workers: Vec<_> = (0..64)
         .map(|w| {
             let (done, url, secret, sources) = (done.clone(), o.url.clone(), o.secret.clone(), o.sources);
@@ -280,14 +365,20 @@ async fn handshake(o: &Opts) -> serde_json::Value {
                 let mut n = w;
                 while Instant::now() < deadline {
                     let t = token(&secret, &format!("hs{n}"));
-                    match connect(&url, &t, n, sources).await {
+                    // A handshake counts once `connected` has arrived.
+                    let ok = match connect(&url, &t, n, sources).await {
                         Ok(mut ws) => {
-                            // Wait for `connected`, then close.
-                            let _ = ws.next().await;
+                            let first = ws.next().await;
                             let _ = ws.close(None).await;
-                            done.borrow_mut().0 += 1;
+                            matches!(first, Some(Ok(Message::Text(t))) if t.starts_with("{\"type\":\"connected\""))
                         }
-                        Err(_) => done.borrow_mut().1 += 1,
+                        Err(_) => false,
+                    };
+                    let mut d = done.borrow_mut();
+                    if ok {
+                        d.0 += 1;
+                    } else {
+                        d.1 += 1;
                     }
                     n += 64;
                 }
@@ -299,12 +390,22 @@ async fn handshake(o: &Opts) -> serde_json::Value {
     }
     let secs = started.elapsed().as_secs_f64();
     let (ok, failed) = *done.borrow();
-    json!({"scenario": "handshake", "handshakes": ok, "failed": failed, "perSecond": ok as f64 / secs})
+    // The server's CPU per handshake: on a machine shared with other work
+    // it moves far less than the rate does.
+    let cpu = cpu_before
+        .zip(cpu_secs(o.pid))
+        .map(|(a, b)| (b - a) * 1e6 / ok.max(1) as f64);
+    let own = own_before
+        .zip(cpu_secs(Some(std::process::id())))
+        .map(|(a, b)| 100.0 * (b - a) / secs);
+    json!({"scenario": "handshake", "handshakes": ok, "failed": failed, "perSecond": ok as f64 / secs,
+           "serverCpuUsPerHandshake": cpu, "generatorCpuPct": own})
 }
 
-/// The send time in the content: 20 digits of nanoseconds since `base`.
-fn stamp(base: Instant, size: usize) -> String {
-    let mut s = format!("{:020}", base.elapsed().as_nanos());
+/// A message's content: the time it was due, as 20 digits of nanoseconds
+/// since the generator's base instant, padded to `size`.
+fn stamp(due_ns: u64, size: usize) -> String {
+    let mut s = format!("{due_ns:020}");
     while s.len() < size {
         s.push('x');
     }
@@ -316,100 +417,167 @@ fn read_stamp(text: &str) -> Option<u64> {
     text.get(i..i + 20)?.parse().ok()
 }
 
+/// What the subscribers of a fan-out run saw.
+#[derive(Default)]
+struct Seen {
+    delivered: u64,
+    last: Option<Instant>,
+    /// Subscribers whose connection the server closed (or broke) mid-run.
+    lost: u64,
+}
+
 async fn fanout(o: &Opts) -> serde_json::Value {
     let room = "public:bench";
     let base = Instant::now();
-    let hist = Rc::new(RefCell::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap()));
-    let delivered = Rc::new(RefCell::new(0u64));
-    // Set-up is not measured; the clock for the end starts after it.
+    let hist = Rc::new(RefCell::new(
+        Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).unwrap(),
+    ));
+    let seen = Rc::new(RefCell::new(Seen::default()));
+    // Set-up is not measured; the readers stop at `stop`, set once it is known.
     let stop = Rc::new(RefCell::new(Instant::now() + Duration::from_secs(3600)));
+    let (mut subscribers, mut failed) = (0u64, 0u64);
     for i in 0..o.subs {
-        let Ok(mut ws) = connect(&o.url, &token(&o.secret, &format!("sub{i}")), i, o.sources).await else { continue };
-        let _ = ws.next().await; // connected
-        let _ = ws.send(Message::Text(json!({"type": "room:join", "room": room, "id": 1}).to_string().into())).await;
-        until_reply(&mut ws, 1).await;
+        let Ok(mut ws) = connect_and_join(o, &o.url, &format!("sub{i}"), i, room).await else {
+            failed += 1;
+            continue;
+        };
+        subscribers += 1;
         // Read from now on, so no subscriber falls behind during set-up.
-        let (hist, delivered, stop) = (hist.clone(), delivered.clone(), stop.clone());
+        let (hist, seen, stop) = (hist.clone(), seen.clone(), stop.clone());
         tokio::task::spawn_local(async move {
             loop {
                 let until = *stop.borrow();
-                let Ok(Some(Ok(msg))) = tokio::time::timeout_at(until.into(), ws.next()).await else { break };
-                if let Message::Text(t) = msg {
-                    if let Some(sent) = read_stamp(&t) {
-                        let now = base.elapsed().as_nanos() as u64;
-                        let _ = hist.borrow_mut().record((now.saturating_sub(sent) / 1000).max(1));
-                        *delivered.borrow_mut() += 1;
+                match tokio::time::timeout_at(until.into(), ws.next()).await {
+                    Ok(Some(Ok(Message::Text(t)))) => {
+                        if let Some(due) = read_stamp(&t) {
+                            let now = base.elapsed().as_nanos() as u64;
+                            let _ = hist
+                                .borrow_mut()
+                                .record((now.saturating_sub(due) / 1000).max(1));
+                            let mut s = seen.borrow_mut();
+                            s.delivered += 1;
+                            s.last = Some(Instant::now());
+                        }
                     }
+                    Ok(Some(Ok(_))) => {}
+                    Ok(_) => {
+                        seen.borrow_mut().lost += 1;
+                        break;
+                    }
+                    Err(_) => break,
                 }
             }
         });
     }
-    let stop_at = Instant::now() + o.duration + Duration::from_secs(3);
-    *stop.borrow_mut() = stop_at;
-    let stop = stop_at;
     let pub_url = o.pub_url.clone().unwrap_or_else(|| o.url.clone());
-    let mut publisher = connect(&pub_url, &token(&o.secret, "publisher"), 0, o.sources).await.expect("publisher");
-    let _ = publisher.next().await;
-    let _ = publisher.send(Message::Text(json!({"type": "room:join", "room": room, "id": 1}).to_string().into())).await;
-    until_reply(&mut publisher, 1).await;
-    let subscribers = o.subs as u64;
+    let publisher = match connect_and_join(o, &pub_url, "publisher", 0, room).await {
+        Ok(ws) => ws,
+        Err(e) => return json!({"scenario": "fanout", "error": format!("publisher: {e}")}),
+    };
+    let total = (o.rate as f64 * o.duration.as_secs_f64()).round() as u64;
+    let expected = total * subscribers;
     let cpu_before = cpu_secs(o.pid);
-    // Open loop: every millisecond, the messages due by now.
+    let own_cpu_before = cpu_secs(Some(std::process::id()));
+    // Open loop: every millisecond, the messages due by now, each stamped
+    // with the time it was due.
     let started = Instant::now();
-    let mut sent = 0u64;
+    let start_ns = started.duration_since(base).as_nanos() as u64;
+    let due_ns = |i: u64| start_ns + (i as f64 * 1e9 / o.rate as f64) as u64;
+    let end_by = started + o.duration + o.drain;
+    *stop.borrow_mut() = end_by;
+    let (mut sent, mut max_lag_ns) = (0u64, 0u64);
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     let (mut sink, mut stream) = publisher.split();
     // The publisher's own copies are read and dropped.
-    tokio::task::spawn_local(async move { while let Ok(Some(_)) = tokio::time::timeout_at(stop.into(), stream.next()).await {} });
-    while started.elapsed() < o.duration {
+    tokio::task::spawn_local(async move {
+        while let Ok(Some(_)) = tokio::time::timeout_at(end_by.into(), stream.next()).await {}
+    });
+    'publish: while sent < total {
         tick.tick().await;
-        let due = (started.elapsed().as_secs_f64() * o.rate as f64) as u64;
+        let due = ((started.elapsed().as_secs_f64() * o.rate as f64) as u64 + 1).min(total);
         while sent < due {
-            let frame = json!({"type": "message:send", "room": room, "content": stamp(base, o.size)});
-            if sink.feed(Message::Text(frame.to_string().into())).await.is_err() {
-                break;
+            let at = due_ns(sent);
+            max_lag_ns = max_lag_ns.max((base.elapsed().as_nanos() as u64).saturating_sub(at));
+            let frame = json!({"type": "message:send", "room": room, "content": stamp(at, o.size)});
+            if sink
+                .feed(Message::Text(frame.to_string().into()))
+                .await
+                .is_err()
+            {
+                break 'publish;
             }
             sent += 1;
         }
         let _ = sink.flush().await;
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    tokio::time::sleep_until(stop.into()).await;
+    let published = Instant::now();
+    // The drain: wait until every delivery arrived, or --drain has passed.
+    while seen.borrow().delivered < expected && Instant::now() < end_by {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let ended = Instant::now();
     let cpu = match (cpu_before, cpu_secs(o.pid)) {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
     };
-    let got = *delivered.borrow();
+    let own_cpu = own_cpu_before
+        .zip(cpu_secs(Some(std::process::id())))
+        .map(|(a, b)| b - a);
+    let s = seen.borrow();
+    let got = s.delivered;
+    let last = s.last.unwrap_or(started);
+    // Deliveries per second over the whole time they took: from the first
+    // send to the last delivery, the drain included.
+    let span = last
+        .duration_since(started)
+        .as_secs_f64()
+        .max(o.duration.as_secs_f64());
     let h = hist.borrow();
-    json!({"scenario": "fanout", "subscribers": subscribers, "rate": o.rate, "sent": sent,
-           "deliveries": got, "deliveredPct": 100.0 * got as f64 / (sent * subscribers).max(1) as f64,
-           "deliveriesPerSecond": got as f64 / elapsed,
+    json!({"scenario": "fanout", "subscribers": subscribers, "failed": failed, "lost": s.lost,
+           "rate": o.rate, "sent": sent, "scheduled": total,
+           "offeredPerSecond": (total * subscribers) as f64 / o.duration.as_secs_f64(),
+           "deliveries": got, "deliveredPct": 100.0 * got as f64 / expected.max(1) as f64,
+           "deliveriesPerSecond": got as f64 / span,
+           "drainMs": last.saturating_duration_since(published).as_secs_f64() * 1e3,
+           "publishLagMaxUs": max_lag_ns / 1000,
            "p50us": h.value_at_quantile(0.50), "p99us": h.value_at_quantile(0.99), "p999us": h.value_at_quantile(0.999),
-           "serverCpuUsPerDelivery": cpu.map(|c| c * 1e6 / got.max(1) as f64)})
+           "maxUs": h.max(),
+           "serverCpuUsPerDelivery": cpu.map(|c| c * 1e6 / got.max(1) as f64),
+           "generatorCpuPct": own_cpu.map(|c| 100.0 * c / ended.duration_since(started).as_secs_f64())})
 }
 
 async fn persist(o: &Opts) -> serde_json::Value {
-    let acked = Rc::new(RefCell::new(0u64));
-    let errors = Rc::new(RefCell::new(0u64));
+    #[derive(Default)]
+    struct Counts {
+        acked: u64,
+        errors: u64,
+        unanswered: u64,
+        lost: u64,
+    }
+    let counts = Rc::new(RefCell::new(Counts::default()));
+    let mut failed = 0u64;
+    let mut conns = Vec::new();
+    for s in 0..o.senders {
+        let room = format!("public:persist{}", s % 8);
+        match connect_and_join(o, &o.url, &format!("writer{s}"), s, &room).await {
+            Ok(ws) => conns.push((ws, room)),
+            Err(_) => failed += 1,
+        }
+    }
     let deadline = Instant::now() + o.duration;
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for s in 0..o.senders {
-        let mut ws = connect(&o.url, &token(&o.secret, &format!("writer{s}")), s, o.sources).await.expect("connect");
-        let _ = ws.next().await;
-        let room = format!("public:persist{}", s % 8);
-        let _ = ws.send(Message::Text(json!({"type": "room:join", "room": room, "id": 0}).to_string().into())).await;
-        until_reply(&mut ws, 0).await;
-        let (acked, errors, window) = (acked.clone(), errors.clone(), o.window);
+    for (ws, room) in conns {
+        let (counts, window) = (counts.clone(), o.window);
         tasks.push(tokio::task::spawn_local(async move {
             let (mut sink, mut stream) = ws.split();
-            let mut next_id = 1u64;
-            let mut in_flight = 0usize;
+            let mut next_id = 2u64;
+            let mut in_flight = 0u64;
             loop {
-                while in_flight < window && Instant::now() < deadline {
+                while in_flight < window as u64 && Instant::now() < deadline {
                     let frame = json!({"type": "message:send", "room": room, "content": "persisted", "id": next_id});
                     if sink.send(Message::Text(frame.to_string().into())).await.is_err() {
-                        return;
+                        break;
                     }
                     next_id += 1;
                     in_flight += 1;
@@ -419,16 +587,22 @@ async fn persist(o: &Opts) -> serde_json::Value {
                 }
                 match tokio::time::timeout(Duration::from_secs(10), stream.next()).await {
                     Ok(Some(Ok(Message::Text(t)))) => {
+                        let mut c = counts.borrow_mut();
                         if t.starts_with("{\"type\":\"reply\"") {
                             in_flight -= 1;
-                            *acked.borrow_mut() += 1;
+                            c.acked += 1;
                         } else if t.starts_with("{\"type\":\"error\"") {
                             in_flight -= 1;
-                            *errors.borrow_mut() += 1;
+                            c.errors += 1;
                         }
                     }
                     Ok(Some(Ok(_))) => {}
-                    _ => return,
+                    end => {
+                        let mut c = counts.borrow_mut();
+                        c.unanswered += in_flight;
+                        c.lost += end.is_ok() as u64;
+                        return;
+                    }
                 }
             }
         }));
@@ -437,7 +611,7 @@ async fn persist(o: &Opts) -> serde_json::Value {
         let _ = t.await;
     }
     let secs = started.elapsed().as_secs_f64();
-    let ok = *acked.borrow();
-    json!({"scenario": "persist", "senders": o.senders, "acked": ok, "errors": *errors.borrow(),
-           "ackedPerSecond": ok as f64 / secs})
+    let c = counts.borrow();
+    json!({"scenario": "persist", "senders": o.senders, "failed": failed, "lost": c.lost, "acked": c.acked,
+           "errors": c.errors, "unanswered": c.unanswered, "ackedPerSecond": c.acked as f64 / secs})
 }
