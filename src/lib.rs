@@ -25,7 +25,7 @@
 //! - [`http`]: thin handlers: the upgrade, the admin API, health and metrics.
 //! - [`metrics`]: counters and the Prometheus rendering.
 //! - [`memory`]: malloc arenas and giving freed memory back.
-//! - [`server`]: start-up wiring and graceful shutdown.
+//! - [`server`]: start-up wiring; `server/shutdown.rs` the ordered shutdown.
 //!
 //! `docs/architecture.md` draws the actor graph and the path of a message.
 

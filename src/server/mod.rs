@@ -1,5 +1,8 @@
 //! Start-up: builds every actor once, hands each its peers' addresses, and
-//! runs the HTTP server until a signal asks it to stop.
+//! runs the HTTP server until a signal asks it to stop; [`shutdown`] holds
+//! the ordered way down.
+
+mod shutdown;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,8 +11,8 @@ use actix::prelude::*;
 use actix_web::{web, App, HttpServer};
 
 use crate::actors::presence::PresenceTracker;
-use crate::actors::redis_bridge::{Attach, BridgeConfig, BridgeHealth, Depart, RedisBridge};
-use crate::actors::room_registry::{CloseAll, RegistryConfig, RoomRegistry};
+use crate::actors::redis_bridge::{Attach, BridgeConfig, BridgeHealth, RedisBridge};
+use crate::actors::room_registry::{RegistryConfig, RoomRegistry};
 use crate::actors::session::{SessionConfig, SessionDeps, REGISTRY_TIMEOUT};
 use crate::auth::Auth;
 use crate::broker::memory::MemoryPresence;
@@ -180,43 +183,14 @@ pub async fn run(settings: Settings, auth: Auth) -> anyhow::Result<()> {
         }
     });
 
-    actix_web::rt::spawn(async move {
-        let signal = wait_for_signal().await;
-        log::info!("{signal}: closing connections with 1001 and stopping");
-        if let Ok(n) = registry.send(CloseAll).await {
-            log::info!("asked {n} connections to close");
-        }
-        // Let the close frames go out before the listener stops.
-        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
-        handle.stop(true).await;
-    });
-
+    actix_web::rt::spawn(shutdown::on_signal(registry, handle));
     server.await?;
-    // What is queued for the database is written before the process ends.
-    let limit = settings.server.shutdown_timeout.max(Duration::from_secs(1));
-    if tokio::time::timeout(limit, message_log.flush())
-        .await
-        .is_err()
-    {
-        log::warn!("pending messages not all written within {limit:?}");
-    }
-    if !records.flush(limit).await {
-        log::warn!("background records not all written within {limit:?}");
-    }
-    if let Some(bridge) = &bridge {
-        // The other nodes drop this node's presence now, not after the TTL.
-        let _ = tokio::time::timeout(limit, bridge.send(Depart)).await;
-    }
-    log::info!("stopped");
+    shutdown::drain(
+        settings.server.shutdown_timeout,
+        message_log,
+        records,
+        bridge,
+    )
+    .await;
     Ok(())
-}
-
-async fn wait_for_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    }
 }
