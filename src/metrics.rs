@@ -52,6 +52,7 @@ pub struct Metrics {
     pub db_errors: AtomicU64,
     pub records_written: AtomicU64,
     pub records_dropped: AtomicU64,
+    pub handshakes_held: AtomicU64,
     pub redis_publish_errors: AtomicU64,
     pub cluster_gaps_filled: AtomicU64,
     pub session_mailbox: MailboxGauge,
@@ -191,6 +192,11 @@ impl Metrics {
                 "records_dropped",
                 "Background records dropped because their queue was full.",
                 c(&self.records_dropped),
+            ),
+            (
+                "handshakes_held",
+                "Upgrades that waited for room in the background record queue.",
+                c(&self.handshakes_held),
             ),
             (
                 "redis_publish_errors",

@@ -201,3 +201,56 @@ async fn a_database_timeout_past_ten_seconds_gets_its_documented_answer() {
     );
     proxy.release();
 }
+
+/// The value of a counter in `/metrics` (this node's only series).
+async fn counter(server: &Server, name: &str) -> u64 {
+    let (_, text) = server.get_text("/metrics").await;
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name}{{")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+/// While the background record writer is stuck, new connections wait for
+/// room in its queue instead of having their records dropped, and are
+/// refused with 503 and Retry-After once they have waited 5 s; when the
+/// writer catches up, connections get in again, and no record was lost.
+#[actix_rt::test]
+async fn connections_wait_for_the_record_writer_instead_of_losing_records() {
+    let (_db, proxy, server) = held_database("background_queue = 10\n");
+    let _first = server.connect("u0", &[]).await;
+    proxy.hold();
+    // Each connection queues three records (its row, presence, audit); the
+    // writer holds the first batch and waits for the database.
+    let mut open = Vec::new();
+    let mut refusal = None;
+    for i in 1..=10 {
+        let token = server.token(&format!("u{i}"), &[]);
+        match server.connect_with(&token, &[]).await {
+            Ok(client) => open.push(client),
+            Err(_) => {
+                refusal = Some(server.refused_upgrade(&token).await);
+                break;
+            }
+        }
+    }
+    let (status, retry_after, body) = refusal.expect("a connection is refused while stuck");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "UNAVAILABLE", "{body}");
+    assert_eq!(body["retryAfterMs"], 1000, "{body}");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    assert!(counter(&server, "realtime_handshakes_held_total").await >= 1);
+    proxy.release();
+    // The writer catches up; a new connection gets in (it may wait a moment).
+    let late = server.token("late", &[]);
+    let mut admitted = false;
+    for _ in 0..10 {
+        if server.connect_with(&late, &[]).await.is_ok() {
+            admitted = true;
+            break;
+        }
+    }
+    assert!(admitted, "no connection admitted after the release");
+    assert_eq!(counter(&server, "realtime_records_dropped_total").await, 0);
+}

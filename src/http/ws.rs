@@ -32,6 +32,10 @@ pub fn remember_socket(conn: &dyn Any, ext: &mut Extensions) {
     }
 }
 
+/// Longest an upgrade waits for room in the background record queue
+/// before it is refused with 503 and `Retry-After`.
+const RECORDS_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(Deserialize)]
 pub struct WsQuery {
     token: Option<String>,
@@ -104,6 +108,17 @@ pub async fn upgrade(
         }
     };
 
+    // Every connection writes background records (its row, presence, audit)
+    // on the way in and out: wait for room rather than have them dropped.
+    if !state.sessions.records.wait_for_room(RECORDS_WAIT).await {
+        let mut err = refuse(
+            &state,
+            ErrorCode::Unavailable,
+            "the server is behind with writing connection records; try again shortly",
+        );
+        err.body.retry_after_ms = Some(1000);
+        return Err(err);
+    }
     let slot = state
         .counter
         .admit(&identity.user_id)

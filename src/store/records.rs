@@ -4,8 +4,10 @@
 //! None of these may slow a client down, so [`Records::send`] never waits:
 //! it puts the record in a bounded queue. One task writes the queue in
 //! batches; while the database is down it retries the same batch with
-//! exponential backoff. When the queue is full, new records are dropped,
-//! counted (`realtime_records_dropped_total`) and logged.
+//! exponential backoff. New connections wait while the queue is more than
+//! half full ([`Records::wait_for_room`]), so a connection storm is slowed
+//! to the writer's pace; when the queue is full all the same, new records
+//! are dropped, counted (`realtime_records_dropped_total`) and logged.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -110,6 +112,27 @@ impl Records {
     }
 
     /// Queues `record`; never waits. A full queue drops it, counted and logged.
+    /// Waits, at most `limit`, until the queue is at most half full: a new
+    /// connection's records (and, later, its disconnect's) then find room.
+    /// The upgrade waits here, so a connection storm is slowed to the
+    /// writer's pace instead of overflowing the queue. False if the queue
+    /// stayed fuller than that (the database is down or far behind).
+    pub async fn wait_for_room(&self, limit: Duration) -> bool {
+        let half_free = |jobs: &mpsc::Sender<Job>| jobs.capacity() * 2 >= jobs.max_capacity();
+        if half_free(&self.jobs) {
+            return true;
+        }
+        inc(&self.metrics.handshakes_held);
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            if half_free(&self.jobs) {
+                return true;
+            }
+        }
+        false
+    }
+
     pub fn send(&self, record: Record) {
         if self.jobs.try_send(Job::Record(record)).is_err() {
             inc(&self.metrics.records_dropped);
