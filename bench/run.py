@@ -39,8 +39,8 @@ TOKIO_REF = os.path.join(BENCH_DIR, "target", "release", "tokio-broadcast")
 HAS_TASKSET = shutil.which("taskset") is not None
 PG_ADMIN = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc"]
 # Counters in our /metrics that must stay at 0 in a healthy run.
-ERROR_COUNTERS = ["records_dropped", "db_errors", "slow_consumer_closes", "handshakes_refused",
-                  "redis_publish_errors", "flood_closes", "rate_limited"]
+ERROR_COUNTERS = ["records_dropped", "db_errors", "slow_consumer_closes", "heartbeat_closes",
+                  "handshakes_refused", "redis_publish_errors", "flood_closes", "rate_limited"]
 
 # What went wrong, as (who, where, what); printed at the end, and the exit
 # status when any of it is ours or a generator failure.

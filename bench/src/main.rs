@@ -230,22 +230,72 @@ fn main() {
 
 async fn idle(o: &Opts) -> serde_json::Value {
     let base = rss_kib(o.pid);
-    let mut conns = Vec::with_capacity(o.conns);
+    let mut held = Holding::new();
     let mut failed = 0;
     for i in 0..o.conns {
         match connect(&o.url, &token(&o.secret, &format!("idle{i}")), i, o.sources).await {
-            Ok(ws) => conns.push(ws),
+            Ok(ws) => held.hold(i, ws),
             Err(_) => failed += 1,
         }
     }
     let connected = rss_kib(o.pid);
+    let (conns, lost_in_setup) = held.release().await;
+    let conns = conns.into_iter().map(|(_, ws)| ws).collect();
     // Stay idle, answering the server's pings.
     let (kept, lost) = idle_until(conns, Instant::now() + o.duration).await;
+    let lost = lost + lost_in_setup;
     let after = rss_kib(o.pid);
     let per = |x| per_conn_kib(x, base, kept.len());
     json!({"scenario": "idle", "connections": kept.len(), "failed": failed, "lost": lost,
            "rssKibPerConnAfterConnect": per(connected), "rssKibPerConnAfterIdle": per(after),
            "rssKibBaseline": base})
+}
+
+/// Connections opened during a scenario's set-up, each read by a task of
+/// its own until `release` hands them back: a connection left unread while
+/// thousands of others open does not answer the server's pings, and the
+/// server's heartbeat closes it.
+struct Holding {
+    go: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<Option<(usize, Ws)>>>,
+}
+
+impl Holding {
+    fn new() -> Self {
+        Holding {
+            go: tokio::sync::watch::channel(false).0,
+            tasks: Vec::new(),
+        }
+    }
+
+    /// Holds `ws`; `release` hands it back with `tag`.
+    fn hold(&mut self, tag: usize, mut ws: Ws) {
+        let mut go = self.go.subscribe();
+        self.tasks.push(tokio::task::spawn_local(async move {
+            loop {
+                tokio::select! {
+                    _ = go.wait_for(|go| *go) => return Some((tag, ws)),
+                    msg = ws.next() => match msg {
+                        Some(Ok(_)) => {}
+                        _ => return None,
+                    },
+                }
+            }
+        }));
+    }
+
+    /// The connections still open, and how many the server closed meanwhile.
+    async fn release(self) -> (Vec<(usize, Ws)>, u64) {
+        let _ = self.go.send(true);
+        let (mut open, mut closed) = (Vec::with_capacity(self.tasks.len()), 0);
+        for t in self.tasks {
+            match t.await.unwrap() {
+                Some(tagged) => open.push(tagged),
+                None => closed += 1,
+            }
+        }
+        (open, closed)
+    }
 }
 
 /// Reads (answering pings) until `deadline`, then hands the connections back
@@ -276,7 +326,7 @@ async fn idle_until(conns: Vec<Ws>, deadline: Instant) -> (Vec<Ws>, u64) {
 
 async fn burst(o: &Opts) -> serde_json::Value {
     let base = rss_kib(o.pid);
-    let mut conns = Vec::with_capacity(o.conns);
+    let mut held = Holding::new();
     let mut failed = 0u64;
     for i in 0..o.conns {
         match connect_and_join(
@@ -288,17 +338,17 @@ async fn burst(o: &Opts) -> serde_json::Value {
         )
         .await
         {
-            Ok(ws) => conns.push(ws),
+            Ok(ws) => held.hold(i, ws),
             Err(_) => failed += 1,
         }
     }
-    let n = conns.len();
     let before = rss_kib(o.pid);
+    let (conns, lost_in_setup) = held.release().await;
+    let n = conns.len();
     let content = "x".repeat(o.size);
     let echoed = Rc::new(RefCell::new(0u64));
     let tasks: Vec<_> = conns
         .into_iter()
-        .enumerate()
         .map(|(i, ws)| {
             let (echoed, count, room) = (echoed.clone(), o.count, format!("public:burst{i}"));
             let content = content.clone();
@@ -307,13 +357,18 @@ async fn burst(o: &Opts) -> serde_json::Value {
                 // until it had sent everything could deadlock with a server
                 // whose writes back to it are blocked.
                 let (mut sink, mut stream) = ws.split();
+                // A server that stops reading (a connection it closed
+                // half-way) must not hold the sender for ever.
                 let send = async {
-                    for _ in 0..count {
-                        let frame =
-                            json!({"type": "message:send", "room": room, "content": content});
-                        let _ = sink.feed(Message::Text(frame.to_string().into())).await;
-                    }
-                    let _ = sink.flush().await;
+                    let all = async {
+                        for _ in 0..count {
+                            let frame =
+                                json!({"type": "message:send", "room": room, "content": content});
+                            let _ = sink.feed(Message::Text(frame.to_string().into())).await;
+                        }
+                        let _ = sink.flush().await;
+                    };
+                    let _ = tokio::time::timeout(Duration::from_secs(30), all).await;
                 };
                 let read = async {
                     let mut got = 0;
@@ -345,6 +400,7 @@ async fn burst(o: &Opts) -> serde_json::Value {
     let after = rss_kib(o.pid);
     let per = |x| per_conn_kib(x, base, n);
     let echoed = *echoed.borrow();
+    let lost = lost + lost_in_setup;
     json!({"scenario": "burst", "connections": kept.len(), "failed": failed, "lost": lost,
            "burstKibPerConn": (o.count * o.size) as f64 / 1024.0,
            "echoedPct": 100.0 * echoed as f64 / (n * o.count).max(1) as f64,
