@@ -209,7 +209,22 @@ async fn a_reconnect_storm_leaves_exact_counts_and_no_leak() {
             let server = &server;
             async move {
                 tokio::time::sleep(Duration::from_millis((i * 7919) % 200)).await;
-                let mut c = server.connect(&format!("u{i}"), &["storm"]).await;
+                // While the background record writer is behind, the server
+                // refuses upgrades with 503 and Retry-After after holding
+                // them 5 s: come back then, as a client would.
+                let token = server.token(&format!("u{i}"), &["storm"]);
+                let mut attempt = 0;
+                let mut c = loop {
+                    attempt += 1;
+                    match server.connect_with(&token, &[]).await {
+                        Ok(c) => break c,
+                        Err((503, body)) if attempt < 20 => {
+                            let wait = body["retryAfterMs"].as_u64().expect("retryAfterMs");
+                            tokio::time::sleep(Duration::from_millis(wait)).await;
+                        }
+                        Err(refused) => panic!("connect attempt {attempt}: {refused:?}"),
+                    }
+                };
                 // Every join answers with the room's member list (up to
                 // 1,000), so a storm of joins is quadratic work; allow it time.
                 // On a busy machine the session may give up waiting for the
