@@ -3,9 +3,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
-use common::{claims, scaled, Closed, Server, ADMIN_KEY, WAIT};
+use common::{claims, run_to_exit, scaled, Closed, Server, ADMIN_KEY, WAIT};
 use realtime_server::auth::{now_secs, Claims};
 use serde_json::json;
 
@@ -197,31 +195,12 @@ async fn insecure_mode_is_loud_and_refused_in_production() {
     // clean environment, in a directory of its own, and a deadline (a
     // regression would start a server that never exits).
     let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_realtime-server"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("REALTIME__SERVER__ENVIRONMENT", "production")
-        .env("REALTIME_PORT", "0")
-        .current_dir(dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("a production server without a JWT key was still running after {WAIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(!status.success(), "{stderr}");
+    let (ok, stderr) = run_to_exit(
+        &[],
+        &[("REALTIME__SERVER__ENVIRONMENT", "production")],
+        dir.path(),
+    );
+    assert!(!ok, "{stderr}");
     assert!(stderr.contains("refusing to start"), "{stderr}");
 }
 

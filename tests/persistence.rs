@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{pg_addr, scaled_ms, Backend, Closed, Proxy, Server, TestDb, WAIT};
+use common::{pg_addr, run_to_exit, scaled_ms, Backend, Closed, Proxy, Server, TestDb, WAIT};
 use serde_json::json;
 
 /// Runs a scenario once per backend, as two tests.
@@ -461,31 +461,9 @@ async fn postgres_down_gives_unavailable_and_recovers() {
 /// temporary directory, with a deadline; returns its log.
 fn migrate(db: &TestDb) -> String {
     let cwd = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_realtime-server"))
-        .arg("migrate")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", &db.url)
-        .env("RUST_LOG", "info")
-        .current_dir(cwd.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("`migrate` still running after {WAIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut log = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
-    assert!(status.success(), "{:?}: {log}", db.backend);
+    let env = [("DATABASE_URL", db.url.as_str()), ("RUST_LOG", "info")];
+    let (ok, log) = run_to_exit(&["migrate"], &env, cwd.path());
+    assert!(ok, "{:?}: {log}", db.backend);
     log
 }
 

@@ -6,9 +6,6 @@
 mod common;
 
 use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::raw::{self, header, rss_kib, RawWs, Received};
 use common::*;
@@ -267,35 +264,6 @@ fn ids_are_echoed_exactly_as_sent() {
     }
 }
 
-/// Runs the server binary with only `env`, in `dir`, and waits at most 20 s
-/// for it to exit.
-fn run_to_exit(dir: &Path, env: &[(&str, &str)]) -> (bool, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_realtime-server"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("REALTIME_PORT", "0")
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut stderr = String::new();
-            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-            return (status.success(), stderr);
-        }
-        if started.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
-            panic!("the server did not refuse to start within 20 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Production refuses a short HS256 secret and a missing key, before it
 /// runs a migration or creates the SQLite file.
 #[test]
@@ -310,7 +278,7 @@ fn production_refuses_weak_or_missing_keys_before_touching_the_database() {
         if let Some(secret) = secret {
             env.push(("REALTIME_JWT_SECRET", secret));
         }
-        let (ok, stderr) = run_to_exit(dir.path(), &env);
+        let (ok, stderr) = run_to_exit(&[], &env, dir.path());
         assert!(!ok, "{secret:?} must be refused");
         assert!(stderr.contains(says), "{secret:?}: {stderr}");
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();

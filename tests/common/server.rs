@@ -385,3 +385,37 @@ pub fn claims(user: &str, ttl_secs: i64) -> Claims {
         aud: None,
     }
 }
+
+/// Runs the server binary to its exit with `args`, only PATH and `env` in
+/// its environment, in `dir`, and at most `WAIT` (a regression that starts a
+/// server instead of exiting is killed and fails the test). Returns whether
+/// it succeeded and what it wrote to stderr (its log).
+pub fn run_to_exit(args: &[&str], env: &[(&str, &str)], dir: &std::path::Path) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_realtime-server"));
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("REALTIME_PORT", "0")
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("start realtime-server");
+    let deadline = std::time::Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("realtime-server {args:?} still running after {WAIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status.success(), stderr)
+}
