@@ -7,14 +7,46 @@
 //! - `<prefix>:all`: presence changes (`Track`, `Status`), `Hello`, and admin
 //!   `Request`s; every node subscribes.
 //! - `<prefix>:node:<node>`: answers meant for one node (`Snapshot`, `Reply`).
+//!
+//! The registry reaches other nodes only through the [`Cluster`] interface:
+//! [`SingleNode`] when Redis is not configured, the RedisBridge's otherwise
+//! (`actors::redis_bridge::BridgeLink`). One code path serves both.
 
 use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::actors::messages::{ConnectionInfo, NodeFigures, RoomInfo};
 use crate::broker::NodeSnapshot;
 use crate::protocol::{CustomStatus, MessageRecord, Notification, Status};
+
+/// The registry's way to the other nodes.
+pub trait Cluster: Send + Sync + 'static {
+    /// Hands an event to the other nodes. Never waits: when the relay's
+    /// queue is full the event is dropped, counted and logged.
+    fn relay(&self, channel: Channel, event: ClusterEvent);
+    /// Follows a room's channel (or stops); ends once the subscription is
+    /// confirmed, so nothing published after it is missed.
+    fn follow(&self, room: Arc<str>, on: bool) -> BoxFuture<'static, ()>;
+    /// Asks every other node to carry out `op`: the answers that came back
+    /// in time, and how many nodes were asked.
+    fn gather(&self, op: AdminOp) -> BoxFuture<'static, (Vec<AdminAnswer>, usize)>;
+}
+
+/// One node alone: nothing to relay, follow or ask.
+pub struct SingleNode;
+
+impl Cluster for SingleNode {
+    fn relay(&self, _: Channel, _: ClusterEvent) {}
+    fn follow(&self, _: Arc<str>, _: bool) -> BoxFuture<'static, ()> {
+        Box::pin(std::future::ready(()))
+    }
+    fn gather(&self, _: AdminOp) -> BoxFuture<'static, (Vec<AdminAnswer>, usize)> {
+        Box::pin(std::future::ready((Vec::new(), 0)))
+    }
+}
 
 /// Where an event goes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -102,8 +134,19 @@ pub enum ClusterEvent {
     },
     Reply {
         id: u64,
-        answer: Value,
+        answer: AdminAnswer,
     },
+}
+
+/// A node's answer to an [`AdminOp`], one variant per kind of question.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum AdminAnswer {
+    /// Kick, Notify, Broadcast: how many connections it reached.
+    Count(usize),
+    Stats(NodeFigures),
+    Connections(Vec<ConnectionInfo>),
+    Rooms(Vec<RoomInfo>),
 }
 
 /// What an admin call asks of every node.
@@ -156,5 +199,26 @@ mod tests {
         ));
         assert_eq!(Channel::Room("a:b".into()).name("p"), "p:room:a:b");
         assert_eq!(Channel::Node("n".into()).name("p"), "p:node:n");
+    }
+
+    #[test]
+    fn admin_answers_are_typed_on_the_wire() {
+        let reply = ClusterEvent::Reply {
+            id: 7,
+            answer: AdminAnswer::Count(3),
+        };
+        let text = serde_json::to_string(&reply).unwrap();
+        assert_eq!(
+            text,
+            r#"{"t":"reply","id":7,"answer":{"kind":"count","value":3}}"#
+        );
+        let rooms = AdminAnswer::Rooms(vec![RoomInfo {
+            room: "r".into(),
+            users: 1,
+            connections: 2,
+        }]);
+        let back: AdminAnswer =
+            serde_json::from_str(&serde_json::to_string(&rooms).unwrap()).unwrap();
+        assert_eq!(back, rooms);
     }
 }

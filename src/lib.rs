@@ -15,11 +15,14 @@
 //!   temporary) and of the server's close codes with their reasons.
 //! - [`auth`]: JWT verification and minting, the admin key, room patterns.
 //! - [`limits`]: rate limits (governor) and connection counts.
-//! - [`actors`]: one module per actor, its messages beside it:
-//!   [`actors::session`] (one per connection), [`actors::room_registry`]
-//!   (rooms, seq, fan-out), [`actors::presence`] (users, status, typing),
-//!   [`actors::redis_bridge`] (the relay between nodes through Redis).
-//! - [`cluster`]: the typed events nodes send each other.
+//! - [`actors`]: one module per actor: [`actors::session`] (one per
+//!   connection), [`actors::room_registry`] (rooms, seq, fan-out; a thin
+//!   actor over plain parts), [`actors::presence`] (users, status, typing),
+//!   [`actors::redis_bridge`] (the relay between nodes through Redis); every
+//!   message between them in [`actors::messages`].
+//! - [`mailbox`]: actor mailboxes whose configured capacity really holds.
+//! - [`cluster`]: the typed events nodes send each other, and the `Cluster`
+//!   interface the registry reaches other nodes through.
 //! - [`broker`]: the interfaces the actors keep state behind (message log,
 //!   presence store) and their in-memory implementations.
 //! - [`http`]: thin handlers: the upgrade, the admin API, health and metrics.
@@ -37,6 +40,7 @@ pub mod config;
 pub mod errors;
 pub mod http;
 pub mod limits;
+pub mod mailbox;
 pub mod memory;
 pub mod metrics;
 pub mod protocol;

@@ -4,9 +4,13 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
-/// Messages sent to an actor and messages it has handled; the difference
-/// is how many wait in its mailbox (actix does not expose the length).
+use crate::mailbox::Bound;
+
+/// Messages put in the sessions' mailboxes and messages they have taken
+/// out; the difference is how many wait (summed over every session, counted
+/// in one place: `actors::conn::ConnHandle`).
 #[derive(Default)]
 pub struct MailboxGauge {
     sent: AtomicU64,
@@ -56,9 +60,24 @@ pub struct Metrics {
     pub redis_publish_errors: AtomicU64,
     pub cluster_gaps_filled: AtomicU64,
     pub session_mailbox: MailboxGauge,
-    pub registry_mailbox: MailboxGauge,
-    pub presence_mailbox: MailboxGauge,
-    pub redis_mailbox: MailboxGauge,
+    /// The bound mailboxes (registry, tracker, bridge), by actor name.
+    mailboxes: Mutex<Vec<(&'static str, Bound)>>,
+}
+
+impl Metrics {
+    /// Reports the depth of `actor`'s mailbox from now on.
+    pub fn watch_mailbox(&self, actor: &'static str, bound: &Bound) {
+        let mut list = self.mailboxes.lock().expect("metrics lock");
+        list.push((actor, bound.clone()));
+    }
+
+    /// Messages waiting in `actor`'s mailbox (0 for one not running).
+    pub fn mailbox_depth(&self, actor: &str) -> u64 {
+        let list = self.mailboxes.lock().expect("metrics lock");
+        list.iter()
+            .find(|(name, _)| *name == actor)
+            .map_or(0, |(_, b)| b.depth() as u64)
+    }
 }
 
 pub fn inc(counter: &AtomicU64) {
@@ -214,18 +233,40 @@ impl Metrics {
             let _ = writeln!(out, "# TYPE realtime_{name}_total counter");
             let _ = writeln!(out, "realtime_{name}_total{{node=\"{node}\"}} {value}");
         }
+        let mailboxes = self.mailboxes.lock().expect("metrics lock").clone();
         let _ = writeln!(out, "# HELP realtime_mailbox_depth Messages waiting in actor mailboxes (session: summed over all sessions).");
         let _ = writeln!(out, "# TYPE realtime_mailbox_depth gauge");
-        for (actor, gauge) in [
-            ("session", &self.session_mailbox),
-            ("room_registry", &self.registry_mailbox),
-            ("presence_tracker", &self.presence_mailbox),
-            ("redis_bridge", &self.redis_mailbox),
-        ] {
+        let _ = writeln!(
+            out,
+            "realtime_mailbox_depth{{node=\"{node}\",actor=\"session\"}} {}",
+            self.session_mailbox.depth()
+        );
+        for (actor, bound) in &mailboxes {
             let _ = writeln!(
                 out,
                 "realtime_mailbox_depth{{node=\"{node}\",actor=\"{actor}\"}} {}",
-                gauge.depth()
+                bound.depth()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP realtime_mailbox_capacity The configured bound of each actor mailbox."
+        );
+        let _ = writeln!(out, "# TYPE realtime_mailbox_capacity gauge");
+        for (actor, bound) in &mailboxes {
+            let _ = writeln!(
+                out,
+                "realtime_mailbox_capacity{{node=\"{node}\",actor=\"{actor}\"}} {}",
+                bound.capacity()
+            );
+        }
+        let _ = writeln!(out, "# HELP realtime_mailbox_refused_total Messages refused because the actor's mailbox was full (the command got UNAVAILABLE, or a relay event was dropped).");
+        let _ = writeln!(out, "# TYPE realtime_mailbox_refused_total counter");
+        for (actor, bound) in &mailboxes {
+            let _ = writeln!(
+                out,
+                "realtime_mailbox_refused_total{{node=\"{node}\",actor=\"{actor}\"}} {}",
+                bound.refused()
             );
         }
         out

@@ -352,3 +352,112 @@ async fn sigterm_under_load_keeps_every_acknowledged_message_and_tells_the_clust
         );
     }
 }
+
+/// A series of `/metrics` for one actor: `name{node="…",actor="…"} value`.
+fn actor_series(text: &str, name: &str, actor: &str) -> u64 {
+    let tag = format!("actor=\"{actor}\"");
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(&tag))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} for {actor} in\n{text}"))
+}
+
+/// The configured mailbox bound really holds: with a registry mailbox of
+/// one and a tracker mailbox of two, hundreds of pipelined commands from
+/// many connections never push the true queue length past the bound, and
+/// every command is answered once (a reply, or UNAVAILABLE when the mailbox
+/// was full), after which the connections work as before.
+#[actix_rt::test]
+async fn a_tiny_registry_mailbox_holds_its_bound_and_answers_every_command() {
+    const REGISTRY: u64 = 1;
+    const TRACKER: u64 = 2;
+    let server = Server::start("[mailbox]\nregistry = 1\npresence = 2\n");
+    let mut clients = Vec::new();
+    for i in 0..16 {
+        let mut c = server.connect(&format!("u{i}"), &["team:*"]).await;
+        c.join("team:1").await;
+        clients.push(c);
+    }
+    let done = std::cell::Cell::new(false);
+    let scrape = async {
+        let mut samples = 0;
+        while !done.get() {
+            let (status, text) = server.get_text("/metrics").await;
+            assert_eq!(status, 200, "{text}");
+            let registry = actor_series(&text, "realtime_mailbox_depth", "room_registry");
+            let tracker = actor_series(&text, "realtime_mailbox_depth", "presence_tracker");
+            assert!(registry <= REGISTRY, "registry depth {registry}");
+            assert!(tracker <= TRACKER, "tracker depth {tracker}");
+            samples += 1;
+        }
+        samples
+    };
+    const PER_CLIENT: u64 = 60;
+    let storm = async {
+        let answered = futures_util::future::join_all(clients.iter_mut().map(|c| async move {
+            let commands = [
+                json!({"type": "presence:get", "room": "team:1"}),
+                json!({"type": "history:get", "room": "team:1", "limit": 5}),
+                json!({"type": "typing:start", "room": "team:1"}),
+                json!({"type": "presence:update", "status": "away"}),
+            ];
+            for id in 1..=PER_CLIENT {
+                let mut command = commands[id as usize % commands.len()].clone();
+                command["id"] = json!(id);
+                c.send(command).await;
+            }
+            let (mut ok, mut busy) = (0, 0);
+            let mut seen = std::collections::HashSet::new();
+            while seen.len() < PER_CLIENT as usize {
+                let frame = c.next().await;
+                let Some(id) = frame["id"].as_u64() else {
+                    continue; // an event (typing, presence) from the others
+                };
+                assert!(seen.insert(id), "command {id} answered twice: {frame}");
+                match frame["type"].as_str() {
+                    Some("reply") => ok += 1,
+                    Some("error") => {
+                        assert_eq!(frame["code"], "UNAVAILABLE", "{frame}");
+                        assert!(
+                            frame["message"].as_str().unwrap().contains("busy"),
+                            "{frame}"
+                        );
+                        busy += 1;
+                    }
+                    _ => panic!("unexpected answer {frame}"),
+                }
+            }
+            (ok, busy)
+        }))
+        .await;
+        done.set(true);
+        answered
+    };
+    let (samples, answered) = futures_util::join!(scrape, storm);
+    assert!(samples > 0);
+    let busy: u64 = answered.iter().map(|(_, b)| b).sum();
+    let ok: u64 = answered.iter().map(|(o, _)| o).sum();
+    assert_eq!(ok + busy, 16 * PER_CLIENT);
+    let (_, text) = server.get_text("/metrics").await;
+    let refused = actor_series(&text, "realtime_mailbox_refused_total", "room_registry")
+        + actor_series(&text, "realtime_mailbox_refused_total", "presence_tracker");
+    assert!(
+        refused > 0 && busy > 0,
+        "the mailboxes never filled: {text}"
+    );
+    assert_eq!(refused, busy, "each refusal was answered once");
+    assert!(ok > 0, "commands still went through");
+    assert_eq!(
+        actor_series(&text, "realtime_mailbox_capacity", "room_registry"),
+        REGISTRY
+    );
+    // The storm is over: everything works again, on the same connections.
+    for c in &mut clients {
+        c.drain().await;
+        let history = c.ok(json!({"type": "history:get", "room": "team:1"})).await;
+        assert!(history["messages"].is_array());
+    }
+    let mut late = server.connect("late", &["team:*"]).await;
+    assert_eq!(late.join("team:1").await["room"], "team:1");
+}

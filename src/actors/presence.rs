@@ -11,9 +11,12 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use crate::broker::{NodeSnapshot, PresenceStore, UserPresence};
-use crate::metrics::Metrics;
-use crate::protocol::{CustomStatus, Member, Status};
+use super::messages::{
+    ApplySnapshot, DropNode, ExpireTyping, GetMembers, JoinOutcome, LeaveOutcome, SetStatus,
+    SetTyping, SnapshotChanges, TakeSnapshot, TrackConnect, TrackDisconnect, TrackJoin, TrackLeave,
+    TypingChange,
+};
+use crate::broker::{PresenceStore, UserPresence};
 
 /// A typing list: (room, thread).
 type TypingKey = (Arc<str>, Option<String>);
@@ -23,20 +26,14 @@ pub struct PresenceTracker {
     /// (room, thread) -> user -> when their typing entry expires
     typing: HashMap<TypingKey, HashMap<Arc<str>, Instant>>,
     typing_timeout: Duration,
-    metrics: Arc<Metrics>,
 }
 
 impl PresenceTracker {
-    pub fn new(
-        store: Box<dyn PresenceStore>,
-        typing_timeout: Duration,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub fn new(store: Box<dyn PresenceStore>, typing_timeout: Duration) -> Self {
         PresenceTracker {
             store,
             typing: HashMap::new(),
             typing_timeout,
-            metrics,
         }
     }
 
@@ -68,47 +65,19 @@ impl Actor for PresenceTracker {
     type Context = Context<Self>;
 }
 
-/// A typing list that changed and must be sent to the room.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TypingChange {
-    pub room: Arc<str>,
-    pub thread_id: Option<String>,
-    pub users: Vec<Arc<str>>,
-}
-
-/// A connection of `user` opened on `node`; it is implicitly in `personal_room`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct TrackConnect {
-    pub node: Arc<str>,
-    pub user: Arc<str>,
-    pub name: Option<Arc<str>>,
-    pub personal_room: Arc<str>,
-}
+crate::bounded_mailbox!(PresenceTracker);
 
 impl Handler<TrackConnect> for PresenceTracker {
     type Result = ();
     fn handle(&mut self, msg: TrackConnect, _: &mut Context<Self>) {
-        self.metrics.presence_mailbox.handled();
         self.store.connect(&msg.node, &msg.user, msg.name);
         self.store.join(&msg.node, &msg.personal_room, &msg.user);
     }
 }
 
-/// A connection of `user` on `node` closed while in `rooms` (its personal
-/// room included).
-#[derive(Message)]
-#[rtype(result = "Vec<LeaveOutcome>")]
-pub struct TrackDisconnect {
-    pub node: Arc<str>,
-    pub user: Arc<str>,
-    pub rooms: Vec<Arc<str>>,
-}
-
 impl Handler<TrackDisconnect> for PresenceTracker {
     type Result = MessageResult<TrackDisconnect>;
     fn handle(&mut self, msg: TrackDisconnect, _: &mut Context<Self>) -> Self::Result {
-        self.metrics.presence_mailbox.handled();
         let outcomes = msg
             .rooms
             .into_iter()
@@ -119,40 +88,15 @@ impl Handler<TrackDisconnect> for PresenceTracker {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct JoinOutcome {
-    /// The user's first connection in the room: announce `user:joined`.
-    pub first: bool,
-    pub members: Vec<Member>,
-}
-
-#[derive(Message)]
-#[rtype(result = "JoinOutcome")]
-pub struct TrackJoin {
-    pub node: Arc<str>,
-    pub room: Arc<str>,
-    pub user: Arc<str>,
-}
-
 impl Handler<TrackJoin> for PresenceTracker {
     type Result = MessageResult<TrackJoin>;
     fn handle(&mut self, msg: TrackJoin, _: &mut Context<Self>) -> Self::Result {
-        self.metrics.presence_mailbox.handled();
         let first = self.store.join(&msg.node, &msg.room, &msg.user);
         MessageResult(JoinOutcome {
             first,
             members: self.store.members(&msg.room),
         })
     }
-}
-
-#[derive(Debug, Clone)]
-pub struct LeaveOutcome {
-    pub room: Arc<str>,
-    /// The user's last connection in the room left: announce `user:left`.
-    pub last: bool,
-    /// Typing lists that lost this user.
-    pub typing: Vec<TypingChange>,
 }
 
 impl PresenceTracker {
@@ -167,36 +111,16 @@ impl PresenceTracker {
     }
 }
 
-#[derive(Message)]
-#[rtype(result = "LeaveOutcome")]
-pub struct TrackLeave {
-    pub node: Arc<str>,
-    pub room: Arc<str>,
-    pub user: Arc<str>,
-}
-
 impl Handler<TrackLeave> for PresenceTracker {
     type Result = MessageResult<TrackLeave>;
     fn handle(&mut self, msg: TrackLeave, _: &mut Context<Self>) -> Self::Result {
-        self.metrics.presence_mailbox.handled();
         MessageResult(self.leave(&msg.node, msg.room, &msg.user))
     }
-}
-
-/// Sets a user's status; answers the new presence and the rooms the user is
-/// in on any node (None: user unknown).
-#[derive(Message)]
-#[rtype(result = "Option<(UserPresence, Vec<Arc<str>>)>")]
-pub struct SetStatus {
-    pub user: Arc<str>,
-    pub status: Status,
-    pub custom_status: Option<CustomStatus>,
 }
 
 impl Handler<SetStatus> for PresenceTracker {
     type Result = Option<(UserPresence, Vec<Arc<str>>)>;
     fn handle(&mut self, msg: SetStatus, _: &mut Context<Self>) -> Self::Result {
-        self.metrics.presence_mailbox.handled();
         if !self
             .store
             .set_status(&msg.user, msg.status, msg.custom_status)
@@ -208,34 +132,16 @@ impl Handler<SetStatus> for PresenceTracker {
     }
 }
 
-#[derive(Message)]
-#[rtype(result = "Vec<Member>")]
-pub struct GetMembers {
-    pub room: Arc<str>,
-}
-
 impl Handler<GetMembers> for PresenceTracker {
     type Result = MessageResult<GetMembers>;
     fn handle(&mut self, msg: GetMembers, _: &mut Context<Self>) -> Self::Result {
-        self.metrics.presence_mailbox.handled();
         MessageResult(self.store.members(&msg.room))
     }
-}
-
-/// typing:start / typing:stop; answers the new list when it changed.
-#[derive(Message)]
-#[rtype(result = "Option<TypingChange>")]
-pub struct SetTyping {
-    pub room: Arc<str>,
-    pub thread_id: Option<String>,
-    pub user: Arc<str>,
-    pub active: bool,
 }
 
 impl Handler<SetTyping> for PresenceTracker {
     type Result = Option<TypingChange>;
     fn handle(&mut self, msg: SetTyping, _: &mut Context<Self>) -> Self::Result {
-        self.metrics.presence_mailbox.handled();
         let key = (msg.room.clone(), msg.thread_id.clone());
         let changed = if msg.active {
             let entries = self.typing.entry(key.clone()).or_default();
@@ -264,19 +170,9 @@ impl Handler<SetTyping> for PresenceTracker {
     }
 }
 
-/// Drops the expired entries of one typing list; answers the new list when
-/// it changed.
-#[derive(Message)]
-#[rtype(result = "Option<TypingChange>")]
-pub struct ExpireTyping {
-    pub room: Arc<str>,
-    pub thread_id: Option<String>,
-}
-
 impl Handler<ExpireTyping> for PresenceTracker {
     type Result = Option<TypingChange>;
     fn handle(&mut self, msg: ExpireTyping, _: &mut Context<Self>) -> Self::Result {
-        self.metrics.presence_mailbox.handled();
         let key = (msg.room, msg.thread_id);
         let entries = self.typing.get_mut(&key)?;
         let now = Instant::now();
@@ -297,18 +193,9 @@ impl Handler<ExpireTyping> for PresenceTracker {
     }
 }
 
-/// A node died or restarted: forget its entries. Answers the (room, user)
-/// pairs that no longer have any connection, to announce `user:left`.
-#[derive(Message)]
-#[rtype(result = "Vec<(LeaveOutcome, Arc<str>)>")]
-pub struct DropNode {
-    pub node: Arc<str>,
-}
-
 impl Handler<DropNode> for PresenceTracker {
     type Result = MessageResult<DropNode>;
     fn handle(&mut self, msg: DropNode, _: &mut Context<Self>) -> Self::Result {
-        self.metrics.presence_mailbox.handled();
         let before = self.store.snapshot(&msg.node);
         self.store.drop_node(&msg.node);
         MessageResult(self.gone(before.rooms.iter().map(|(r, u, _)| (r.clone(), u.clone()))))
@@ -339,41 +226,16 @@ impl PresenceTracker {
     }
 }
 
-/// What this node contributes to presence, for a node that asks.
-#[derive(Message)]
-#[rtype(result = "NodeSnapshot")]
-pub struct TakeSnapshot {
-    pub node: Arc<str>,
-}
-
 impl Handler<TakeSnapshot> for PresenceTracker {
     type Result = MessageResult<TakeSnapshot>;
     fn handle(&mut self, msg: TakeSnapshot, _: &mut Context<Self>) -> Self::Result {
-        self.metrics.presence_mailbox.handled();
         MessageResult(self.store.snapshot(&msg.node))
     }
-}
-
-/// Another node's complete contribution replaces what was known of it.
-/// Answers the users who appeared in rooms and those who left them.
-#[derive(Message)]
-#[rtype(result = "SnapshotChanges")]
-pub struct ApplySnapshot {
-    pub node: Arc<str>,
-    pub snapshot: NodeSnapshot,
-}
-
-#[derive(Debug, Default)]
-pub struct SnapshotChanges {
-    /// (room, user) now present that were not.
-    pub joined: Vec<(Arc<str>, Arc<str>)>,
-    pub left: Vec<(LeaveOutcome, Arc<str>)>,
 }
 
 impl Handler<ApplySnapshot> for PresenceTracker {
     type Result = MessageResult<ApplySnapshot>;
     fn handle(&mut self, msg: ApplySnapshot, _: &mut Context<Self>) -> Self::Result {
-        self.metrics.presence_mailbox.handled();
         let old = self.store.snapshot(&msg.node);
         let mut pairs: Vec<(Arc<str>, Arc<str>)> = old
             .rooms

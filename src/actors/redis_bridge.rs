@@ -23,13 +23,14 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use deadpool_redis::redis::{self, aio::PubSubSink};
 use deadpool_redis::{Pool, PoolConfig, Runtime};
-use futures_util::StreamExt;
-use serde_json::Value;
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 
-use super::room_registry::{FromCluster, NodeGone, RoomRegistry};
-use crate::cluster::{AdminOp, Channel, ClusterEvent, Envelope};
+use super::messages::{Depart, Follow, FromCluster, Gather, NodeGone, Relay};
+use crate::cluster::{AdminAnswer, AdminOp, Channel, Cluster, ClusterEvent, Envelope};
 use crate::config::RedisSettings;
+use crate::mailbox::{Mailbox, Peer};
 use crate::metrics::{inc, Metrics};
 
 /// Longest wait for one Redis command.
@@ -92,8 +93,15 @@ impl BridgeHealth {
 
 struct Gathering {
     waiting_for: HashSet<Arc<str>>,
-    answers: Vec<Value>,
-    done: Option<oneshot::Sender<Vec<Value>>>,
+    answers: Vec<AdminAnswer>,
+    done: Option<oneshot::Sender<Vec<AdminAnswer>>>,
+}
+
+/// Where what other nodes say goes: the registry, through its bounded
+/// mailbox (the bridge does not know the registry's type).
+pub struct Inbox {
+    pub events: Peer<FromCluster>,
+    pub gone: Peer<NodeGone>,
 }
 
 pub struct RedisBridge {
@@ -106,7 +114,7 @@ pub struct RedisBridge {
     generation: u64,
     backoff: Duration,
     rooms: HashSet<Arc<str>>,
-    registry: Option<Addr<RoomRegistry>>,
+    registry: Inbox,
     /// Other nodes seen, with their boot id.
     known: HashMap<Arc<str>, Arc<str>>,
     /// When each known node's liveness key was last seen.
@@ -120,6 +128,7 @@ pub struct RedisBridge {
 impl RedisBridge {
     pub fn new(
         cfg: BridgeConfig,
+        registry: Inbox,
         health: Arc<BridgeHealth>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, String> {
@@ -141,7 +150,7 @@ impl RedisBridge {
             generation: 0,
             backoff: Duration::from_millis(100),
             rooms: HashSet::new(),
-            registry: None,
+            registry,
             known: HashMap::new(),
             last_alive: HashMap::new(),
             pending: HashMap::new(),
@@ -209,13 +218,12 @@ impl RedisBridge {
                 // answers a Hello, ours included, with its snapshot to all).
                 act.health.synced.store(false, Ordering::Relaxed);
                 act.publish(&Channel::All, ClusterEvent::Hello);
-                if let Some(registry) = &act.registry {
-                    act.metrics.registry_mailbox.sent();
-                    registry.do_send(FromCluster {
-                        node: act.cfg.node_id.clone(),
-                        event: ClusterEvent::Hello,
-                    });
-                }
+                let hello = FromCluster {
+                    node: act.cfg.node_id.clone(),
+                    event: ClusterEvent::Hello,
+                };
+                let wait = act.registry.events.tell(hello);
+                act.wait_for(ctx, wait);
                 ctx.run_later(act.cfg.gather_timeout, move |act, _| {
                     if act.generation == generation {
                         act.health.synced.store(true, Ordering::Relaxed);
@@ -304,7 +312,7 @@ impl RedisBridge {
                 .await
                 .map_err(|_| "timed out".to_string())?
         };
-        ctx.spawn(beat.into_actor(self).map(move |res, act, _| match res {
+        ctx.spawn(beat.into_actor(self).map(move |res, act, ctx| match res {
             Ok(boots) => {
                 let now = Instant::now();
                 if !act.health.heartbeat_ok.swap(true, Ordering::Relaxed) {
@@ -326,11 +334,11 @@ impl RedisBridge {
                             act.last_alive.insert(node, now);
                         }
                         // Its id with another boot: the old node is gone.
-                        Some(_) => act.node_gone(node),
+                        Some(_) => act.node_gone(ctx, node),
                         None => {
                             let since = act.last_alive.get(&node).copied().unwrap_or(now);
                             if now.duration_since(since) >= grace {
-                                act.node_gone(node);
+                                act.node_gone(ctx, node);
                             }
                         }
                     }
@@ -343,7 +351,22 @@ impl RedisBridge {
         }));
     }
 
-    fn node_gone(&mut self, node: Arc<str>) {
+    /// Holds everything else back until a message that found the
+    /// registry's mailbox full is queued: what other nodes say reaches the
+    /// registry whole and in order, and a busy registry slows the reading of
+    /// Redis instead of filling memory. The registry never waits for the
+    /// bridge, so this cannot deadlock.
+    fn wait_for(
+        &mut self,
+        ctx: &mut Context<Self>,
+        wait: Option<impl std::future::Future<Output = ()> + 'static>,
+    ) {
+        if let Some(wait) = wait {
+            ctx.wait(wait.into_actor(self));
+        }
+    }
+
+    fn node_gone(&mut self, ctx: &mut Context<Self>, node: Arc<str>) {
         self.last_alive.remove(&node);
         if self.known.remove(&node).is_none() {
             return;
@@ -353,10 +376,8 @@ impl RedisBridge {
             g.waiting_for.remove(&node);
         }
         self.finish_complete_gatherings();
-        if let Some(registry) = &self.registry {
-            self.metrics.registry_mailbox.sent();
-            registry.do_send(NodeGone { node });
-        }
+        let wait = self.registry.gone.tell(NodeGone { node });
+        self.wait_for(ctx, wait);
     }
 
     fn finish_complete_gatherings(&mut self) {
@@ -375,7 +396,7 @@ impl RedisBridge {
         }
     }
 
-    fn on_envelope(&mut self, env: Envelope) {
+    fn on_envelope(&mut self, ctx: &mut Context<Self>, env: Envelope) {
         if env.node == self.cfg.node_id {
             return;
         }
@@ -383,7 +404,7 @@ impl RedisBridge {
             Some(boot) if *boot == env.boot => {}
             Some(_) => {
                 // The same id with a new boot: the old node is gone.
-                self.node_gone(env.node.clone());
+                self.node_gone(ctx, env.node.clone());
                 self.known.insert(env.node.clone(), env.boot.clone());
                 self.last_alive.insert(env.node.clone(), Instant::now());
             }
@@ -393,7 +414,7 @@ impl RedisBridge {
             }
         }
         if let ClusterEvent::Bye = env.event {
-            self.node_gone(env.node);
+            self.node_gone(ctx, env.node);
             return;
         }
         if let ClusterEvent::Reply { id, answer } = env.event {
@@ -404,26 +425,20 @@ impl RedisBridge {
             self.finish_complete_gatherings();
             return;
         }
-        if let Some(registry) = &self.registry {
-            // Waits for mailbox space rather than dropping: the registry is
-            // never waiting on us, so this cannot deadlock.
-            self.metrics.registry_mailbox.sent();
-            let send = registry.send(FromCluster {
-                node: env.node,
-                event: env.event,
-            });
-            actix::spawn(async move {
-                let _ = send.await;
-            });
-        }
+        let wait = self.registry.events.tell(FromCluster {
+            node: env.node,
+            event: env.event,
+        });
+        self.wait_for(ctx, wait);
     }
 }
+
+crate::bounded_mailbox!(RedisBridge);
 
 impl Actor for RedisBridge {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(self.cfg.mailbox);
         self.connect(ctx);
         self.beat(ctx);
         ctx.run_interval(self.cfg.heartbeat, |act, ctx| act.beat(ctx));
@@ -441,7 +456,7 @@ impl StreamHandler<Inbound> for RedisBridge {
             Inbound::Message(generation, msg) if generation == self.generation => {
                 let payload = msg.get_payload_bytes();
                 match serde_json::from_slice::<Envelope>(payload) {
-                    Ok(env) => self.on_envelope(env),
+                    Ok(env) => self.on_envelope(ctx, env),
                     Err(e) => {
                         log::warn!("redis: unreadable event on {}: {e}", msg.get_channel_name())
                     }
@@ -519,12 +534,6 @@ async fn publisher(pool: Pool, mut rx: mpsc::Receiver<Outgoing>, metrics: Arc<Me
     }
 }
 
-/// Shutdown: say `Bye` (after everything queued), and delete this node's
-/// liveness key, so the other nodes drop its presence at once.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Depart;
-
 impl Handler<Depart> for RedisBridge {
     type Result = ResponseFuture<()>;
     fn handle(&mut self, _: Depart, _: &mut Context<Self>) -> Self::Result {
@@ -550,64 +559,23 @@ impl Handler<Depart> for RedisBridge {
     }
 }
 
-/// Registers the registry that receives what other nodes say.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Attach {
-    pub registry: Addr<RoomRegistry>,
-}
-
-impl Handler<Attach> for RedisBridge {
-    type Result = ();
-    fn handle(&mut self, msg: Attach, _: &mut Context<Self>) {
-        self.registry = Some(msg.registry);
-    }
-}
-
-/// An event for other nodes.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Relay {
-    pub channel: Channel,
-    pub event: ClusterEvent,
-}
-
 impl Handler<Relay> for RedisBridge {
     type Result = ();
     fn handle(&mut self, msg: Relay, _: &mut Context<Self>) {
-        self.metrics.redis_mailbox.handled();
         self.publish(&msg.channel, msg.event);
     }
-}
-
-/// Follow (or stop following) a room's channel; answers once subscribed.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Follow {
-    pub room: Arc<str>,
-    pub on: bool,
 }
 
 impl Handler<Follow> for RedisBridge {
     type Result = ResponseFuture<()>;
     fn handle(&mut self, msg: Follow, _: &mut Context<Self>) -> Self::Result {
-        self.metrics.redis_mailbox.handled();
         self.subscribe(msg.room, msg.on)
     }
 }
 
-/// Asks every other live node to carry out `op`; answers what came back
-/// within `redis.gather_timeout_ms`, and how many nodes were asked.
-#[derive(Message)]
-#[rtype(result = "(Vec<Value>, usize)")]
-pub struct Gather {
-    pub op: AdminOp,
-}
-
 impl Handler<Gather> for RedisBridge {
-    type Result = ResponseFuture<(Vec<Value>, usize)>;
+    type Result = ResponseFuture<(Vec<AdminAnswer>, usize)>;
     fn handle(&mut self, msg: Gather, ctx: &mut Context<Self>) -> Self::Result {
-        self.metrics.redis_mailbox.handled();
         let asked = self.known.len();
         if asked == 0 {
             return Box::pin(async { (Vec::new(), 0) });
@@ -632,5 +600,36 @@ impl Handler<Gather> for RedisBridge {
             }
         });
         Box::pin(async move { (rx.await.unwrap_or_default(), asked) })
+    }
+}
+
+/// The RedisBridge as the registry's [`Cluster`]: every call goes through
+/// the bridge's bounded mailbox.
+pub struct BridgeLink {
+    pub bridge: Mailbox<RedisBridge>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Cluster for BridgeLink {
+    fn relay(&self, channel: Channel, event: ClusterEvent) {
+        if self.bridge.try_tell(Relay { channel, event }).is_err() {
+            inc(&self.metrics.redis_publish_errors);
+            log::warn!("redis bridge mailbox full: an event for other nodes was dropped");
+        }
+    }
+
+    fn follow(&self, room: Arc<str>, on: bool) -> BoxFuture<'static, ()> {
+        // Waits for room rather than miss a room's messages.
+        self.bridge
+            .ask_in_turn(Follow { room, on })
+            .map(|_| ())
+            .boxed()
+    }
+
+    fn gather(&self, op: AdminOp) -> BoxFuture<'static, (Vec<AdminAnswer>, usize)> {
+        self.bridge
+            .ask_in_turn(Gather { op })
+            .map(Result::unwrap_or_default)
+            .boxed()
     }
 }

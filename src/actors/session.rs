@@ -7,12 +7,6 @@
 //! `stopped()`, which runs the one cleanup: the registry forgets the
 //! connection and the connection slot is released.
 
-use std::fs::File;
-use std::mem::ManuallyDrop;
-use std::net::{Shutdown as SocketShutdown, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
-use std::os::unix::fs::MetadataExt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,12 +19,15 @@ use chrono::Utc;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::room_registry::{
-    Connect, ConnectionInfo, Disconnect, History, Join, Leave, PresenceOf, Publish, RoomRegistry,
+use super::conn::{ConnHandle, ConnId};
+use super::messages::{
+    Connect, ConnectionInfo, Disconnect, History, Join, Leave, PresenceOf, Publish, ToSession,
     Typing, UpdateIdentity, UpdatePresence,
 };
+use super::room_registry::RoomRegistry;
 use crate::auth::{now_secs, Auth, AuthError, Identity};
 use crate::limits::{ConnectionGuard, RateLimiters};
+use crate::mailbox::{Full, Mailbox, Slot, Tracked};
 use crate::metrics::{inc, Metrics};
 use crate::protocol::{
     close, decode, encode, timestamp, Closing, Command, CommandError, CommandId, DecodeLimits,
@@ -40,8 +37,6 @@ use crate::store::notifications::{Notifications, ReadOutcome};
 use crate::store::now_ms;
 use crate::store::records::{Record, Records};
 
-pub type ConnId = uuid::Uuid;
-
 /// How long a command may wait for the registry before `UNAVAILABLE`, at
 /// the least: commands that wait for the database get its timeout plus
 /// this (see [`SessionConfig::registry_timeout`]).
@@ -50,132 +45,6 @@ pub const REGISTRY_TIMEOUT: Duration = Duration::from_secs(10);
 /// close frame before it drops the TCP connection. Dropping at once would
 /// reset a client that is still answering pings, losing the close code.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
-
-/// Where a connection's socket is, noted when it is accepted, so that a
-/// jammed WebSocket can be shut down from outside its session without
-/// holding a second descriptor. The descriptor number alone could name a
-/// later connection once this one closes; the socket's inode tells them
-/// apart.
-#[derive(Debug, Clone, Copy)]
-pub struct ConnSocket {
-    fd: RawFd,
-    dev: u64,
-    ino: u64,
-}
-
-impl ConnSocket {
-    pub fn of(socket: &impl AsRawFd) -> std::io::Result<Self> {
-        let fd = socket.as_raw_fd();
-        let meta = Self::borrow(fd).metadata()?;
-        Ok(ConnSocket {
-            fd,
-            dev: meta.dev(),
-            ino: meta.ino(),
-        })
-    }
-
-    /// The descriptor as a `File` that never closes it.
-    fn borrow(fd: RawFd) -> ManuallyDrop<File> {
-        // SAFETY: the `File` is never dropped, so it never closes `fd`; the
-        // calls made on it (fstat, shutdown) are harmless on a descriptor
-        // that is closed (EBADF) or names something else (checked first).
-        ManuallyDrop::new(unsafe { File::from_raw_fd(fd) })
-    }
-
-    /// Shuts the socket down if the descriptor still names it; true if it
-    /// did. Must run on the worker thread that owns the connection: only
-    /// that thread closes it, so it cannot close between the check and the
-    /// shutdown.
-    fn shut_down(&self) -> bool {
-        let same = Self::borrow(self.fd)
-            .metadata()
-            .is_ok_and(|m| m.dev() == self.dev && m.ino() == self.ino);
-        if !same {
-            return false;
-        }
-        // SAFETY: as in `borrow`; the stream is never dropped.
-        let stream = ManuallyDrop::new(unsafe { TcpStream::from_raw_fd(self.fd) });
-        stream.shutdown(SocketShutdown::Both).is_ok()
-    }
-}
-
-/// State shared between a session and the registry that does not need the
-/// session to run: the registry marks a slow consumer here, and a timer
-/// shuts the socket down if the session is too jammed to close itself.
-pub struct ConnHandle {
-    slow: AtomicBool,
-    closed: AtomicBool,
-    /// Messages in this session's mailbox; what is left when the handle
-    /// drops was discarded with the session, and leaves the depth gauge.
-    queued: AtomicU64,
-    metrics: Arc<Metrics>,
-    /// The connection's socket and the worker thread that owns it.
-    socket: Option<(ConnSocket, ArbiterHandle)>,
-}
-
-impl ConnHandle {
-    /// `socket` is the connection's, and this runs on its worker thread.
-    pub fn new(socket: Option<ConnSocket>, metrics: Arc<Metrics>) -> Arc<Self> {
-        let socket = socket.and_then(|s| Arbiter::try_current().map(|worker| (s, worker)));
-        Arc::new(ConnHandle {
-            slow: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
-            queued: AtomicU64::new(0),
-            metrics,
-            socket,
-        })
-    }
-
-    /// A message was put in the session's mailbox.
-    pub fn enqueued(&self) {
-        self.queued.fetch_add(1, Ordering::Relaxed);
-        self.metrics.session_mailbox.sent();
-    }
-
-    /// The session took a message from its mailbox.
-    fn dequeued(&self) {
-        self.queued.fetch_sub(1, Ordering::Relaxed);
-        self.metrics.session_mailbox.handled();
-    }
-
-    pub fn is_slow(&self) -> bool {
-        self.slow.load(Ordering::Relaxed)
-    }
-
-    /// Marks the connection slow; true only the first time.
-    pub fn mark_slow(&self) -> bool {
-        !self.slow.swap(true, Ordering::AcqRel)
-    }
-
-    /// Shuts the TCP connection down unless the session already ended. The
-    /// blocked write then fails, the connection is dropped and the session
-    /// stops, running its cleanup. The shutdown itself runs on the
-    /// connection's worker thread (see `ConnSocket::shut_down`).
-    pub fn shut_down_socket(&self) {
-        if self.closed.load(Ordering::Acquire) {
-            return;
-        }
-        if let Some((socket, worker)) = &self.socket {
-            let socket = *socket;
-            worker.spawn_fn(move || {
-                if socket.shut_down() {
-                    log::warn!("shut down a jammed connection's socket");
-                }
-            });
-        }
-    }
-
-    fn mark_closed(&self) {
-        self.closed.store(true, Ordering::Release);
-    }
-}
-
-impl Drop for ConnHandle {
-    fn drop(&mut self) {
-        let left = self.queued.load(Ordering::Relaxed);
-        self.metrics.session_mailbox.discarded(left);
-    }
-}
 
 /// The session's share of the settings.
 #[derive(Debug, Clone)]
@@ -198,7 +67,7 @@ pub struct SessionConfig {
 
 /// What every session needs, built once at start-up.
 pub struct SessionDeps {
-    pub registry: Addr<RoomRegistry>,
+    pub registry: Mailbox<RoomRegistry>,
     pub auth: Arc<Auth>,
     pub limiters: Arc<RateLimiters>,
     pub metrics: Arc<Metrics>,
@@ -214,6 +83,9 @@ pub struct Session {
     deps: Arc<SessionDeps>,
     handle: Arc<ConnHandle>,
     info: Option<ConnectionInfo>,
+    /// The registry mailbox place the upgrade waited for: `Connect` goes in
+    /// it, so it is never refused.
+    connect_slot: Option<Slot>,
     last_heard: Instant,
     last_ping: Instant,
     /// RATE_LIMITED answers in a row.
@@ -231,6 +103,7 @@ impl Session {
         deps: Arc<SessionDeps>,
         handle: Arc<ConnHandle>,
         info: ConnectionInfo,
+        connect_slot: Slot,
         slot: ConnectionGuard,
     ) -> Self {
         let now = Instant::now();
@@ -241,6 +114,7 @@ impl Session {
             deps,
             handle,
             info: Some(info),
+            connect_slot: Some(connect_slot),
             last_heard: now,
             last_ping: now,
             strikes: 0,
@@ -308,14 +182,15 @@ impl Session {
     ) where
         M: Message<Result = Result<T, CommandError>> + Send + 'static,
         T: Send + 'static,
-        RoomRegistry: Handler<M>,
+        RoomRegistry: Handler<Tracked<M>>,
     {
-        self.deps.metrics.registry_mailbox.sent();
-        let request = self
-            .deps
-            .registry
-            .send(msg)
-            .timeout(self.deps.cfg.registry_timeout);
+        let request = match self.deps.registry.ask(msg) {
+            Ok(request) => request.timeout(self.deps.cfg.registry_timeout),
+            Err(full) => {
+                self.answer(ctx, id.as_ref(), Err(registry_busy(full)));
+                return;
+            }
+        };
         // The wait is a task of its own that hands the answer back as a
         // message, not a future spawned in this context: actix polls every
         // future in a context whenever the session wakes (each delivered
@@ -519,12 +394,16 @@ impl Session {
         }
         let identity = Arc::new(Identity::from_claims(claims));
         let expires = identity.expires_at.unwrap_or_default();
-        self.identity = identity.clone();
-        self.deps.metrics.registry_mailbox.sent();
-        self.deps.registry.do_send(UpdateIdentity {
-            id: self.id,
-            identity,
-        });
+        // Nothing changes unless the registry takes the new claims: the
+        // client retries the refresh, its old token still in force.
+        self.deps
+            .registry
+            .try_tell(UpdateIdentity {
+                id: self.id,
+                identity: identity.clone(),
+            })
+            .map_err(registry_busy)?;
+        self.identity = identity;
         self.schedule_expiry(ctx);
         let expires_at = chrono::DateTime::from_timestamp(crate::store::db_int(expires), 0)
             .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
@@ -662,6 +541,14 @@ fn close_description(reason: &str) -> String {
     reason[..end].to_string()
 }
 
+/// The registry's mailbox is full: the command was not queued.
+fn registry_busy(full: Full) -> CommandError {
+    CommandError::new(
+        ErrorCode::Unavailable,
+        format!("the room registry is busy ({full}); try again shortly"),
+    )
+}
+
 fn to_value<T: Serialize>(value: T) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
 }
@@ -709,16 +596,17 @@ impl Actor for Session {
             self.identity.user_id,
             info.remote_addr.as_deref().unwrap_or("-")
         );
-        // do_send on purpose: the registry must learn of the connection
-        // before its first command, and must never lose this message.
-        self.deps.metrics.registry_mailbox.sent();
-        self.deps.registry.do_send(Connect {
+        // In the place the upgrade waited for: the registry learns of the
+        // connection before its first command, and never loses this message.
+        let slot = self.connect_slot.take().expect("started runs once");
+        let connect = Connect {
             id: self.id,
             identity: self.identity.clone(),
-            addr: ctx.address(),
+            session: ctx.address().recipient(),
             handle: self.handle.clone(),
             info,
-        });
+        };
+        self.deps.registry.tell_in(slot, connect);
         self.heartbeat(ctx);
         self.schedule_expiry(ctx);
         self.replay_notifications(ctx);
@@ -752,10 +640,11 @@ impl Actor for Session {
             Some(&self.wire_id),
             detail,
         );
-        // do_send on purpose: cleanup must happen even when the registry
-        // is busy, and a stopped actor cannot wait for mailbox space.
-        self.deps.metrics.registry_mailbox.sent();
-        self.deps.registry.do_send(Disconnect { id: self.id });
+        // Cleanup must happen even when the registry is busy: a task of its
+        // own waits for room in the mailbox (a stopped actor cannot).
+        if let Some(wait) = self.deps.registry.tell(Disconnect { id: self.id }) {
+            actix::spawn(wait);
+        }
     }
 }
 
@@ -804,21 +693,20 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
     }
 }
 
-/// An event for the client, already serialised (shared by all receivers).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Deliver(pub ByteString);
-
-impl Handler<Deliver> for Session {
+impl Handler<ToSession> for Session {
     type Result = ();
-    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: ToSession, ctx: &mut Self::Context) {
         self.handle.dequeued();
-        if self.handle.is_slow() {
-            self.close_for(ctx, Closing::SlowConsumer);
-            return;
-        }
-        if self.closing.is_none() {
-            ctx.text(msg.0);
+        match msg {
+            ToSession::Deliver(_) if self.handle.is_slow() => {
+                self.close_for(ctx, Closing::SlowConsumer);
+            }
+            ToSession::Deliver(frame) => {
+                if self.closing.is_none() {
+                    ctx.text(frame);
+                }
+            }
+            ToSession::Shutdown { code, reason } => self.close(ctx, code, &reason),
         }
     }
 }
@@ -838,27 +726,9 @@ impl Handler<Answered> for Session {
     }
 }
 
-/// Close the connection with `code` (kick, shutdown).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Shutdown {
-    pub code: u16,
-    pub reason: String,
-}
-
-impl Handler<Shutdown> for Session {
-    type Result = ();
-    fn handle(&mut self, msg: Shutdown, ctx: &mut Self::Context) {
-        self.handle.dequeued();
-        self.close(ctx, msg.code, &msg.reason);
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{close_description, ConnSocket};
-    use std::net::TcpStream;
-    use std::os::fd::AsRawFd;
+    use super::close_description;
 
     #[test]
     fn close_reasons_fit_a_control_frame() {
@@ -867,42 +737,5 @@ mod tests {
         let cut = close_description(&long);
         assert!(cut.len() <= 123 && long.starts_with(&cut));
         assert_eq!(cut.len(), 122);
-    }
-
-    #[test]
-    fn a_socket_is_shut_down_only_while_its_descriptor_still_names_it() {
-        use std::io::{Read, Write};
-        use std::net::TcpListener;
-
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let first = TcpStream::connect(addr).unwrap();
-        let noted = ConnSocket::of(&first).unwrap();
-        let fd = first.as_raw_fd();
-        drop(first);
-        assert!(!noted.shut_down(), "a closed descriptor is left alone");
-
-        // Open sockets until one reuses the descriptor number (the lowest
-        // free number is taken, so this is quick unless other tests race).
-        let mut held = Vec::new();
-        let reused = loop {
-            let s = TcpStream::connect(addr).unwrap();
-            if s.as_raw_fd() == fd {
-                break s;
-            }
-            assert!(held.len() < 200, "descriptor {fd} never came back");
-            held.push(s);
-        };
-        let (mut peer, _) = listener.accept().unwrap();
-        while peer.peer_addr().unwrap() != reused.local_addr().unwrap() {
-            peer = listener.accept().unwrap().0;
-        }
-        assert!(!noted.shut_down(), "another socket on the same number");
-        (&reused).write_all(b"still open").unwrap();
-        let mut buf = [0u8; 10];
-        peer.read_exact(&mut buf).unwrap();
-
-        assert!(ConnSocket::of(&reused).unwrap().shut_down());
-        assert_eq!(peer.read(&mut buf).unwrap(), 0, "the peer sees the end");
     }
 }

@@ -9,10 +9,9 @@ use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{ApiError, AppState};
-use crate::actors::presence::GetMembers;
-use crate::actors::room_registry::{
-    Broadcast, ClusterStats, Kick, ListConnections, ListRooms, Notify,
+use super::{ask, ApiError, AppState};
+use crate::actors::messages::{
+    Broadcast, ClusterStats, GetMembers, Kick, ListConnections, ListRooms, NodeFigures, Notify,
 };
 use crate::protocol::{validate_room, ErrorCode, Notification, NotificationKind};
 use crate::store::records::{audit_events, Record};
@@ -59,9 +58,7 @@ fn check_admin(req: &HttpRequest) -> Result<Admin, ApiError> {
     }
 }
 
-fn registry_down(_: actix::MailboxError) -> ApiError {
-    ApiError::unavailable("the room registry")
-}
+const REGISTRY: &str = "the room registry";
 
 fn store_down(e: StoreError) -> ApiError {
     e.to_command_error().into()
@@ -117,15 +114,15 @@ pub async fn kick(
     let reason = body
         .reason
         .unwrap_or_else(|| "kicked by an administrator".into());
-    state.sessions.metrics.registry_mailbox.sent();
-    let disconnected = state
-        .registry()
-        .send(Kick {
+    let disconnected = ask(
+        state.registry(),
+        REGISTRY,
+        Kick {
             user_id: body.user_id.clone(),
             reason: reason.clone(),
-        })
-        .await
-        .map_err(registry_down)?;
+        },
+    )
+    .await?;
     let detail = json!({ "reason": reason, "disconnected": disconnected });
     state
         .sessions
@@ -178,15 +175,15 @@ pub async fn notify(
         .save(&body.user_id, &notification, created_ms)
         .await
         .map_err(store_down)?;
-    state.sessions.metrics.registry_mailbox.sent();
-    let delivered = state
-        .registry()
-        .send(Notify {
+    let delivered = ask(
+        state.registry(),
+        REGISTRY,
+        Notify {
             user_id: body.user_id.clone(),
             notification,
-        })
-        .await
-        .map_err(registry_down)?;
+        },
+    )
+    .await?;
     let records = &state.sessions.records;
     if delivered > 0 {
         records.send(Record::NotificationsDelivered {
@@ -221,16 +218,16 @@ pub async fn broadcast(
         validate_room(room).map_err(|e| ApiError::bad_request(e.message))?;
     }
     let detail = json!({ "room": body.room, "event": body.event });
-    state.sessions.metrics.registry_mailbox.sent();
-    let delivered = state
-        .registry()
-        .send(Broadcast {
+    let delivered = ask(
+        state.registry(),
+        REGISTRY,
+        Broadcast {
             room: body.room,
             event: body.event,
             data: body.data,
-        })
-        .await
-        .map_err(registry_down)?;
+        },
+    )
+    .await?;
     state
         .sessions
         .records
@@ -239,19 +236,14 @@ pub async fn broadcast(
 }
 
 pub async fn stats(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state.sessions.metrics.registry_mailbox.sent();
-    let (nodes, missing) = state
-        .registry()
-        .send(ClusterStats)
-        .await
-        .map_err(registry_down)?;
-    let total = |key: &str| nodes.iter().filter_map(|n| n[key].as_u64()).sum::<u64>();
+    let (nodes, missing) = ask(state.registry(), REGISTRY, ClusterStats).await?;
+    let total = |of: fn(&NodeFigures) -> u64| nodes.iter().map(of).sum::<u64>();
     Ok(HttpResponse::Ok().json(json!({
-        "connections": total("connections"),
-        "users": total("users"),
-        "rooms": total("rooms"),
-        "messagesIn": total("messagesIn"),
-        "messagesOut": total("messagesOut"),
+        "connections": total(|n| n.connections as u64),
+        "users": total(|n| n.users as u64),
+        "rooms": total(|n| n.rooms as u64),
+        "messagesIn": total(|n| n.messages_in),
+        "messagesOut": total(|n| n.messages_out),
         "nodes": nodes,
         "nodesNotAnswering": missing,
     })))
@@ -268,24 +260,19 @@ pub async fn connections(
     state: web::Data<AppState>,
     query: web::Query<ConnectionsQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    state.sessions.metrics.registry_mailbox.sent();
-    let list = state
-        .registry()
-        .send(ListConnections {
+    let list = ask(
+        state.registry(),
+        REGISTRY,
+        ListConnections {
             user_id: query.into_inner().user_id,
-        })
-        .await
-        .map_err(registry_down)?;
+        },
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(json!({ "connections": list })))
 }
 
 pub async fn rooms(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state.sessions.metrics.registry_mailbox.sent();
-    let rooms = state
-        .registry()
-        .send(ListRooms)
-        .await
-        .map_err(registry_down)?;
+    let rooms = ask(state.registry(), REGISTRY, ListRooms).await?;
     Ok(HttpResponse::Ok().json(json!({ "rooms": rooms })))
 }
 
@@ -296,14 +283,14 @@ pub async fn room_presence(
 ) -> Result<HttpResponse, ApiError> {
     let room = room.into_inner();
     validate_room(&room).map_err(|e| ApiError::bad_request(e.message))?;
-    state.sessions.metrics.presence_mailbox.sent();
-    let members = state
-        .presence
-        .send(GetMembers {
+    let members = ask(
+        &state.presence,
+        "the presence tracker",
+        GetMembers {
             room: room.as_str().into(),
-        })
-        .await
-        .map_err(|_| ApiError::unavailable("the presence tracker"))?;
+        },
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(json!({ "room": room, "members": members })))
 }
 

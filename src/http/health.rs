@@ -3,9 +3,12 @@
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-use super::{ApiError, AppState};
-use crate::actors::room_registry::Stats;
+use super::{ask, ApiError, AppState};
+use crate::actors::messages::Stats;
 use crate::metrics::Gauges;
+
+/// Longest `/metrics` waits for the registry's counts.
+const SCRAPE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Liveness: the process answers HTTP.
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
@@ -18,8 +21,9 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
 
 /// Readiness: the actors and the database answer.
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    state.sessions.metrics.registry_mailbox.sent();
-    let registry = state.registry().send(Stats).await.is_ok();
+    let registry = ask(state.registry(), "the room registry", Stats)
+        .await
+        .is_ok();
     let database = state.db.ping().await;
     let redis = state.redis.as_ref().map(|h| h.up());
     let up = |ok: bool| if ok { "ok" } else { "down" };
@@ -46,12 +50,13 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
 
 /// Prometheus text format.
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state.sessions.metrics.registry_mailbox.sent();
-    let stats = state
-        .registry()
-        .send(Stats)
+    // Waits its turn in a full registry mailbox: the figures are most
+    // wanted when the server is busy.
+    let stats = tokio::time::timeout(SCRAPE_WAIT, state.registry().ask_in_turn(Stats))
         .await
-        .map_err(|_| ApiError::unavailable("the room registry"))?;
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| ApiError::unavailable("the room registry"))?;
     let gauges = Gauges {
         connections: stats.connections as u64,
         users: stats.users as u64,

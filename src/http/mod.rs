@@ -8,7 +8,8 @@ pub mod ws;
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix::Addr;
+use actix::dev::ToEnvelope;
+use actix::{Actor, Handler, Message};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse, Resource, ResponseError, Route};
@@ -19,6 +20,7 @@ use crate::actors::room_registry::RoomRegistry;
 use crate::actors::session::SessionDeps;
 use crate::config::Settings;
 use crate::limits::ConnectionCounter;
+use crate::mailbox::{Mailbox, Tracked};
 use crate::protocol::{CommandError, ErrorCode};
 use crate::store::Db;
 
@@ -27,7 +29,7 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub node_id: String,
     pub started: Instant,
-    pub presence: Addr<PresenceTracker>,
+    pub presence: Mailbox<PresenceTracker>,
     pub counter: Arc<ConnectionCounter>,
     pub db: Db,
     /// Redis health, when this node is part of a cluster.
@@ -36,9 +38,29 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn registry(&self) -> &Addr<RoomRegistry> {
+    pub fn registry(&self) -> &Mailbox<RoomRegistry> {
         &self.sessions.registry
     }
+}
+
+/// Asks an actor through its bound mailbox: 503 with `Retry-After` when the
+/// mailbox is full, 503 when the actor does not answer.
+pub async fn ask<A, M>(mailbox: &Mailbox<A>, what: &str, msg: M) -> Result<M::Result, ApiError>
+where
+    A: Actor + Handler<Tracked<M>>,
+    A::Context: ToEnvelope<A, Tracked<M>>,
+    M: Message + Send + 'static,
+    M::Result: Send,
+{
+    let request = mailbox.ask(msg).map_err(|full| {
+        let mut err = ApiError::new(
+            ErrorCode::Unavailable,
+            format!("{what} is busy ({full}); try again shortly"),
+        );
+        err.body.retry_after_ms = Some(1000);
+        err
+    })?;
+    request.await.map_err(|_| ApiError::unavailable(what))
 }
 
 /// An error answer: the contract's error body, with the HTTP status that

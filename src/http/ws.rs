@@ -13,8 +13,9 @@ use chrono::Utc;
 use serde::Deserialize;
 
 use super::{ApiError, AppState};
-use crate::actors::room_registry::ConnectionInfo;
-use crate::actors::session::{ConnHandle, ConnSocket, Session};
+use crate::actors::conn::{ConnHandle, ConnSocket};
+use crate::actors::messages::ConnectionInfo;
+use crate::actors::session::Session;
 use crate::auth::{AuthError, Identity};
 use crate::limits::AdmitError;
 use crate::metrics::inc;
@@ -32,9 +33,11 @@ pub fn remember_socket(conn: &dyn Any, ext: &mut Extensions) {
     }
 }
 
-/// Longest an upgrade waits for room in the background record queue
-/// before it is refused with 503 and `Retry-After`.
+/// Longest an upgrade waits for room in the background record queue, and
+/// then for a place in the registry's mailbox, before it is refused with
+/// 503 and `Retry-After`.
 const RECORDS_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+const REGISTRY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Deserialize)]
 pub struct WsQuery {
@@ -140,6 +143,18 @@ pub async fn upgrade(
             ),
         })?;
 
+    // The session's `Connect` must reach the registry before its first
+    // command and must not be refused: its place is taken now.
+    let registry_slot = state.registry().bound().slot();
+    let Ok(registry_slot) = tokio::time::timeout(REGISTRY_WAIT, registry_slot).await else {
+        let mut err = refuse(
+            &state,
+            ErrorCode::Unavailable,
+            "the server is too busy to take the connection; try again shortly",
+        );
+        err.body.retry_after_ms = Some(1000);
+        return Err(err);
+    };
     let socket = req.conn_data::<ConnSocket>().copied();
     let info = ConnectionInfo {
         connection_id: wire_id,
@@ -160,6 +175,7 @@ pub async fn upgrade(
         state.sessions.clone(),
         ConnHandle::new(socket, state.sessions.metrics.clone()),
         info,
+        registry_slot,
         slot,
     );
     ws::WsResponseBuilder::new(session, &req, stream)

@@ -7,19 +7,20 @@ mod shutdown;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::prelude::*;
 use actix_web::{web, App, HttpServer};
 
 use crate::actors::presence::PresenceTracker;
-use crate::actors::redis_bridge::{Attach, BridgeConfig, BridgeHealth, RedisBridge};
-use crate::actors::room_registry::{RegistryConfig, RoomRegistry};
+use crate::actors::redis_bridge::{BridgeConfig, BridgeHealth, BridgeLink, Inbox, RedisBridge};
+use crate::actors::room_registry::{RegistryConfig, RegistryDeps, RoomRegistry};
 use crate::actors::session::{SessionConfig, SessionDeps, REGISTRY_TIMEOUT};
 use crate::auth::Auth;
 use crate::broker::memory::MemoryPresence;
 use crate::broker::MessageLog;
+use crate::cluster::{Cluster, SingleNode};
 use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::limits::{ConnectionCounter, RateLimiters};
+use crate::mailbox::Mailbox;
 use crate::metrics::Metrics;
 use crate::protocol::DecodeLimits;
 use crate::store::messages::DbLog;
@@ -58,6 +59,12 @@ pub async fn run(settings: Settings, auth: Auth) -> anyhow::Result<()> {
         metrics.clone(),
     );
 
+    // The registry's mailbox first: the bridge is handed its way in
+    // before either actor starts, so no event from another node is dropped
+    // for want of an address.
+    let (registry, unstarted_registry) =
+        Mailbox::<RoomRegistry>::reserve(settings.mailbox.registry);
+    metrics.watch_mailbox("room_registry", registry.bound());
     let bridge_health = Arc::new(BridgeHealth::default());
     let bridge = if settings.redis.url.is_empty() {
         None
@@ -74,38 +81,38 @@ pub async fn run(settings: Settings, auth: Auth) -> anyhow::Result<()> {
             redact_url(&settings.redis.url),
             cfg.prefix
         );
-        let bridge = RedisBridge::new(cfg, bridge_health.clone(), metrics.clone())
+        let inbox = Inbox {
+            events: registry.peer(),
+            gone: registry.peer(),
+        };
+        let bridge = RedisBridge::new(cfg, inbox, bridge_health.clone(), metrics.clone())
             .map_err(anyhow::Error::msg)?;
-        Some(RedisBridge::start_in_arbiter(
-            &Arbiter::new().handle(),
-            move |_| bridge,
-        ))
+        let bridge = Mailbox::start(settings.mailbox.redis, move |_| bridge);
+        metrics.watch_mailbox("redis_bridge", bridge.bound());
+        Some(bridge)
+    };
+    let cluster: Arc<dyn Cluster> = match &bridge {
+        Some(bridge) => Arc::new(BridgeLink {
+            bridge: bridge.clone(),
+            metrics: metrics.clone(),
+        }),
+        None => Arc::new(SingleNode),
     };
 
-    let presence = {
-        let (cap, metrics) = (settings.mailbox.presence, metrics.clone());
-        let timeout = settings.typing.timeout;
-        PresenceTracker::start_in_arbiter(&Arbiter::new().handle(), move |ctx| {
-            ctx.set_mailbox_capacity(cap);
-            PresenceTracker::new(Box::new(MemoryPresence::default()), timeout, metrics)
-        })
+    let typing_timeout = settings.typing.timeout;
+    let presence = Mailbox::start(settings.mailbox.presence, move |_| {
+        PresenceTracker::new(Box::new(MemoryPresence::default()), typing_timeout)
+    });
+    metrics.watch_mailbox("presence_tracker", presence.bound());
+    let deps = RegistryDeps {
+        log: message_log.clone() as Arc<dyn MessageLog>,
+        presence: presence.clone(),
+        cluster,
+        metrics: metrics.clone(),
+        records: records.clone(),
     };
-    let registry = {
-        let cfg = RegistryConfig::from_settings(&settings, &node_id);
-        let log: Arc<dyn MessageLog> = message_log.clone();
-        let cap = settings.mailbox.registry;
-        let (metrics, presence, records) = (metrics.clone(), presence.clone(), records.clone());
-        let bridge = bridge.clone();
-        RoomRegistry::start_in_arbiter(&Arbiter::new().handle(), move |ctx| {
-            ctx.set_mailbox_capacity(cap);
-            RoomRegistry::new(cfg, log, presence, metrics, records, bridge)
-        })
-    };
-    if let Some(bridge) = &bridge {
-        bridge.do_send(Attach {
-            registry: registry.clone(),
-        });
-    }
+    let cfg = RegistryConfig::from_settings(&settings, &node_id);
+    unstarted_registry.start(move |_| RoomRegistry::new(cfg, deps));
     let limiters = Arc::new(RateLimiters::new(&settings.rate_limits));
     let sessions = Arc::new(SessionDeps {
         registry: registry.clone(),
@@ -183,7 +190,7 @@ pub async fn run(settings: Settings, auth: Auth) -> anyhow::Result<()> {
         }
     });
 
-    actix_web::rt::spawn(shutdown::on_signal(registry, handle));
+    actix_web::rt::spawn(shutdown::on_signal(registry.clone(), handle));
     server.await?;
     shutdown::drain(
         settings.server.shutdown_timeout,

@@ -5,20 +5,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Addr;
 use actix_web::dev::ServerHandle;
 
-use crate::actors::redis_bridge::{Depart, RedisBridge};
-use crate::actors::room_registry::{CloseAll, RoomRegistry};
+use crate::actors::messages::{CloseAll, Depart};
+use crate::actors::redis_bridge::RedisBridge;
+use crate::actors::room_registry::RoomRegistry;
+use crate::mailbox::Mailbox;
 use crate::store::messages::DbLog;
 use crate::store::records::Records;
 
 /// Waits for SIGTERM or SIGINT, asks every session to close with 1001, and
 /// stops the HTTP server (which waits for the connections to end).
-pub async fn on_signal(registry: Addr<RoomRegistry>, handle: ServerHandle) {
+pub async fn on_signal(registry: Mailbox<RoomRegistry>, handle: ServerHandle) {
     let signal = wait_for_signal().await;
     log::info!("{signal}: closing connections with 1001 and stopping");
-    if let Ok(n) = registry.send(CloseAll).await {
+    if let Ok(n) = registry.ask_in_turn(CloseAll).await {
         log::info!("asked {n} connections to close");
     }
     // Let the close frames go out before the listener stops.
@@ -33,7 +34,7 @@ pub async fn drain(
     timeout: Duration,
     message_log: Arc<DbLog>,
     records: Arc<Records>,
-    bridge: Option<Addr<RedisBridge>>,
+    bridge: Option<Mailbox<RedisBridge>>,
 ) {
     let limit = timeout.max(Duration::from_secs(1));
     if tokio::time::timeout(limit, message_log.flush())
@@ -46,7 +47,7 @@ pub async fn drain(
         log::warn!("background records not all written within {limit:?}");
     }
     if let Some(bridge) = &bridge {
-        let _ = tokio::time::timeout(limit, bridge.send(Depart)).await;
+        let _ = tokio::time::timeout(limit, bridge.ask_in_turn(Depart)).await;
     }
     log::info!("stopped");
 }

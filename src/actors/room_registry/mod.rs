@@ -1,0 +1,222 @@
+//! The RoomRegistry actor: rooms and their member sessions on this node.
+//!
+//! A thin actor over plain parts, each in its own file:
+//!
+//! - [`directory`]: the connections, who each one is, its rooms.
+//! - [`rooms`]: the rooms' members (by connection and by user) and the
+//!   limits a join must pass.
+//! - [`sequencer`]: one room's delivery in `seq` order, across nodes
+//!   (plain state that answers actions; unit-tested on a paused clock).
+//! - [`fanout`]: delivery to sessions and slow consumers; the announcements.
+//!
+//! and its handlers, by job: [`commands`] (what sessions ask), [`publish`]
+//! (the commit stream and sequencing), [`admin`] (kick, notify, broadcast,
+//! listings, gathered from every node with typed answers), [`remote`] (what
+//! other nodes say). Handlers check, call a part, and apply what it returns.
+//!
+//! The registry reaches the tracker through its bounded [`Mailbox`], other
+//! nodes through the [`Cluster`] interface, and sessions through the
+//! `Recipient<ToSession>` each `Connect` brings: it imports neither the
+//! session nor the bridge (see `actors::messages`).
+
+mod admin;
+mod commands;
+pub mod directory;
+pub mod fanout;
+mod publish;
+mod remote;
+pub mod rooms;
+pub mod sequencer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::sync::mpsc;
+
+use self::directory::Directory;
+use self::rooms::{RoomLimits, Rooms};
+use super::conn::ConnId;
+use super::messages::LeaveOutcome;
+use super::presence::PresenceTracker;
+use crate::broker::{MessageLog, StoreError};
+use crate::cluster::{Channel, Cluster, ClusterEvent};
+use crate::config::Settings;
+use crate::mailbox::{Full, Mailbox};
+use crate::metrics::Metrics;
+use crate::protocol::{CommandError, ErrorCode, Status};
+use crate::store::records::Records;
+
+/// The registry's share of the settings.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// This node's id: presence entries it makes are its own.
+    pub node_id: Arc<str>,
+    pub public_rooms: Vec<String>,
+    pub limits: RoomLimits,
+    pub recovery_max: usize,
+    pub typing_timeout: Duration,
+    pub slow_consumer_grace: Duration,
+    /// How long a message from another node waits for a missing seq.
+    pub gap_timeout: Duration,
+    /// How long `message:send` waits for its commit (`database.timeout_ms`).
+    pub commit_timeout: Duration,
+}
+
+impl RegistryConfig {
+    pub fn from_settings(s: &Settings, node_id: &str) -> Self {
+        RegistryConfig {
+            node_id: node_id.into(),
+            public_rooms: s.rooms.public.clone(),
+            limits: RoomLimits {
+                max_users_default: s.limits.max_users_per_room,
+                max_users: s
+                    .rooms
+                    .max_users
+                    .iter()
+                    .map(|(k, v)| (k.clone(), *v))
+                    .collect(),
+                max_rooms_per_connection: s.limits.max_rooms_per_connection,
+                join_leave_max_users: s.rooms.join_leave_events_max_users,
+            },
+            recovery_max: s.limits.recovery_max,
+            typing_timeout: s.typing.timeout,
+            slow_consumer_grace: s.limits.slow_consumer_grace,
+            commit_timeout: s.database.timeout,
+            gap_timeout: s.redis.gap_timeout,
+        }
+    }
+}
+
+/// What the registry works with, built once at start-up.
+pub struct RegistryDeps {
+    pub log: Arc<dyn MessageLog>,
+    pub presence: Mailbox<PresenceTracker>,
+    pub cluster: Arc<dyn Cluster>,
+    pub metrics: Arc<Metrics>,
+    pub records: Arc<Records>,
+}
+
+pub struct RoomRegistry {
+    cfg: RegistryConfig,
+    log: Arc<dyn MessageLog>,
+    presence: Mailbox<PresenceTracker>,
+    cluster: Arc<dyn Cluster>,
+    metrics: Arc<Metrics>,
+    records: Arc<Records>,
+    started: std::time::Instant,
+    /// Appends waiting for their commit, in order (set in `started`).
+    committing: Option<mpsc::UnboundedSender<publish::Pending>>,
+    rooms: Rooms,
+    conns: Directory,
+}
+
+impl Actor for RoomRegistry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.committing = Some(tx);
+        ctx.add_stream(Self::committed_in_order(rx));
+    }
+}
+
+crate::bounded_mailbox!(RoomRegistry);
+
+type Reply<T> = ResponseActFuture<RoomRegistry, Result<T, CommandError>>;
+
+fn reply<T: 'static>(r: Result<T, CommandError>) -> Reply<T> {
+    Box::pin(fut::ready(r))
+}
+
+fn tracker_down(e: MailboxError) -> CommandError {
+    CommandError::new(
+        ErrorCode::Internal,
+        format!("presence tracker unavailable: {e}"),
+    )
+}
+
+/// The tracker's mailbox is full: the command changed nothing.
+fn tracker_busy(full: Full) -> CommandError {
+    CommandError::new(
+        ErrorCode::Unavailable,
+        format!("the presence tracker is busy ({full}); try again shortly"),
+    )
+}
+
+fn store_down(e: StoreError) -> CommandError {
+    e.to_command_error()
+}
+
+fn status_name(status: Status) -> &'static str {
+    match status {
+        Status::Online => "online",
+        Status::Away => "away",
+        Status::Busy => "busy",
+        Status::Offline => "offline",
+    }
+}
+
+impl RoomRegistry {
+    pub fn new(cfg: RegistryConfig, deps: RegistryDeps) -> Self {
+        RoomRegistry {
+            rooms: Rooms::new(cfg.limits.clone(), cfg.gap_timeout),
+            cfg,
+            log: deps.log,
+            presence: deps.presence,
+            cluster: deps.cluster,
+            metrics: deps.metrics,
+            records: deps.records,
+            started: std::time::Instant::now(),
+            committing: None,
+            conns: Directory::default(),
+        }
+    }
+
+    /// Adds a connection to a room; a room new to this node starts its
+    /// sequencer with `seq`.
+    fn add_member(
+        &mut self,
+        id: ConnId,
+        room: &Arc<str>,
+        seq: impl FnOnce(Duration) -> sequencer::Sequencer,
+    ) {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        if *conn.personal_room != **room {
+            conn.rooms.insert(room.clone());
+        }
+        let (user, target) = (conn.user().clone(), conn.target.clone());
+        self.rooms.add(room, id, &user, target, seq);
+    }
+
+    /// Removes one membership; true when it existed. The last member out
+    /// stops following the room on other nodes.
+    fn remove_member(&mut self, id: ConnId, room: &str) -> bool {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return false;
+        };
+        conn.rooms.remove(room);
+        let user = conn.user().clone();
+        match self.rooms.remove(room, id, &user) {
+            rooms::Removed::NotMember => false,
+            rooms::Removed::Member => true,
+            rooms::Removed::LastMember(name) => {
+                actix::spawn(self.cluster.follow(name, false));
+                true
+            }
+        }
+    }
+
+    /// Hands an event to the other nodes (nothing on a single node).
+    fn relay(&self, channel: Channel, event: ClusterEvent) {
+        self.cluster.relay(channel, event);
+    }
+
+    fn announce_leaves(&self, outcomes: Vec<LeaveOutcome>, user: &str) {
+        for outcome in outcomes {
+            self.announce_leave(&outcome, user);
+        }
+    }
+}
