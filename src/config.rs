@@ -111,6 +111,7 @@ pub struct Limits {
     pub max_connections: usize,
     pub max_users_per_room: usize,
     pub recovery_max: usize,
+    pub join_members_max: usize,
     #[serde(rename = "slow_consumer_grace_ms", deserialize_with = "millis")]
     pub slow_consumer_grace: Duration,
 }
@@ -241,6 +242,7 @@ impl Settings {
             ("typing.timeout_ms", self.typing.timeout.is_zero()),
             ("limits.max_frame_bytes", self.limits.max_frame_bytes == 0),
             ("mailbox.session", self.mailbox.session == 0),
+            ("limits.join_members_max", self.limits.join_members_max == 0),
             ("mailbox.registry", self.mailbox.registry == 0),
             ("mailbox.presence", self.mailbox.presence == 0),
             ("database.pool_size", self.database.pool_size == 0),

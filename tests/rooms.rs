@@ -452,3 +452,72 @@ async fn big_rooms_skip_join_and_leave_events() {
     alice.expect_silence().await;
     bob.expect_silence().await;
 }
+
+/// A join costs the same in a room of any size: the reply lists at most
+/// `limits.join_members_max` users (the joiner always among them) and says
+/// how many there are; `presence:get` pages through every member once.
+#[actix_rt::test]
+async fn join_replies_stay_bounded_and_presence_pages_through_everyone() {
+    const USERS: usize = 300;
+    const MAX: usize = 20;
+    let server = Server::start_with_env(
+        "[limits]\njoin_members_max = 20\n",
+        &[("REALTIME__ROOMS__JOIN_LEAVE_EVENTS_MAX_USERS", "5")],
+    );
+    let mut clients = Vec::new();
+    let mut largest_reply = 0;
+    for i in 0..USERS {
+        // Ids in reverse order, so late joiners sort first and early ones
+        // are pushed out of the first page.
+        let user = format!("u{:03}", USERS - i);
+        let mut c = server.connect(&user, &["big"]).await;
+        let joined = c.join("big").await;
+        let members = joined["members"].as_array().unwrap();
+        assert!(members.len() <= MAX, "{} members listed", members.len());
+        assert_eq!(members.len(), (i + 1).min(MAX));
+        assert_eq!(joined["memberCount"], i + 1);
+        assert!(
+            members.iter().any(|m| m["userId"] == user),
+            "the joiner is listed: {joined}"
+        );
+        let ids: Vec<&str> = members
+            .iter()
+            .map(|m| m["userId"].as_str().unwrap())
+            .collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "sorted: {ids:?}");
+        largest_reply = largest_reply.max(joined.to_string().len());
+        clients.push(c);
+    }
+    assert!(largest_reply < 4096, "reply of {largest_reply} bytes");
+
+    let asker = &mut clients[0];
+    asker.drain().await;
+    let mut seen = Vec::new();
+    let mut after = serde_json::Value::Null;
+    loop {
+        let mut command = json!({"type": "presence:get", "room": "big", "limit": 70});
+        if !after.is_null() {
+            command["after"] = after.clone();
+        }
+        let page = asker.ok(command).await;
+        assert_eq!(page["memberCount"], USERS);
+        let members = page["members"].as_array().unwrap();
+        assert!(members.len() <= 70);
+        seen.extend(
+            members
+                .iter()
+                .map(|m| m["userId"].as_str().unwrap().to_string()),
+        );
+        after = page["next"].clone();
+        if after.is_null() {
+            break;
+        }
+    }
+    let mut all: Vec<String> = (1..=USERS).map(|i| format!("u{i:03}")).collect();
+    all.sort();
+    assert_eq!(seen, all, "every member once, in order");
+    let e = asker
+        .request(json!({"type": "presence:get", "room": "big", "limit": 1001}))
+        .await;
+    assert_eq!(e["code"], "BAD_REQUEST", "{e}");
+}

@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use super::conn::{ConnHandle, ConnId};
 use crate::auth::Identity;
-use crate::broker::{NodeSnapshot, UserPresence};
+use crate::broker::{MemberPage, NodeSnapshot, UserPresence};
 use crate::cluster::{AdminAnswer, AdminOp, Channel, ClusterEvent};
 use crate::protocol::{
     CommandError, CustomStatus, Member, MessageRecord, Notification, RawJson, Status,
@@ -93,7 +93,10 @@ pub struct UpdateIdentity {
 pub struct JoinReply {
     pub room: Arc<str>,
     pub seq: u64,
+    /// At most `limits.join_members_max`, the joining user among them.
     pub members: Vec<Member>,
+    /// Every user in the room, on every node.
+    pub member_count: usize,
     pub missed: Vec<Arc<MessageRecord>>,
     pub recovered: bool,
 }
@@ -149,11 +152,14 @@ pub struct UpdatePresence {
     pub custom_status: Option<CustomStatus>,
 }
 
+/// `presence:get`: a page of the room's members.
 #[derive(Message)]
-#[rtype(result = "Result<Vec<Member>, CommandError>")]
+#[rtype(result = "Result<MemberPage, CommandError>")]
 pub struct PresenceOf {
     pub id: ConnId,
     pub room: String,
+    pub after: Option<String>,
+    pub limit: usize,
 }
 
 #[derive(Message)]
@@ -319,7 +325,8 @@ pub struct TrackDisconnect {
 pub struct JoinOutcome {
     /// The user's first connection in the room: announce `user:joined`.
     pub first: bool,
-    pub members: Vec<Member>,
+    /// The first `members_max` members, the joining user among them.
+    pub members: MemberPage,
 }
 
 #[derive(Message)]
@@ -328,6 +335,8 @@ pub struct TrackJoin {
     pub node: Arc<str>,
     pub room: Arc<str>,
     pub user: Arc<str>,
+    /// How many members the answer lists at most (0: none, a remote join).
+    pub members_max: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -357,10 +366,15 @@ pub struct SetStatus {
     pub custom_status: Option<CustomStatus>,
 }
 
+/// A page of a room's members: at most `limit` after the user id `after`,
+/// with `including` (a user who just joined) always among them.
 #[derive(Message)]
-#[rtype(result = "Vec<Member>")]
+#[rtype(result = "MemberPage")]
 pub struct GetMembers {
     pub room: Arc<str>,
+    pub after: Option<String>,
+    pub limit: usize,
+    pub including: Option<Arc<str>>,
 }
 
 /// typing:start / typing:stop; answers the new list when it changed.

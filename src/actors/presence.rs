@@ -16,7 +16,7 @@ use super::messages::{
     SetTyping, SnapshotChanges, TakeSnapshot, TrackConnect, TrackDisconnect, TrackJoin, TrackLeave,
     TypingChange,
 };
-use crate::broker::{PresenceStore, UserPresence};
+use crate::broker::{MemberPage, PresenceStore, UserPresence};
 
 /// A typing list: (room, thread).
 type TypingKey = (Arc<str>, Option<String>);
@@ -34,6 +34,21 @@ impl PresenceTracker {
             store,
             typing: HashMap::new(),
             typing_timeout,
+        }
+    }
+
+    /// A page of members, with `including` listed even past the page.
+    fn page(
+        &self,
+        room: &str,
+        after: Option<&str>,
+        limit: usize,
+        including: Option<&str>,
+    ) -> MemberPage {
+        let page = self.store.members(room, after, limit);
+        match including {
+            Some(user) if limit > 0 => page.including(self.store.member(room, user), limit),
+            _ => page,
         }
     }
 
@@ -92,10 +107,8 @@ impl Handler<TrackJoin> for PresenceTracker {
     type Result = MessageResult<TrackJoin>;
     fn handle(&mut self, msg: TrackJoin, _: &mut Context<Self>) -> Self::Result {
         let first = self.store.join(&msg.node, &msg.room, &msg.user);
-        MessageResult(JoinOutcome {
-            first,
-            members: self.store.members(&msg.room),
-        })
+        let members = self.page(&msg.room, None, msg.members_max, Some(&msg.user));
+        MessageResult(JoinOutcome { first, members })
     }
 }
 
@@ -135,7 +148,8 @@ impl Handler<SetStatus> for PresenceTracker {
 impl Handler<GetMembers> for PresenceTracker {
     type Result = MessageResult<GetMembers>;
     fn handle(&mut self, msg: GetMembers, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.store.members(&msg.room))
+        let including = msg.including.as_deref();
+        MessageResult(self.page(&msg.room, msg.after.as_deref(), msg.limit, including))
     }
 }
 

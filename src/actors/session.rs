@@ -329,13 +329,20 @@ impl Session {
                 };
                 self.ask(ctx, id, msg, |()| json!({}));
             }
-            Command::PresenceGet { room } => {
-                self.ask(
-                    ctx,
-                    id,
-                    PresenceOf { id: conn, room },
-                    |members| json!({ "members": members }),
-                );
+            Command::PresenceGet { room, after, limit } => {
+                let msg = PresenceOf {
+                    id: conn,
+                    room,
+                    after,
+                    limit,
+                };
+                self.ask(ctx, id, msg, |page| {
+                    json!({
+                        "members": page.members,
+                        "memberCount": page.count,
+                        "next": page.next,
+                    })
+                });
             }
             Command::HistoryGet {
                 room,

@@ -1,15 +1,16 @@
 //! In-memory [`MessageLog`] and [`PresenceStore`] for a single node.
 //! Nothing here survives a restart.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use futures_util::future::{ready, FutureExt};
 
 use super::{
-    Appended, MessageLog, NewMessage, NodeSnapshot, PresenceStore, Recovery, SnapshotUser,
-    StoreFuture, UserPresence,
+    Appended, MemberPage, MessageLog, NewMessage, NodeSnapshot, PresenceStore, Recovery,
+    SnapshotUser, StoreFuture, UserPresence,
 };
 use crate::protocol::{timestamp, CustomStatus, Member, MessageRecord, Status};
 
@@ -166,11 +167,24 @@ type PerNode = HashMap<Arc<str>, usize>;
 #[derive(Default)]
 pub struct MemoryPresence {
     users: HashMap<Arc<str>, UserEntry>,
-    /// room -> user -> node -> that user's connections in the room there
-    rooms: HashMap<Arc<str>, HashMap<Arc<str>, PerNode>>,
+    /// room -> user (ordered, so a page costs its own size) -> node -> that
+    /// user's connections in the room there
+    rooms: HashMap<Arc<str>, BTreeMap<Arc<str>, PerNode>>,
 }
 
 impl MemoryPresence {
+    /// `user`'s member entry, from their connections in one room.
+    fn entry(&self, user: &Arc<str>, nodes: &PerNode) -> Member {
+        let p = self.users.get(user);
+        Member {
+            user_id: user.clone(),
+            name: p.and_then(|p| p.name.clone()),
+            status: p.map_or(Status::Online, |p| p.status),
+            custom_status: p.and_then(|p| p.custom_status.clone()),
+            connections: nodes.values().sum(),
+        }
+    }
+
     fn room_count(&self, room: &str, user: &str) -> usize {
         self.rooms
             .get(room)
@@ -269,25 +283,34 @@ impl PresenceStore for MemoryPresence {
         })
     }
 
-    fn members(&self, room: &str) -> Vec<Member> {
+    fn members(&self, room: &str, after: Option<&str>, limit: usize) -> MemberPage {
         let Some(members) = self.rooms.get(room) else {
-            return Vec::new();
+            return MemberPage::default();
         };
-        let mut list: Vec<Member> = members
-            .iter()
-            .map(|(user, nodes)| {
-                let p = self.users.get(user);
-                Member {
-                    user_id: user.clone(),
-                    name: p.and_then(|p| p.name.clone()),
-                    status: p.map_or(Status::Online, |p| p.status),
-                    custom_status: p.and_then(|p| p.custom_status.clone()),
-                    connections: nodes.values().sum(),
-                }
-            })
+        let from = match after {
+            Some(after) => Bound::Excluded(after),
+            None => Bound::Unbounded,
+        };
+        let mut page = members.range::<str, _>((from, Bound::Unbounded));
+        let list: Vec<Member> = page
+            .by_ref()
+            .take(limit)
+            .map(|(user, nodes)| self.entry(user, nodes))
             .collect();
-        list.sort_by(|a, b| a.user_id.cmp(&b.user_id));
-        list
+        let next = match page.next() {
+            Some(_) => list.last().map(|m| m.user_id.clone()),
+            None => None,
+        };
+        MemberPage {
+            members: list,
+            count: members.len(),
+            next,
+        }
+    }
+
+    fn member(&self, room: &str, user: &str) -> Option<Member> {
+        let (user, nodes) = self.rooms.get(room)?.get_key_value(user)?;
+        Some(self.entry(user, nodes))
     }
 
     fn rooms_of(&self, user: &str) -> Vec<Arc<str>> {
@@ -422,6 +445,39 @@ mod tests {
     }
 
     #[test]
+    fn members_page_in_user_order_and_a_joiner_is_always_listed() {
+        let mut p = MemoryPresence::default();
+        let (room, node): (Arc<str>, Arc<str>) = ("r".into(), "n".into());
+        for i in (0..25).rev() {
+            let user: Arc<str> = format!("u{i:02}").into();
+            p.connect(&node, &user, None);
+            p.join(&node, &room, &user);
+        }
+        let mut seen = Vec::new();
+        let mut after: Option<Arc<str>> = None;
+        loop {
+            let page = p.members("r", after.as_deref(), 10);
+            assert_eq!(page.count, 25);
+            seen.extend(page.members.iter().map(|m| m.user_id.to_string()));
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        let all: Vec<String> = (0..25).map(|i| format!("u{i:02}")).collect();
+        assert_eq!(seen, all, "every member once, in order");
+        assert!(p.members("r", Some("u24"), 10).next.is_none());
+
+        let first = p.members("r", None, 3);
+        let with_joiner = first.including(p.member("r", "u20"), 3);
+        let ids: Vec<&str> = with_joiner.members.iter().map(|m| &*m.user_id).collect();
+        assert_eq!(ids, ["u00", "u01", "u20"]);
+        let listed = p.members("r", None, 3).including(p.member("r", "u01"), 3);
+        assert_eq!(listed.members.len(), 3);
+        assert!(p.member("r", "nobody").is_none());
+    }
+
+    #[test]
     fn presence_counts_first_and_last_across_nodes() {
         let mut p = MemoryPresence::default();
         let (room, alice): (Arc<str>, Arc<str>) = ("r".into(), "alice".into());
@@ -430,15 +486,18 @@ mod tests {
         p.connect(&b, &alice, None);
         assert!(p.join(&a, &room, &alice), "first anywhere");
         assert!(!p.join(&b, &room, &alice), "second node, same user");
-        assert_eq!(p.members("r")[0].connections, 2);
-        assert_eq!(p.members("r")[0].name.as_deref(), Some("Alice"));
+        assert_eq!(p.members("r", None, 10).members[0].connections, 2);
+        assert_eq!(
+            p.members("r", None, 10).members[0].name.as_deref(),
+            Some("Alice")
+        );
         assert_eq!(p.rooms_of("alice"), vec![room.clone()]);
         assert!(p.set_status("alice", Status::Busy, None));
-        assert_eq!(p.members("r")[0].status, Status::Busy);
+        assert_eq!(p.members("r", None, 10).members[0].status, Status::Busy);
         assert!(!p.leave("node-a", "r", "alice"));
         assert!(p.present("r", "alice"));
         assert!(p.leave("node-b", "r", "alice"), "last anywhere");
-        assert!(p.members("r").is_empty());
+        assert!(p.members("r", None, 10).members.is_empty());
         p.disconnect("node-a", "alice");
         assert_eq!(p.user("alice").unwrap().connections, 1);
         p.disconnect("node-b", "alice");

@@ -121,6 +121,33 @@ pub struct UserPresence {
     pub connections: usize,
 }
 
+/// A page of a room's members.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MemberPage {
+    pub members: Vec<Member>,
+    /// All users in the room, on every node.
+    pub count: usize,
+    /// The user id to page on from, when there are more.
+    pub next: Option<Arc<str>>,
+}
+
+impl MemberPage {
+    /// Makes sure `user` (who just joined) is listed: in a full page, in
+    /// place of the last entry, keeping the order by user id.
+    pub fn including(mut self, user: Option<Member>, limit: usize) -> MemberPage {
+        let Some(user) = user else { return self };
+        if self.members.iter().any(|m| m.user_id == user.user_id) {
+            return self;
+        }
+        if self.members.len() >= limit {
+            self.members.truncate(limit.saturating_sub(1));
+        }
+        let at = self.members.partition_point(|m| m.user_id < user.user_id);
+        self.members.insert(at, user);
+        self
+    }
+}
+
 /// What one node contributes to presence, as sent to a node that asks.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -160,9 +187,12 @@ pub trait PresenceStore: Send + 'static {
     /// Sets a connected user's status; false when the user is unknown.
     fn set_status(&mut self, user: &str, status: Status, custom: Option<CustomStatus>) -> bool;
     fn user(&self, user: &str) -> Option<UserPresence>;
-    /// The members of `room` on all nodes, sorted by user id; `connections`
-    /// counts the user's connections in that room.
-    fn members(&self, room: &str) -> Vec<Member>;
+    /// A page of the members of `room` on all nodes, sorted by user id:
+    /// at most `limit`, after the user id `after`; `connections` counts the
+    /// user's connections in that room. Costs the page, not the room.
+    fn members(&self, room: &str, after: Option<&str>, limit: usize) -> MemberPage;
+    /// One member's entry, if `user` is in `room`.
+    fn member(&self, room: &str, user: &str) -> Option<Member>;
     /// The rooms `user` is in on any node.
     fn rooms_of(&self, user: &str) -> Vec<Arc<str>>;
     /// Everything `node` contributes.

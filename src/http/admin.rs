@@ -13,7 +13,9 @@ use super::{ask, ApiError, AppState};
 use crate::actors::messages::{
     Broadcast, ClusterStats, GetMembers, Kick, ListConnections, ListRooms, NodeFigures, Notify,
 };
-use crate::protocol::{validate_room, ErrorCode, Notification, NotificationKind};
+use crate::protocol::{
+    validate_room, ErrorCode, Notification, NotificationKind, PRESENCE_MAX_LIMIT,
+};
 use crate::store::records::{audit_events, Record};
 use crate::store::{ms_to_rfc3339, now_ms, StoreError};
 
@@ -276,22 +278,43 @@ pub async fn rooms(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse,
     Ok(HttpResponse::Ok().json(json!({ "rooms": rooms })))
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PresenceQuery {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+/// A page of a room's members (`presence:get`'s paging, `limit` up to 1000,
+/// default 1000).
 pub async fn room_presence(
     _: Admin,
     state: web::Data<AppState>,
     room: web::Path<String>,
+    query: web::Query<PresenceQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let room = room.into_inner();
     validate_room(&room).map_err(|e| ApiError::bad_request(e.message))?;
-    let members = ask(
-        &state.presence,
-        "the presence tracker",
-        GetMembers {
-            room: room.as_str().into(),
-        },
-    )
-    .await?;
-    Ok(HttpResponse::Ok().json(json!({ "room": room, "members": members })))
+    let q = query.into_inner();
+    let limit = q.limit.unwrap_or(PRESENCE_MAX_LIMIT);
+    if limit == 0 || limit > PRESENCE_MAX_LIMIT {
+        return Err(ApiError::bad_request(format!(
+            "`limit` must be between 1 and {PRESENCE_MAX_LIMIT}"
+        )));
+    }
+    let get = GetMembers {
+        room: room.as_str().into(),
+        after: q.after,
+        limit,
+        including: None,
+    };
+    let page = ask(&state.presence, "the presence tracker", get).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "room": room,
+        "members": page.members,
+        "memberCount": page.count,
+        "next": page.next,
+    })))
 }
 
 #[derive(Deserialize)]

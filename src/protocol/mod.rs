@@ -18,6 +18,10 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub const HISTORY_MAX_LIMIT: usize = 100;
 /// Default `limit` of `history:get`.
 pub const HISTORY_DEFAULT_LIMIT: usize = 50;
+/// The most members one `presence:get` returns.
+pub const PRESENCE_MAX_LIMIT: usize = 1000;
+/// Default `limit` of `presence:get`.
+pub const PRESENCE_DEFAULT_LIMIT: usize = 100;
 /// Longest room name, thread id, client message id or notification id.
 pub const MAX_NAME_LEN: usize = 128;
 /// Longest custom status text.
@@ -110,6 +114,7 @@ struct Frame {
     custom_status: Option<CustomStatus>,
     before: Option<u64>,
     limit: Option<u64>,
+    after: Option<String>,
     notification_id: Option<String>,
     token: Option<String>,
 }
@@ -147,6 +152,8 @@ pub enum Command {
     },
     PresenceGet {
         room: String,
+        after: Option<String>,
+        limit: usize,
     },
     HistoryGet {
         room: String,
@@ -368,9 +375,24 @@ fn command(f: Frame, limits: &DecodeLimits) -> Result<Command, CommandError> {
                 custom_status: f.custom_status,
             }
         }
-        "presence:get" => Command::PresenceGet {
-            room: room(f.room)?,
-        },
+        "presence:get" => {
+            let limit = f.limit.unwrap_or(PRESENCE_DEFAULT_LIMIT as u64);
+            if limit == 0 || limit > PRESENCE_MAX_LIMIT as u64 {
+                return Err(CommandError::bad_request(format!(
+                    "`limit` must be between 1 and {PRESENCE_MAX_LIMIT}"
+                )));
+            }
+            Command::PresenceGet {
+                room: room(f.room)?,
+                after: match f.after {
+                    Some(a) if a.is_empty() => {
+                        return Err(CommandError::bad_request("`after` must be a user id"))
+                    }
+                    after => after,
+                },
+                limit: limit as usize,
+            }
+        }
         "history:get" => {
             let limit = f.limit.unwrap_or(HISTORY_DEFAULT_LIMIT as u64);
             if limit == 0 || limit > HISTORY_MAX_LIMIT as u64 {
@@ -473,7 +495,7 @@ pub struct MessageRecord {
     pub client_msg_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Member {
     pub user_id: Arc<str>,

@@ -65,10 +65,26 @@ fn decodes_every_command() {
             custom_status: Some(_)
         }
     ));
-    assert!(matches!(
+    assert_eq!(
         ok(r#"{"type":"presence:get","room":"x"}"#).command,
-        Command::PresenceGet { .. }
-    ));
+        Command::PresenceGet {
+            room: "x".into(),
+            after: None,
+            limit: PRESENCE_DEFAULT_LIMIT
+        }
+    );
+    assert_eq!(
+        ok(r#"{"type":"presence:get","room":"x","after":"bob","limit":1000}"#).command,
+        Command::PresenceGet {
+            room: "x".into(),
+            after: Some("bob".into()),
+            limit: 1000
+        }
+    );
+    for bad in [r#""limit":0"#, r#""limit":1001"#, r#""after":"""#] {
+        let e = err(&format!(r#"{{"type":"presence:get","room":"x",{bad}}}"#));
+        assert_eq!(e.error.code, ErrorCode::BadRequest, "{bad}");
+    }
     assert_eq!(
         ok(r#"{"type":"history:get","room":"x","before":9}"#).command,
         Command::HistoryGet {

@@ -21,9 +21,9 @@ use crate::actors::messages::{
     SetTyping, TrackConnect, TrackDisconnect, TrackJoin, TrackLeave, Typing, UpdateIdentity,
     UpdatePresence,
 };
-use crate::broker::Recovery;
+use crate::broker::{MemberPage, Recovery};
 use crate::cluster::{Channel, ClusterEvent, TrackOp};
-use crate::protocol::{CommandError, Member, MessageRecord};
+use crate::protocol::{CommandError, MessageRecord};
 use crate::store::now_ms;
 use crate::store::records::Record;
 
@@ -120,16 +120,23 @@ impl Handler<Join> for RoomRegistry {
         }
         let room = self.rooms.name(&msg.room);
         let node = self.cfg.node_id.clone();
+        let max = self.cfg.join_members_max;
         let members = if already {
             self.presence
-                .ask(GetMembers { room: room.clone() })
-                .map(|r| r.map(|res| res.map(|members| (false, members))).boxed())
+                .ask(GetMembers {
+                    room: room.clone(),
+                    after: None,
+                    limit: max,
+                    including: Some(user.clone()),
+                })
+                .map(|r| r.map(|res| res.map(|page| (false, page))).boxed())
         } else {
             self.presence
                 .ask(TrackJoin {
                     node,
                     room: room.clone(),
                     user: user.clone(),
+                    members_max: max,
                 })
                 .map(|r| r.map(|res| res.map(|o| (o.first, o.members))).boxed())
         };
@@ -171,7 +178,7 @@ impl Handler<Join> for RoomRegistry {
                         let latest = recovery.as_ref().ok().map(|r| r.latest);
                         act.start_sequence(ctx, &room, latest);
                     }
-                    let (first, members): (bool, Vec<Member>) = members.map_err(tracker_down)?;
+                    let (first, members): (bool, MemberPage) = members.map_err(tracker_down)?;
                     // Without the log the join still works: live messages flow, and
                     // `recovered: false` tells the client to fetch history later.
                     let recovery = recovery.unwrap_or_else(|e| {
@@ -199,7 +206,8 @@ impl Handler<Join> for RoomRegistry {
                     Ok(JoinReply {
                         room,
                         seq: recovery.latest,
-                        members,
+                        members: members.members,
+                        member_count: members.count,
                         missed: recovery.messages,
                         recovered: recovery.complete,
                     })
@@ -340,7 +348,7 @@ impl Handler<UpdatePresence> for RoomRegistry {
 }
 
 impl Handler<PresenceOf> for RoomRegistry {
-    type Result = Reply<Vec<Member>>;
+    type Result = Reply<MemberPage>;
     fn handle(&mut self, msg: PresenceOf, _: &mut Context<Self>) -> Self::Result {
         if let Err(e) = self
             .conns
@@ -350,6 +358,9 @@ impl Handler<PresenceOf> for RoomRegistry {
         }
         match self.presence.ask(GetMembers {
             room: msg.room.into(),
+            after: msg.after,
+            limit: msg.limit,
+            including: None,
         }) {
             Ok(get) => Box::pin(
                 get.into_actor(self)

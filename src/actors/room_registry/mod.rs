@@ -55,6 +55,8 @@ pub struct RegistryConfig {
     pub public_rooms: Vec<String>,
     pub limits: RoomLimits,
     pub recovery_max: usize,
+    /// Most members a `room:join` reply lists.
+    pub join_members_max: usize,
     pub typing_timeout: Duration,
     pub slow_consumer_grace: Duration,
     /// How long a message from another node waits for a missing seq.
@@ -80,6 +82,7 @@ impl RegistryConfig {
                 join_leave_max_users: s.rooms.join_leave_events_max_users,
             },
             recovery_max: s.limits.recovery_max,
+            join_members_max: s.limits.join_members_max,
             typing_timeout: s.typing.timeout,
             slow_consumer_grace: s.limits.slow_consumer_grace,
             commit_timeout: s.database.timeout,

@@ -125,6 +125,7 @@ impl RoomRegistry {
                     node,
                     room: room.clone(),
                     user: user.clone(),
+                    members_max: 0,
                 });
                 ctx.spawn(track.into_actor(self).map(move |res, act, _| {
                     if res.is_ok_and(|o| o.first) {
