@@ -71,3 +71,26 @@ async fn the_close_handshake_both_ways() {
     assert_eq!(history["messages"], serde_json::json!([]), "{history}");
     bob.expect_silence().await;
 }
+
+/// RFC 6455 §7.1.1: after answering a client's close frame the server
+/// closes the TCP connection first, cleanly (a FIN, not a reset), without
+/// waiting for the client to hang up.
+#[actix_rt::test]
+async fn after_a_clients_close_the_server_closes_tcp_first() {
+    use std::io::Read;
+
+    use common::raw::{frame, RawWs, CLOSE};
+
+    let server = Server::start("");
+    let mut ws = RawWs::connect(server.addr, &server.token("alice", &[]));
+    ws.send(&frame(CLOSE, true, &1000u16.to_be_bytes()));
+    assert_eq!(ws.close_code(WAIT), 1000);
+    // The client keeps its socket open and sends nothing more: the end of
+    // the stream can only come from the server.
+    ws.socket.set_read_timeout(Some(WAIT)).unwrap();
+    let mut rest = [0u8; 64];
+    match ws.socket.read(&mut rest) {
+        Ok(0) => {}
+        other => panic!("expected the server's FIN, got {other:?}"),
+    }
+}

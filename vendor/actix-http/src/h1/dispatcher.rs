@@ -45,7 +45,7 @@ const WRITE_BUFFER_RETENTION_LIMIT: usize = 1024 * 128;
 
 bitflags! {
     #[derive(Debug, Clone, Copy)]
-    pub struct Flags: u8 {
+    pub struct Flags: u16 {
         /// Set when stream is read for first time.
         const STARTED          = 0b0000_0001;
 
@@ -74,6 +74,11 @@ bitflags! {
         /// after the current response finishes. [`LINGER`](Self::LINGER) remains separate and is
         /// used only to close cleanly after a response to an unread request payload.
         const DRAINING         = 0b1000_0000;
+
+        /// Vendored change (vendor/README.md): set once the write half has been shut down
+        /// (FIN sent) while lingering, so the client sees the server close first and can
+        /// finish at once, while what it still sends is read and dropped, never reset.
+        const WRITE_SHUT       = 0b1_0000_0000;
     }
 }
 
@@ -456,6 +461,20 @@ where
             this.flags.remove(Flags::LINGER);
             this.flags.insert(Flags::SHUTDOWN);
             return Ok(Poll::Ready(()));
+        }
+
+        // Vendored change (vendor/README.md): half-close now rather than after the linger
+        // timeout. A WebSocket client that sent its close frame waits for the server to
+        // close the TCP connection (RFC 6455 7.1.1); it gets the FIN at once, closes, and
+        // the read below sees its EOF. Reading on until then means nothing it sent is left
+        // unread when the socket is dropped, which would reset the connection.
+        if !self.flags.contains(Flags::WRITE_SHUT) {
+            let io = self.as_mut().project().io.as_mut().unwrap();
+            match Pin::new(io).poll_shutdown(cx) {
+                Poll::Pending => return Ok(Poll::Pending),
+                Poll::Ready(done) => done?,
+            }
+            self.as_mut().project().flags.insert(Flags::WRITE_SHUT);
         }
 
         loop {
@@ -1356,7 +1375,7 @@ where
                         Poll::Pending => Poll::Pending,
                     }
                 } else if inner.flags.contains(Flags::SHUTDOWN) {
-                    if inner.flags.contains(Flags::WRITE_DISCONNECT) {
+                    if inner.flags.intersects(Flags::WRITE_DISCONNECT | Flags::WRITE_SHUT) {
                         Poll::Ready(Ok(()))
                     } else {
                         // flush buffer and wait on blocked
