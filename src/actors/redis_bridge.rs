@@ -121,6 +121,8 @@ pub struct RedisBridge {
     last_alive: HashMap<Arc<str>, Instant>,
     pending: HashMap<u64, Gathering>,
     next_request: u64,
+    /// Heartbeats started.
+    beats: u64,
     health: Arc<BridgeHealth>,
     metrics: Arc<Metrics>,
 }
@@ -155,6 +157,7 @@ impl RedisBridge {
             last_alive: HashMap::new(),
             pending: HashMap::new(),
             next_request: 1,
+            beats: 0,
             health,
             metrics,
         })
@@ -291,29 +294,48 @@ impl RedisBridge {
         let beat = async move {
             let work = async {
                 let mut conn = pool.get().await.map_err(|e| e.to_string())?;
-                redis::cmd("SET")
+                // GET: whether our own key survived since the last beat.
+                let previous: Option<String> = redis::cmd("SET")
                     .arg(&own)
                     .arg(&*boot)
                     .arg("PX")
                     .arg(ttl)
-                    .query_async::<()>(&mut conn)
+                    .arg("GET")
+                    .query_async(&mut conn)
                     .await
                     .map_err(|e| e.to_string())?;
                 if keys.is_empty() {
-                    return Ok(Vec::new());
+                    return Ok((previous.is_some(), Vec::<(Option<String>, i64)>::new()));
                 }
-                redis::cmd("MGET")
-                    .arg(&keys)
-                    .query_async::<Vec<Option<String>>>(&mut conn)
-                    .await
-                    .map_err(|e| e.to_string())
+                let mut pipe = redis::pipe();
+                pipe.cmd("MGET").arg(&keys);
+                for key in &keys {
+                    pipe.cmd("PTTL").arg(key);
+                }
+                let (boots, pttls): (Vec<Option<String>>, Vec<i64>) = {
+                    let mut values: Vec<redis::Value> = pipe
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let rest = values.split_off(1);
+                    let boots = redis::from_redis_value(&values[0]).map_err(|e| e.to_string())?;
+                    let pttls = rest
+                        .iter()
+                        .map(redis::from_redis_value)
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| e.to_string())?;
+                    (boots, pttls)
+                };
+                Ok::<_, String>((previous.is_some(), boots.into_iter().zip(pttls).collect()))
             };
             tokio::time::timeout(COMMAND_TIMEOUT, work)
                 .await
                 .map_err(|_| "timed out".to_string())?
         };
+        let first_beat = self.beats == 0;
+        self.beats += 1;
         ctx.spawn(beat.into_actor(self).map(move |res, act, ctx| match res {
-            Ok(boots) => {
+            Ok((own_kept, seen)) => {
                 let now = Instant::now();
                 if !act.health.heartbeat_ok.swap(true, Ordering::Relaxed) {
                     // Redis is back: the others get the same grace to put
@@ -322,25 +344,25 @@ impl RedisBridge {
                         *seen = now;
                     }
                 }
-                // A missing key must stay missing for a few heartbeats: after
-                // Redis restarts empty, live nodes put theirs back at once.
-                let grace = act.cfg.heartbeat * 3;
-                for (node, seen) in others.into_iter().zip(boots) {
+                // Our own key gone too means Redis lost its keys (it
+                // restarted empty), not that the others' expired.
+                let keys_kept = own_kept || first_beat;
+                let heartbeat = act.cfg.heartbeat;
+                for (node, (value, pttl)) in others.into_iter().zip(seen) {
                     let Some(boot) = act.known.get(&node) else {
                         continue;
                     };
-                    match seen.as_deref() {
-                        Some(b) if b == &**boot => {
+                    let since = act.last_alive.get(&node).copied().unwrap_or(now);
+                    let key = KeySeen {
+                        value: value.as_deref(),
+                        pttl_ms: pttl,
+                    };
+                    match liveness(&key, boot, keys_kept, now.duration_since(since), heartbeat) {
+                        Liveness::Alive => {
                             act.last_alive.insert(node, now);
                         }
-                        // Its id with another boot: the old node is gone.
-                        Some(_) => act.node_gone(ctx, node),
-                        None => {
-                            let since = act.last_alive.get(&node).copied().unwrap_or(now);
-                            if now.duration_since(since) >= grace {
-                                act.node_gone(ctx, node);
-                            }
-                        }
+                        Liveness::Gone => act.node_gone(ctx, node),
+                        Liveness::Unknown => {}
                     }
                 }
             }
@@ -442,6 +464,52 @@ impl Actor for RedisBridge {
         self.connect(ctx);
         self.beat(ctx);
         ctx.run_interval(self.cfg.heartbeat, |act, ctx| act.beat(ctx));
+    }
+}
+
+/// Another node's liveness key as one heartbeat read it.
+struct KeySeen<'a> {
+    value: Option<&'a str>,
+    /// Milliseconds left before it expires (negative: none, or no expiry).
+    pttl_ms: i64,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Liveness {
+    Alive,
+    Gone,
+    /// Its key is missing but Redis may have lost it: wait a little.
+    Unknown,
+}
+
+/// Whether a node is alive, from its key. A node refreshes its key every
+/// heartbeat with a TTL of its `node_ttl_ms`, so a key with at most one
+/// heartbeat left will have expired by the next check: the node stopped
+/// refreshing about a TTL ago and is gone now, so its users leave within the
+/// TTL of its last refresh rather than up to a few heartbeats after it.
+/// Another boot id under its name means the old node is gone. A missing
+/// key means it expired, unless Redis lost every key (`keys_kept` false):
+/// then live nodes put theirs back within a heartbeat, so a node is only
+/// given up after three heartbeats without its key.
+fn liveness(
+    key: &KeySeen<'_>,
+    boot: &str,
+    keys_kept: bool,
+    missing_for: Duration,
+    heartbeat: Duration,
+) -> Liveness {
+    match key.value {
+        Some(b) if b == boot => {
+            let expiring = key.pttl_ms >= 0 && key.pttl_ms as u128 <= heartbeat.as_millis();
+            if expiring {
+                Liveness::Gone
+            } else {
+                Liveness::Alive
+            }
+        }
+        Some(_) => Liveness::Gone,
+        None if keys_kept || missing_for >= heartbeat * 3 => Liveness::Gone,
+        None => Liveness::Unknown,
     }
 }
 
@@ -631,5 +699,53 @@ impl Cluster for BridgeLink {
             .ask_in_turn(Gather { op })
             .map(Result::unwrap_or_default)
             .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BEAT: Duration = Duration::from_secs(2);
+
+    fn key(value: Option<&str>, pttl_ms: i64) -> KeySeen<'_> {
+        KeySeen { value, pttl_ms }
+    }
+
+    #[test]
+    fn a_refreshed_key_is_alive_and_one_about_to_expire_is_gone() {
+        let fresh = key(Some("b1"), 29_000);
+        assert_eq!(
+            liveness(&fresh, "b1", true, Duration::ZERO, BEAT),
+            Liveness::Alive
+        );
+        let stale = key(Some("b1"), 1_500);
+        assert_eq!(
+            liveness(&stale, "b1", true, Duration::ZERO, BEAT),
+            Liveness::Gone
+        );
+        let other_boot = key(Some("b2"), 29_000);
+        assert_eq!(
+            liveness(&other_boot, "b1", true, Duration::ZERO, BEAT),
+            Liveness::Gone
+        );
+    }
+
+    #[test]
+    fn a_missing_key_is_gone_unless_redis_lost_every_key() {
+        let missing = key(None, -2);
+        assert_eq!(
+            liveness(&missing, "b1", true, Duration::ZERO, BEAT),
+            Liveness::Gone
+        );
+        assert_eq!(
+            liveness(&missing, "b1", false, BEAT, BEAT),
+            Liveness::Unknown,
+            "Redis restarted empty: give it time to come back"
+        );
+        assert_eq!(
+            liveness(&missing, "b1", false, BEAT * 3, BEAT),
+            Liveness::Gone
+        );
     }
 }
