@@ -241,33 +241,34 @@ impl Metrics {
             "realtime_mailbox_depth{{node=\"{node}\",actor=\"session\"}} {}",
             self.session_mailbox.depth()
         );
+        let series: [(&str, &str, &str, fn(&Bound) -> u64); 2] = [
+            (
+                "realtime_mailbox_capacity",
+                "gauge",
+                "The configured bound of each actor mailbox.",
+                |b| b.capacity() as u64,
+            ),
+            (
+                "realtime_mailbox_refused_total",
+                "counter",
+                "Messages refused because the actor's mailbox was full (the command got UNAVAILABLE, or a relay event was dropped).",
+                Bound::refused,
+            ),
+        ];
         for (actor, bound) in &mailboxes {
+            let depth = bound.depth();
             let _ = writeln!(
                 out,
-                "realtime_mailbox_depth{{node=\"{node}\",actor=\"{actor}\"}} {}",
-                bound.depth()
+                "realtime_mailbox_depth{{node=\"{node}\",actor=\"{actor}\"}} {depth}"
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP realtime_mailbox_capacity The configured bound of each actor mailbox."
-        );
-        let _ = writeln!(out, "# TYPE realtime_mailbox_capacity gauge");
-        for (actor, bound) in &mailboxes {
-            let _ = writeln!(
-                out,
-                "realtime_mailbox_capacity{{node=\"{node}\",actor=\"{actor}\"}} {}",
-                bound.capacity()
-            );
-        }
-        let _ = writeln!(out, "# HELP realtime_mailbox_refused_total Messages refused because the actor's mailbox was full (the command got UNAVAILABLE, or a relay event was dropped).");
-        let _ = writeln!(out, "# TYPE realtime_mailbox_refused_total counter");
-        for (actor, bound) in &mailboxes {
-            let _ = writeln!(
-                out,
-                "realtime_mailbox_refused_total{{node=\"{node}\",actor=\"{actor}\"}} {}",
-                bound.refused()
-            );
+        for (name, kind, help, value) in series {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (actor, bound) in &mailboxes {
+                let v = value(bound);
+                let _ = writeln!(out, "{name}{{node=\"{node}\",actor=\"{actor}\"}} {v}");
+            }
         }
         out
     }

@@ -49,6 +49,14 @@ fn refuse(state: &AppState, code: ErrorCode, message: impl Into<String>) -> ApiE
     ApiError::new(code, message)
 }
 
+/// 503 with `Retry-After: 1`: the server is behind, the client should
+/// come back shortly.
+fn busy(state: &AppState, message: &str) -> ApiError {
+    let mut err = refuse(state, ErrorCode::Unavailable, message);
+    err.body.retry_after_ms = Some(1000);
+    err
+}
+
 pub async fn upgrade(
     req: HttpRequest,
     stream: web::Payload,
@@ -114,13 +122,10 @@ pub async fn upgrade(
     // Every connection writes background records (its row, presence, audit)
     // on the way in and out: wait for room rather than have them dropped.
     if !state.sessions.records.wait_for_room(RECORDS_WAIT).await {
-        let mut err = refuse(
+        return Err(busy(
             &state,
-            ErrorCode::Unavailable,
             "the server is behind with writing connection records; try again shortly",
-        );
-        err.body.retry_after_ms = Some(1000);
-        return Err(err);
+        ));
     }
     let slot = state
         .counter
@@ -147,13 +152,10 @@ pub async fn upgrade(
     // command and must not be refused: its place is taken now.
     let registry_slot = state.registry().bound().slot();
     let Ok(registry_slot) = tokio::time::timeout(REGISTRY_WAIT, registry_slot).await else {
-        let mut err = refuse(
+        return Err(busy(
             &state,
-            ErrorCode::Unavailable,
             "the server is too busy to take the connection; try again shortly",
-        );
-        err.body.retry_after_ms = Some(1000);
-        return Err(err);
+        ));
     };
     let socket = req.conn_data::<ConnSocket>().copied();
     let info = ConnectionInfo {

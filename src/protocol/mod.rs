@@ -376,12 +376,7 @@ fn command(f: Frame, limits: &DecodeLimits) -> Result<Command, CommandError> {
             }
         }
         "presence:get" => {
-            let limit = f.limit.unwrap_or(PRESENCE_DEFAULT_LIMIT as u64);
-            if limit == 0 || limit > PRESENCE_MAX_LIMIT as u64 {
-                return Err(CommandError::bad_request(format!(
-                    "`limit` must be between 1 and {PRESENCE_MAX_LIMIT}"
-                )));
-            }
+            let limit = limit(f.limit, PRESENCE_DEFAULT_LIMIT, PRESENCE_MAX_LIMIT)?;
             Command::PresenceGet {
                 room: room(f.room)?,
                 after: match f.after {
@@ -390,20 +385,15 @@ fn command(f: Frame, limits: &DecodeLimits) -> Result<Command, CommandError> {
                     }
                     after => after,
                 },
-                limit: limit as usize,
+                limit,
             }
         }
         "history:get" => {
-            let limit = f.limit.unwrap_or(HISTORY_DEFAULT_LIMIT as u64);
-            if limit == 0 || limit > HISTORY_MAX_LIMIT as u64 {
-                return Err(CommandError::bad_request(format!(
-                    "`limit` must be between 1 and {HISTORY_MAX_LIMIT}"
-                )));
-            }
+            let limit = limit(f.limit, HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT)?;
             Command::HistoryGet {
                 room: room(f.room)?,
                 before: f.before,
-                limit: limit as usize,
+                limit,
             }
         }
         "notification:read" => Command::NotificationRead {
@@ -424,6 +414,17 @@ fn command(f: Frame, limits: &DecodeLimits) -> Result<Command, CommandError> {
         }
     };
     Ok(cmd)
+}
+
+/// A page size: `default` when absent, 1 to `max` when given.
+fn limit(value: Option<u64>, default: usize, max: usize) -> Result<usize, CommandError> {
+    match value {
+        None => Ok(default),
+        Some(n) if n >= 1 && n <= max as u64 => Ok(n as usize),
+        Some(_) => Err(CommandError::bad_request(format!(
+            "`limit` must be between 1 and {max}"
+        ))),
+    }
 }
 
 fn required<T>(value: Option<T>, field: &str) -> Result<T, CommandError> {

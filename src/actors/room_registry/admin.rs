@@ -84,11 +84,7 @@ impl Handler<Kick> for RoomRegistry {
             user_id: msg.user_id,
             reason: msg.reason,
         };
-        Box::pin(
-            self.cluster
-                .gather(op)
-                .map(move |(answers, _)| local + sum_counts(&answers)),
-        )
+        self.counted_everywhere(local, op)
     }
 }
 
@@ -100,11 +96,7 @@ impl Handler<Notify> for RoomRegistry {
             user_id: msg.user_id,
             notification: msg.notification,
         };
-        Box::pin(
-            self.cluster
-                .gather(op)
-                .map(move |(answers, _)| local + sum_counts(&answers)),
-        )
+        self.counted_everywhere(local, op)
     }
 }
 
@@ -117,11 +109,7 @@ impl Handler<Broadcast> for RoomRegistry {
             event: msg.event,
             data: msg.data,
         };
-        Box::pin(
-            self.cluster
-                .gather(op)
-                .map(move |(answers, _)| local + sum_counts(&answers)),
-        )
+        self.counted_everywhere(local, op)
     }
 }
 
@@ -183,6 +171,15 @@ impl Handler<CloseAll> for RoomRegistry {
 }
 
 impl RoomRegistry {
+    /// `local` plus what every other node counts for `op`.
+    fn counted_everywhere(&self, local: usize, op: AdminOp) -> ResponseFuture<usize> {
+        Box::pin(
+            self.cluster
+                .gather(op)
+                .map(move |(answers, _)| local + sum_counts(&answers)),
+        )
+    }
+
     fn kick_local(&self, user_id: &str, reason: &str) -> usize {
         let mut kicked = 0;
         for (id, conn) in self.conns.of_user(user_id) {
