@@ -80,6 +80,9 @@ impl Metrics {
     }
 }
 
+/// One per-actor series of the bound mailboxes: name, type, help, value.
+type MailboxSeries = (&'static str, &'static str, &'static str, fn(&Bound) -> u64);
+
 pub fn inc(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
@@ -241,7 +244,7 @@ impl Metrics {
             "realtime_mailbox_depth{{node=\"{node}\",actor=\"session\"}} {}",
             self.session_mailbox.depth()
         );
-        let series: [(&str, &str, &str, fn(&Bound) -> u64); 2] = [
+        let series: [MailboxSeries; 2] = [
             (
                 "realtime_mailbox_capacity",
                 "gauge",
