@@ -29,6 +29,7 @@ mod plan;
 mod sql;
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -110,6 +111,8 @@ struct Waiting {
     /// Most records in `line` (flushes are not counted).
     limit: usize,
     wake: Notify,
+    /// Records that have waited in line, for the log.
+    waited: AtomicU64,
 }
 
 impl Waiting {
@@ -162,6 +165,7 @@ impl Records {
             line: Mutex::new(VecDeque::new()),
             limit: cfg.background_overflow,
             wake: Notify::new(),
+            waited: AtomicU64::new(0),
         });
         tokio::spawn(waiting.clone().run(jobs.clone()));
         Arc::new(Records {
@@ -228,8 +232,17 @@ impl Records {
         } else {
             job
         };
-        if matches!(job, Job::Record(_)) && line.len() >= self.waiting.limit {
-            return Err(job);
+        if matches!(job, Job::Record(_)) {
+            if line.len() >= self.waiting.limit {
+                return Err(job);
+            }
+            let waited = self.waiting.waited.fetch_add(1, Ordering::Relaxed) + 1;
+            if waited.is_power_of_two() {
+                log::info!(
+                    "background record queue full: {waited} records have waited in line \
+                     for room so far"
+                );
+            }
         }
         line.push_back(job);
         if line.len() == 1 {
