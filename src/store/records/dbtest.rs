@@ -149,22 +149,24 @@ fn mixed() -> Vec<Record> {
     out
 }
 
+type ConnectionRow = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    Option<i64>,
+    i64,
+    Option<i32>,
+);
+
 /// Every row of the record tables, as text.
 fn dump(path: &std::path::Path) -> Vec<String> {
     use crate::store::schema::{audit_events, connections, presence, room_members};
     use diesel::prelude::*;
     let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy()).expect("open");
     let mut rows: Vec<String> = Vec::new();
-    let c: Vec<(
-        String,
-        String,
-        Option<String>,
-        Option<String>,
-        i64,
-        Option<i64>,
-        i64,
-        Option<i32>,
-    )> = connections::table
+    let c: Vec<ConnectionRow> = connections::table
         .order(connections::connection_id)
         .select((
             connections::connection_id,
