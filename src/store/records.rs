@@ -122,10 +122,15 @@ impl Waiting {
 
     /// Moves the line into the queue, oldest first, as room appears. A job
     /// leaves the line only together with its place in the queue, so while
-    /// the line is not empty, [`Records::send`] queues behind it.
-    async fn run(self: Arc<Self>, jobs: mpsc::Sender<Job>) {
+    /// the line is not empty, [`Records::send`] queues behind it. Holds the
+    /// queue only while moving, so the writer still ends when [`Records`]
+    /// is dropped.
+    async fn run(self: Arc<Self>, jobs: mpsc::WeakSender<Job>) {
         loop {
             self.wake.notified().await;
+            let Some(jobs) = jobs.upgrade() else {
+                return;
+            };
             loop {
                 let Ok(permit) = jobs.reserve().await else {
                     return; // the writer is gone
@@ -167,7 +172,7 @@ impl Records {
             wake: Notify::new(),
             waited: AtomicU64::new(0),
         });
-        tokio::spawn(waiting.clone().run(jobs.clone()));
+        tokio::spawn(waiting.clone().run(jobs.downgrade()));
         Arc::new(Records {
             jobs,
             waiting,
