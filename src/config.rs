@@ -159,6 +159,9 @@ pub struct DatabaseSettings {
     pub batch_delay: Duration,
     pub write_queue: usize,
     pub background_queue: usize,
+    /// Background records waiting for room in a full queue; past this
+    /// many (0: none wait) new records are dropped.
+    pub background_overflow: usize,
     #[serde(rename = "retry_max_backoff_ms", deserialize_with = "millis")]
     pub retry_max_backoff: Duration,
     pub notifications_on_connect: usize,

@@ -1,25 +1,45 @@
 //! Background records: connections, room membership, presence, the audit
 //! log and notification delivery times.
 //!
-//! None of these may slow a client down, so [`Records::send`] never waits:
-//! it puts the record in a bounded queue. One task writes the queue in
-//! batches; while the database is down it retries the same batch with
-//! exponential backoff. New connections wait while the queue is more than
-//! half full ([`Records::wait_for_room`]), so a connection storm is slowed
-//! to the writer's pace; when the queue is full all the same, new records
-//! are dropped, counted (`realtime_records_dropped_total`) and logged.
+//! None of these may slow a client down, so [`Records::send`] never waits.
+//! It puts the record in a bounded queue (`database.background_queue`);
+//! when that is full, in a second, also bounded, line of records waiting
+//! for room (`database.background_overflow`), which a task of its own
+//! moves into the queue as the writer takes records out. Once a record
+//! waits there, every later one queues behind it, so records reach the
+//! writer in the order they were sent (a connection's close never before
+//! its open). New connections wait while the queue is more than half full
+//! or anything waits ([`Records::wait_for_room`]), so a connection storm
+//! is slowed to the writer's pace; a burst no one can slow (the closes of
+//! every connection at a shutdown) waits in line.
+//!
+//! One task writes the queue in batches of up to [`BATCH`] records, each
+//! batch in one transaction and a few statements: [`plan::fold`] turns a
+//! batch into multi-row inserts and upserts and grouped updates, `sql.rs`
+//! runs them. While the database is down the writer retries the same batch
+//! with exponential backoff (up to `database.retry_max_backoff_ms`).
+//!
+//! What can be lost: only when the database stays down (or far behind)
+//! long enough that the queue and the waiting line are both full
+//! (`background_queue + background_overflow` records) are new records
+//! dropped, counted (`realtime_records_dropped_total`) and logged; and a
+//! record the database refuses for good (a broken constraint), alone.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+mod plan;
+mod sql;
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use diesel::prelude::*;
-use diesel::upsert::excluded;
 use diesel_async::RunQueryDsl;
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot, Notify};
 
-use super::schema::{audit_events, connections, notifications, presence, room_members};
+use super::schema::{audit_events, connections, room_members};
 use super::{now_ms, Db, StoreError};
 use crate::config::{AuditSettings, DatabaseSettings};
 use crate::metrics::{add, get, inc, Metrics};
@@ -79,13 +99,55 @@ enum Job {
 /// The handle every part of the server records through.
 pub struct Records {
     jobs: mpsc::Sender<Job>,
+    waiting: Arc<Waiting>,
     audit: HashSet<String>,
     metrics: Arc<Metrics>,
 }
 
+/// Jobs that found the queue full, oldest first, and the wake-up of the
+/// task that moves them into the queue ([`Waiting::run`]).
+struct Waiting {
+    line: Mutex<VecDeque<Job>>,
+    /// Most records in `line` (flushes are not counted).
+    limit: usize,
+    wake: Notify,
+    /// Records that have waited in line, for the log.
+    waited: AtomicU64,
+}
+
+impl Waiting {
+    fn line(&self) -> std::sync::MutexGuard<'_, VecDeque<Job>> {
+        self.line.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Moves the line into the queue, oldest first, as room appears. A job
+    /// leaves the line only together with its place in the queue, so while
+    /// the line is not empty, [`Records::send`] queues behind it. Holds the
+    /// queue only while moving, so the writer still ends when [`Records`]
+    /// is dropped.
+    async fn run(self: Arc<Self>, jobs: mpsc::WeakSender<Job>) {
+        loop {
+            self.wake.notified().await;
+            let Some(jobs) = jobs.upgrade() else {
+                return;
+            };
+            loop {
+                let Ok(permit) = jobs.reserve().await else {
+                    return; // the writer is gone
+                };
+                match self.line().pop_front() {
+                    Some(job) => permit.send(job),
+                    None => break,
+                }
+            }
+        }
+    }
+}
+
 impl Records {
-    /// Starts the writer task on the current tokio runtime. On start, this
-    /// node's connections left open by a crash are closed in the tables.
+    /// Starts the writer task, and the task of the waiting line, on the
+    /// current tokio runtime. On start, this node's connections left open
+    /// by a crash are closed in the tables.
     pub fn start(
         db: Db,
         cfg: &DatabaseSettings,
@@ -104,43 +166,94 @@ impl Records {
             metrics: metrics.clone(),
         };
         tokio::spawn(writer.run());
+        let waiting = Arc::new(Waiting {
+            line: Mutex::new(VecDeque::new()),
+            limit: cfg.background_overflow,
+            wake: Notify::new(),
+            waited: AtomicU64::new(0),
+        });
+        tokio::spawn(waiting.clone().run(jobs.downgrade()));
         Arc::new(Records {
             jobs,
+            waiting,
             audit: audit.events.iter().cloned().collect(),
             metrics,
         })
     }
 
-    /// Queues `record`; never waits. A full queue drops it, counted and logged.
-    /// Waits, at most `limit`, until the queue is at most half full: a new
-    /// connection's records (and, later, its disconnect's) then find room.
+    /// Waits, at most `limit`, until the queue is at most half full and
+    /// no record waits for room: a new connection's records (and, later,
+    /// its disconnect's) then find room.
     /// The upgrade waits here, so a connection storm is slowed to the
     /// writer's pace instead of overflowing the queue. False if the queue
     /// stayed fuller than that (the database is down or far behind).
     pub async fn wait_for_room(&self, limit: Duration) -> bool {
-        let half_free = |jobs: &mpsc::Sender<Job>| jobs.capacity() * 2 >= jobs.max_capacity();
-        if half_free(&self.jobs) {
+        let has_room = || {
+            self.jobs.capacity() * 2 >= self.jobs.max_capacity() && self.waiting.line().is_empty()
+        };
+        if has_room() {
             return true;
         }
         inc(&self.metrics.handshakes_held);
         let deadline = tokio::time::Instant::now() + limit;
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
-            if half_free(&self.jobs) {
+            if has_room() {
                 return true;
             }
         }
         false
     }
 
+    /// Queues `record`; never waits. When the queue is full the record
+    /// waits in line for room; only when the line is full too (the
+    /// database has been down a long while) is it dropped, counted and
+    /// logged.
     pub fn send(&self, record: Record) {
-        if self.jobs.try_send(Job::Record(record)).is_err() {
+        if let Err(job) = self.enqueue(Job::Record(record)) {
+            drop(job);
             inc(&self.metrics.records_dropped);
             let dropped = get(&self.metrics.records_dropped);
             if dropped.is_power_of_two() {
-                log::warn!("background record queue full: {dropped} records dropped so far");
+                log::warn!(
+                    "background records: queue and waiting line full, \
+                     {dropped} records dropped so far"
+                );
             }
         }
+    }
+
+    /// Puts `job` in the queue, or in the waiting line behind those there
+    /// already. A flush always finds a place; a record not when the line
+    /// is full (or the writer is gone): it is given back.
+    fn enqueue(&self, job: Job) -> Result<(), Job> {
+        let mut line = self.waiting.line();
+        let job = if line.is_empty() {
+            match self.jobs.try_send(job) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Closed(job)) => return Err(job),
+                Err(TrySendError::Full(job)) => job,
+            }
+        } else {
+            job
+        };
+        if matches!(job, Job::Record(_)) {
+            if line.len() >= self.waiting.limit {
+                return Err(job);
+            }
+            let waited = self.waiting.waited.fetch_add(1, Ordering::Relaxed) + 1;
+            if waited.is_power_of_two() {
+                log::info!(
+                    "background record queue full: {waited} records have waited in line \
+                     for room so far"
+                );
+            }
+        }
+        line.push_back(job);
+        if line.len() == 1 {
+            self.waiting.wake.notify_one();
+        }
+        Ok(())
     }
 
     /// Records an audit event if its kind is configured in `audit.events`.
@@ -162,12 +275,16 @@ impl Records {
         }
     }
 
-    /// Waits (at most `limit`) until everything queued before this call is
-    /// written.
+    /// Waits (at most `limit`) until everything sent before this call,
+    /// queued or waiting in line, is written.
     pub async fn flush(&self, limit: Duration) -> bool {
         let (tx, rx) = oneshot::channel();
-        let done = async { self.jobs.send(Job::Flush(tx)).await.is_ok() && rx.await.is_ok() };
-        tokio::time::timeout(limit, done).await.unwrap_or(false)
+        if self.enqueue(Job::Flush(tx)).is_err() {
+            return false;
+        }
+        tokio::time::timeout(limit, rx)
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 }
 
@@ -179,7 +296,8 @@ struct Writer {
     metrics: Arc<Metrics>,
 }
 
-const BATCH: usize = 500;
+/// Most records per batch (one transaction).
+pub const BATCH: usize = 500;
 
 impl Writer {
     async fn run(mut self) {
@@ -322,149 +440,6 @@ impl Dest {
             Ok(())
         })
     }
-
-    async fn write(self, db: Db, batch: Arc<Vec<Record>>) -> Result<(), StoreError> {
-        let node = &*self.node_id;
-        with_tx!(db, |conn| {
-            for record in batch.iter() {
-                match record {
-                    Record::ConnectionOpened {
-                        connection_id,
-                        user_id,
-                        remote_addr,
-                        user_agent,
-                        at,
-                    } => {
-                        diesel::insert_into(connections::table)
-                            .values((
-                                connections::connection_id.eq(connection_id),
-                                connections::user_id.eq(user_id),
-                                connections::node_id.eq(node),
-                                connections::remote_addr.eq(remote_addr),
-                                connections::user_agent.eq(user_agent),
-                                connections::connected_at.eq(at),
-                                connections::last_activity.eq(at),
-                            ))
-                            .on_conflict_do_nothing()
-                            .execute(conn)
-                            .await?;
-                    }
-                    Record::ConnectionClosed {
-                        connection_id,
-                        user_id,
-                        code,
-                        at,
-                    } => {
-                        diesel::update(connections::table.find(connection_id))
-                            .set((
-                                connections::disconnected_at.eq(at),
-                                connections::last_activity.eq(at),
-                                connections::close_code.eq(*code as i32),
-                            ))
-                            .execute(conn)
-                            .await?;
-                        diesel::update(room_members::table)
-                            .filter(room_members::connection_id.eq(connection_id))
-                            .filter(room_members::left_at.is_null())
-                            .set(room_members::left_at.eq(at))
-                            .execute(conn)
-                            .await?;
-                        diesel::update(presence::table.find(user_id))
-                            .set(presence::last_seen.eq(at))
-                            .execute(conn)
-                            .await?;
-                    }
-                    Record::Joined {
-                        room,
-                        user_id,
-                        connection_id,
-                        at,
-                    } => {
-                        diesel::insert_into(room_members::table)
-                            .values((
-                                room_members::room.eq(room),
-                                room_members::user_id.eq(user_id),
-                                room_members::connection_id.eq(connection_id),
-                                room_members::node_id.eq(node),
-                                room_members::joined_at.eq(at),
-                            ))
-                            .execute(conn)
-                            .await?;
-                        diesel::update(connections::table.find(connection_id))
-                            .set(connections::last_activity.eq(at))
-                            .execute(conn)
-                            .await?;
-                    }
-                    Record::Left {
-                        room,
-                        connection_id,
-                        at,
-                    } => {
-                        diesel::update(room_members::table)
-                            .filter(room_members::room.eq(room))
-                            .filter(room_members::connection_id.eq(connection_id))
-                            .filter(room_members::left_at.is_null())
-                            .set(room_members::left_at.eq(at))
-                            .execute(conn)
-                            .await?;
-                    }
-                    Record::Presence {
-                        user_id,
-                        status,
-                        custom_status,
-                        at,
-                    } => {
-                        diesel::insert_into(presence::table)
-                            .values((
-                                presence::user_id.eq(user_id),
-                                presence::status.eq(status),
-                                presence::custom_status.eq(custom_status),
-                                presence::node_id.eq(node),
-                                presence::last_seen.eq(at),
-                            ))
-                            .on_conflict(presence::user_id)
-                            .do_update()
-                            .set((
-                                presence::status.eq(excluded(presence::status)),
-                                presence::custom_status.eq(excluded(presence::custom_status)),
-                                presence::node_id.eq(excluded(presence::node_id)),
-                                presence::last_seen.eq(excluded(presence::last_seen)),
-                            ))
-                            .execute(conn)
-                            .await?;
-                    }
-                    Record::Audit {
-                        kind,
-                        user_id,
-                        connection_id,
-                        detail,
-                        at,
-                    } => {
-                        diesel::insert_into(audit_events::table)
-                            .values((
-                                audit_events::kind.eq(*kind),
-                                audit_events::user_id.eq(user_id),
-                                audit_events::connection_id.eq(connection_id),
-                                audit_events::node_id.eq(node),
-                                audit_events::detail.eq(detail.to_string()),
-                                audit_events::created_at.eq(at),
-                            ))
-                            .execute(conn)
-                            .await?;
-                    }
-                    Record::NotificationsDelivered { ids, at } => {
-                        diesel::update(notifications::table)
-                            .filter(notifications::notification_id.eq_any(ids))
-                            .filter(notifications::delivered_at.is_null())
-                            .set(notifications::delivered_at.eq(at))
-                            .execute(conn)
-                            .await?;
-                    }
-                }
-            }
-            Ok(())
-        })
-    }
 }
 
 /// One audit event as `GET /admin/audit` shows it.
@@ -507,3 +482,6 @@ pub async fn audit_events(
     })
     .await
 }
+
+#[cfg(test)]
+mod dbtest;
