@@ -5,6 +5,7 @@ integrity figures. See docs/benchmarks.md.
 
     python3 bench/run.py           # the full run (about 20 minutes)
     python3 bench/run.py --quick   # a seconds-long smoke (what CI runs)
+    python3 bench/run.py --only storms   # only the storm rows (with --quick too)
 
 The exit status is non-zero when our server had a problem: a connection
 that failed or was closed, a delivery or echo missing where every one is
@@ -21,6 +22,7 @@ runs on loopback. The server is built in $CARGO_TARGET_DIR (default
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -30,6 +32,8 @@ import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = "--quick" in sys.argv
+# `--only storms`: only the connection and join storm rows.
+ONLY = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv[:-1] else None
 SECRET = "bench-secret"
 TARGET = os.path.join(ROOT, os.environ.get("CARGO_TARGET_DIR", "target"))
 SERVER = os.path.join(TARGET, "release", "realtime-server")
@@ -262,6 +266,11 @@ def run_all(rows, kinds):
     """Every scenario; appends (figure, {kind: value}) to `rows`."""
     d = 3 if QUICK else 10
     runs = 1 if QUICK else 3  # a p99 (or any rate) compared on one run says little
+    if ONLY == "storms":
+        storms(rows)
+        return
+    if ONLY:
+        sys.exit(f"bench/run.py: --only {ONLY}: only `storms` is known")
 
     # Handshakes: alternating servers, median of the runs.
     hs = {k: [] for k in kinds}
@@ -340,7 +349,112 @@ def run_all(rows, kinds):
         INTEGRITY.append((where, {"ours": integrity("ours", where, r)}))
         rows.append((f"persisted message:send acks/s ({db}, {senders} senders)", {"ours": r.get("ackedPerSecond")}))
 
+    storms(rows)
     cross_node(rows, d)
+
+
+# The records a connection leaves: a row in `connections` (closed: with
+# disconnected_at) and the audit events `connect` and `disconnect`.
+RECORDS_SQL = ("SELECT (SELECT count(*) FROM connections), "
+               "(SELECT count(*) FROM connections WHERE disconnected_at IS NOT NULL), "
+               "(SELECT count(*) FROM audit_events WHERE kind = 'connect'), "
+               "(SELECT count(*) FROM audit_events WHERE kind = 'disconnect')")
+
+
+def records(server, pg_name):
+    """What a stopped server of ours wrote: (connections, closed, connect,
+    disconnect), from its SQLite file or its PostgreSQL database."""
+    if pg_name:
+        out = subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", pg_name, "-tAc", RECORDS_SQL],
+                             capture_output=True, text=True, check=True).stdout
+        return tuple(int(x) for x in out.strip().split("|"))
+    db = sqlite3.connect(os.path.join(server.tmp, "bench.db"))
+    try:
+        return db.execute(RECORDS_SQL).fetchone()
+    finally:
+        db.close()
+
+
+def storms(rows):
+    """Connection storms (ours only: the references store nothing). Per
+    database: a storm in and out, then a storm kept open while the server
+    gets SIGTERM (1001 for every connection); then, the server gone, every
+    connection's records must be in the database. Then a join storm into
+    one room on a fresh server, its time next to the plain storm's."""
+    conns = 200 if QUICK else 19000
+    plain_secs = None
+    for db in ["sqlite", "postgres"]:
+        where = f"storm {conns} conns ({db})"
+        env, name = ({}, None)
+        if db == "postgres":
+            url, name = pg_create()
+            env = {"DATABASE_URL": url}
+        server = None
+        try:
+            server = Server("ours", env)
+            r = gen("storm", server, f"{where}, in and out", conns=conns)
+            notes = integrity("ours", f"{where}, in and out", r)
+            if r.get("closeFailed"):
+                notes = f"{r['closeFailed']} closes not clean" if notes == "ok" else notes
+                PROBLEMS.append(("ours", where, f"{r['closeFailed']} close handshakes not clean within 10 s"))
+            INTEGRITY.append((f"{where}, in and out", {"ours": notes}))
+            check_counters(server, where)
+            t = gen("storm", server, f"{where}, SIGTERM", conns=conns, sigterm_after_open=1)
+            integrity("ours", f"{where}, SIGTERM", t)
+            codes = t.get("closeCodes", {})
+            opened = t.get("connections", 0)
+            INTEGRITY.append((f"{where}, SIGTERM: close codes", {"ours": ", ".join(
+                f"{c}: {n}" for c, n in codes.items()) + f" (of {opened} open)"}))
+            if codes.get("1001", 0) != opened:
+                PROBLEMS.append(("ours", where, f"SIGTERM: close codes {codes}, expected 1001 x {opened}"))
+            try:
+                exit_code = server.proc.wait(timeout=60)
+                if exit_code:
+                    PROBLEMS.append(("ours", where, f"exit status {exit_code} after SIGTERM"))
+            except subprocess.TimeoutExpired:
+                PROBLEMS.append(("ours", where, "still running 60 s after SIGTERM"))
+            expected = r.get("connections", 0) + opened
+            got = records(server, name)
+            INTEGRITY.append((f"{where}: records written vs expected", {"ours": (
+                f"connections {got[0]}/{expected}, closed {got[1]}/{expected}, "
+                f"audit connect {got[2]}/{expected}, disconnect {got[3]}/{expected}")}))
+            for n, what in zip(got, ["connections rows", "connections closed", "audit connect", "audit disconnect"]):
+                if n != expected:
+                    PROBLEMS.append(("ours", where, f"{what}: {n} written, {expected} expected"))
+            rows.append((f"storm {conns} conns ({db}): connections/s in", {"ours": r.get("openedPerSecond")}))
+            rows.append((f"storm {conns} conns ({db}): connections/s out (clean close)",
+                         {"ours": r.get("closedPerSecond")}))
+            rows.append((f"storm {conns} conns ({db}): SIGTERM, ms until the last 1001",
+                         {"ours": t["closeSecs"] * 1e3 if "closeSecs" in t else None}))
+            rows.append((f"storm {conns} conns ({db}): records lost",
+                         {"ours": sum(max(0, expected - n) for n in got)}))
+            if db == "sqlite":
+                plain_secs = r.get("openSecs")
+        finally:
+            if server:
+                server.stop()
+            if name:
+                pg_drop(name)
+
+    where = f"join storm {conns} conns, 1 room"
+    j = measure("ours", lambda s: gen("joinstorm", s, where, conns=conns), where)
+    notes = integrity("ours", where, j)
+    if j.get("joinFailed"):
+        PROBLEMS.append(("ours", where, f"{j['joinFailed']} joins failed"))
+        notes = f"{j['joinFailed']} joins failed" + ("" if notes == "ok" else "; " + notes)
+    # room:join lists at most limits.join_members_max (100 by default) members.
+    if j.get("membersListedMax", 0) > 100:
+        PROBLEMS.append(("ours", where, f"a join reply listed {j['membersListedMax']} members (max 100)"))
+    INTEGRITY.append((where, {"ours": notes}))
+    join_secs = j.get("openSecs")
+    ms = lambda secs: secs * 1e3 if isinstance(secs, (int, float)) else None
+    rows.append((f"join storm {conns} conns (sqlite): ms to open and join all", {"ours": ms(join_secs)}))
+    rows.append((f"plain storm {conns} conns (sqlite): ms to open all", {"ours": ms(plain_secs)}))
+    rows.append(("join storm time / plain storm time (target <= 2x)", {"ours": ratio(join_secs, plain_secs)}))
+    rows.append((f"join storm: largest join reply bytes (members listed <= 100 of {j.get('memberCountMax')})",
+                 {"ours": j.get("replyBytesMax")}))
+    rows.append(("join storm: mean join reply bytes",
+                 {"ours": j["replyBytesTotal"] / max(1, j.get("connections", 0)) if "replyBytesTotal" in j else None}))
 
 
 def saturation(rows, kinds):

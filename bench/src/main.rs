@@ -23,6 +23,11 @@
 //!              once and reads its copies back; server RSS per
 //!              connection before, right after, and --duration seconds after
 //!              the burst (do buffers shrink back?)
+//!   storm      open --conns connections, --inflight (256) at a time, then
+//!              close them all (or, with --sigterm-after-open 1, SIGTERM the
+//!              server and count its close codes); see storm.rs
+//!   joinstorm  the same, each connection joining one room; the time and
+//!              the join-reply bytes (storm.rs)
 //!
 //! Options: --secret (HS256 key for tokens; omit for the reference servers),
 //! --pub-url (publisher on another node), --size (message bytes, 100),
@@ -32,6 +37,8 @@
 //! Every scenario reports what went wrong beside its figures: connections
 //! that failed to open (`failed`), connections the server closed during the
 //! run (`lost`), commands answered with an error or not answered.
+
+mod storm;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -48,6 +55,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
+#[derive(Clone)]
 struct Opts {
     scenario: String,
     url: String,
@@ -64,6 +72,8 @@ struct Opts {
     senders: usize,
     window: usize,
     count: usize,
+    inflight: usize,
+    sigterm_after_open: bool,
 }
 
 fn opts() -> Opts {
@@ -94,6 +104,8 @@ fn opts() -> Opts {
         senders: get("senders", "50").parse().unwrap(),
         window: get("window", "32").parse().unwrap(),
         count: get("count", "16").parse().unwrap(),
+        inflight: get("inflight", "256").parse().unwrap(),
+        sigterm_after_open: get("sigterm-after-open", "0") == "1",
     }
 }
 
@@ -222,6 +234,8 @@ fn main() {
             "fanout" => fanout(&o).await,
             "persist" => persist(&o).await,
             "burst" => burst(&o).await,
+            "storm" => storm::storm(&o, false).await,
+            "joinstorm" => storm::storm(&o, true).await,
             other => json!({"error": format!("unknown scenario {other:?}")}),
         }
     });
