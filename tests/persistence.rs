@@ -1,29 +1,13 @@
 //! Durability, against both backends: embedded SQLite and the real
 //! PostgreSQL of `tests/common/services.rs` (a fresh database per test).
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
 
 use common::{pg_addr, run_to_exit, scaled_ms, Backend, Closed, Proxy, Server, TestDb, WAIT};
 use serde_json::json;
-
-/// Runs a scenario once per backend, as two tests.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-            #[actix_rt::test]
-            async fn sqlite() {
-                super::$name(Backend::Sqlite).await;
-            }
-            #[actix_rt::test]
-            async fn postgres() {
-                super::$name(Backend::Postgres).await;
-            }
-        }
-    )*};
-}
 
 on_both_backends!(
     restart_keeps_history_and_seq,

@@ -3,6 +3,7 @@
 //! speed, then a SIGTERM closes thousands more at once; afterwards every
 //! connection row, close and audit event is in the database.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -14,22 +15,6 @@ use futures_util::future::join_all;
 const WAVE: usize = 2000;
 /// Connections opened (or closed) at the same time.
 const CHUNK: usize = 250;
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-            #[actix_rt::test]
-            async fn sqlite() {
-                super::$name(Backend::Sqlite).await;
-            }
-            #[actix_rt::test]
-            async fn postgres() {
-                super::$name(Backend::Postgres).await;
-            }
-        }
-    )*};
-}
 
 on_both_backends!(a_storm_and_a_shutdown_lose_no_record);
 

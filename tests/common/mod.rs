@@ -17,8 +17,29 @@
 //! `REALTIME_TEST_TIME_SCALE=3 cargo test` gives a very slow machine three
 //! times the room. The defaults pass on a busy two-core machine with a
 //! debug build.
+
 // Each test file uses part of the harness.
 #![allow(dead_code, unused_imports)]
+
+/// Runs a scenario once per backend, as two tests (a module per scenario
+/// with `sqlite` and `postgres` in it); the test files that use it say
+/// `#[macro_use] mod common;`.
+#[allow(unused_macros)]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+            #[actix_rt::test]
+            async fn sqlite() {
+                super::$name(Backend::Sqlite).await;
+            }
+            #[actix_rt::test]
+            async fn postgres() {
+                super::$name(Backend::Postgres).await;
+            }
+        }
+    )*};
+}
 
 mod client;
 mod cluster;
