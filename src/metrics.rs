@@ -56,6 +56,8 @@ pub struct Metrics {
     pub db_errors: AtomicU64,
     pub records_written: AtomicU64,
     pub records_dropped: AtomicU64,
+    /// Background records that found the queue full and waited in line.
+    pub records_waited: AtomicU64,
     pub handshakes_held: AtomicU64,
     pub redis_publish_errors: AtomicU64,
     pub cluster_gaps_filled: AtomicU64,
@@ -212,8 +214,13 @@ impl Metrics {
             ),
             (
                 "records_dropped",
-                "Background records dropped because their queue was full.",
+                "Background records dropped because their queue and its waiting line were full.",
                 c(&self.records_dropped),
+            ),
+            (
+                "records_waited",
+                "Background records that found their queue full and waited in line for room.",
+                c(&self.records_waited),
             ),
             (
                 "handshakes_held",

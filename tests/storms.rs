@@ -100,6 +100,10 @@ async fn a_storm_and_a_shutdown_lose_no_record(backend: Backend) {
     // Wave 2: opened, and closed by the server's shutdown.
     let second = open_wave(&server, "b").await;
     assert_eq!(metric(&server, "realtime_records_dropped_total").await, 0);
+    assert!(
+        metric(&server, "realtime_records_waited_total").await > 0,
+        "wave 1's closes found the queue full"
+    );
     server.terminate();
     let closes = join_all(second.into_iter().map(|mut c| async move {
         c.closed(WAIT).await;

@@ -29,7 +29,6 @@ mod plan;
 mod sql;
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -111,8 +110,6 @@ struct Waiting {
     /// Most records in `line` (flushes are not counted).
     limit: usize,
     wake: Notify,
-    /// Records that have waited in line, for the log.
-    waited: AtomicU64,
 }
 
 impl Waiting {
@@ -170,7 +167,6 @@ impl Records {
             line: Mutex::new(VecDeque::new()),
             limit: cfg.background_overflow,
             wake: Notify::new(),
-            waited: AtomicU64::new(0),
         });
         tokio::spawn(waiting.clone().run(jobs.downgrade()));
         Arc::new(Records {
@@ -241,7 +237,8 @@ impl Records {
             if line.len() >= self.waiting.limit {
                 return Err(job);
             }
-            let waited = self.waiting.waited.fetch_add(1, Ordering::Relaxed) + 1;
+            inc(&self.metrics.records_waited);
+            let waited = get(&self.metrics.records_waited);
             if waited.is_power_of_two() {
                 log::info!(
                     "background record queue full: {waited} records have waited in line \
