@@ -93,6 +93,14 @@ impl CommandError {
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::BadRequest, message)
     }
+    /// An actor's mailbox was full (`full` says how full): nothing was
+    /// queued or changed, the client may try again shortly.
+    pub fn busy(what: &str, full: impl std::fmt::Display) -> Self {
+        Self::new(
+            ErrorCode::Unavailable,
+            format!("{what} is busy ({full}); try again shortly"),
+        )
+    }
     pub fn rate_limited(retry_after_ms: u64) -> Self {
         CommandError {
             retry_after_ms: Some(retry_after_ms),

@@ -550,10 +550,7 @@ fn close_description(reason: &str) -> String {
 
 /// The registry's mailbox is full: the command was not queued.
 fn registry_busy(full: Full) -> CommandError {
-    CommandError::new(
-        ErrorCode::Unavailable,
-        format!("the room registry is busy ({full}); try again shortly"),
-    )
+    CommandError::busy("the room registry", full)
 }
 
 fn to_value<T: Serialize>(value: T) -> Value {

@@ -53,10 +53,7 @@ where
     M::Result: Send,
 {
     let request = mailbox.ask(msg).map_err(|full| {
-        let mut err = ApiError::new(
-            ErrorCode::Unavailable,
-            format!("{what} is busy ({full}); try again shortly"),
-        );
+        let mut err = ApiError::from(CommandError::busy(what, full));
         err.body.retry_after_ms = Some(1000);
         err
     })?;

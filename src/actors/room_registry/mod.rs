@@ -141,10 +141,7 @@ fn tracker_down(e: MailboxError) -> CommandError {
 
 /// The tracker's mailbox is full: the command changed nothing.
 fn tracker_busy(full: Full) -> CommandError {
-    CommandError::new(
-        ErrorCode::Unavailable,
-        format!("the presence tracker is busy ({full}); try again shortly"),
-    )
+    CommandError::busy("the presence tracker", full)
 }
 
 fn store_down(e: StoreError) -> CommandError {
