@@ -212,16 +212,6 @@ async fn a_database_timeout_past_ten_seconds_gets_its_documented_answer() {
     proxy.release();
 }
 
-/// The value of a counter in `/metrics` (this node's only series).
-async fn counter(server: &Server, name: &str) -> u64 {
-    let (_, text) = server.get_text("/metrics").await;
-    text.lines()
-        .find(|l| l.starts_with(&format!("{name}{{")))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
-}
-
 /// While the background record writer is stuck, new connections wait for
 /// room in its queue instead of having their records dropped, and are
 /// refused with 503 and Retry-After once they have waited 5 s; when the
@@ -250,7 +240,7 @@ async fn connections_wait_for_the_record_writer_instead_of_losing_records() {
     assert_eq!(body["code"], "UNAVAILABLE", "{body}");
     assert_eq!(body["retryAfterMs"], 1000, "{body}");
     assert_eq!(retry_after.as_deref(), Some("1"));
-    assert!(counter(&server, "realtime_handshakes_held_total").await >= 1);
+    assert!(server.metric("realtime_handshakes_held_total").await >= 1);
     proxy.release();
     // The writer catches up; a new connection gets in (it may wait a moment).
     let late = server.token("late", &[]);
@@ -262,5 +252,5 @@ async fn connections_wait_for_the_record_writer_instead_of_losing_records() {
         }
     }
     assert!(admitted, "no connection admitted after the release");
-    assert_eq!(counter(&server, "realtime_records_dropped_total").await, 0);
+    assert_eq!(server.metric("realtime_records_dropped_total").await, 0);
 }

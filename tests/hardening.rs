@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use common::raw::rss_kib;
 use common::{
-    assert_ended, paced_flood, redis_prefix, redis_url, start_node, Backend, Closed, Server,
-    TestDb, WAIT,
+    assert_ended, paced_flood, redis_prefix, redis_url, series, start_node, Backend, Closed,
+    Server, TestDb, WAIT,
 };
 use serde_json::json;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
@@ -353,14 +353,9 @@ async fn sigterm_under_load_keeps_every_acknowledged_message_and_tells_the_clust
     }
 }
 
-/// A series of `/metrics` for one actor: `name{node="…",actor="…"} value`.
+/// A series of `/metrics` for one actor.
 fn actor_series(text: &str, name: &str, actor: &str) -> u64 {
-    let tag = format!("actor=\"{actor}\"");
-    text.lines()
-        .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(&tag))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} for {actor} in\n{text}"))
+    series(text, name, &format!("actor=\"{actor}\""))
 }
 
 /// The configured mailbox bound really holds: with a registry mailbox of

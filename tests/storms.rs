@@ -50,17 +50,6 @@ async fn open_wave(server: &Server, prefix: &str) -> Vec<Client> {
     clients
 }
 
-/// One counter of `/metrics`.
-async fn metric(server: &Server, name: &str) -> u64 {
-    let (status, text) = server.get_text("/metrics").await;
-    assert_eq!(status, 200, "{text}");
-    text.lines()
-        .find(|l| l.starts_with(&format!("{name}{{")))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
-}
-
 /// `SELECT COUNT(*) …` on the test's database, either backend.
 fn count(db: &TestDb, sql: &str) -> i64 {
     match db.backend {
@@ -99,9 +88,9 @@ async fn a_storm_and_a_shutdown_lose_no_record(backend: Backend) {
 
     // Wave 2: opened, and closed by the server's shutdown.
     let second = open_wave(&server, "b").await;
-    assert_eq!(metric(&server, "realtime_records_dropped_total").await, 0);
+    assert_eq!(server.metric("realtime_records_dropped_total").await, 0);
     assert!(
-        metric(&server, "realtime_records_waited_total").await > 0,
+        server.metric("realtime_records_waited_total").await > 0,
         "wave 1's closes found the queue full"
     );
     server.terminate();

@@ -289,6 +289,13 @@ impl Server {
         )
     }
 
+    /// This node's value of the `/metrics` series `name`.
+    pub async fn metric(&self, name: &str) -> u64 {
+        let (status, text) = self.get_text("/metrics").await;
+        assert_eq!(status, 200, "{text}");
+        series(&text, name, "")
+    }
+
     pub async fn get_text(&self, path: &str) -> (u16, String) {
         let mut res = awc::Client::default()
             .get(self.url(path))
@@ -371,6 +378,16 @@ impl Drop for Server {
             );
         }
     }
+}
+
+/// The value of the first line of series `name` in `/metrics` text whose
+/// labels contain `labels` (`""`: any); panics when there is none.
+pub fn series(text: &str, name: &str, labels: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(labels))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} {labels} in /metrics:\n{text}"))
 }
 
 pub fn claims(user: &str, ttl_secs: i64) -> Claims {
