@@ -14,6 +14,8 @@
 //! - [`errors`]: the one table of error codes (wire name, HTTP status,
 //!   temporary) and of the server's close codes with their reasons.
 //! - [`auth`]: JWT verification and minting, the admin key, room patterns.
+//! - [`revocation`]: revoked tokens (by user, ban, or `jti`), refused by
+//!   `auth` everywhere a token is checked.
 //! - [`limits`]: rate limits (governor) and connection counts.
 //! - [`actors`]: one module per actor: [`actors::session`] (one per
 //!   connection), [`actors::room_registry`] (rooms, seq, fan-out; a thin
@@ -44,5 +46,6 @@ pub mod mailbox;
 pub mod memory;
 pub mod metrics;
 pub mod protocol;
+pub mod revocation;
 pub mod server;
 pub mod store;

@@ -118,6 +118,7 @@ fn token(
         sub: user_id,
         exp: now + ttl.as_secs(),
         iat: Some(now),
+        jti: Some(uuid::Uuid::new_v4().to_string()),
         name,
         rooms: (!rooms.is_empty()).then_some(rooms),
         role: admin.then(|| "admin".to_string()),

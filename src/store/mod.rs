@@ -20,6 +20,7 @@
 pub mod messages;
 pub mod notifications;
 pub mod records;
+pub mod revocations;
 pub mod schema;
 
 use std::future::Future;

@@ -91,6 +91,19 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    revocations (revocation_id) {
+        revocation_id -> Text,
+        user_id -> Nullable<Text>,
+        jti -> Nullable<Text>,
+        issued_before -> Nullable<BigInt>,
+        ban_until -> Nullable<BigInt>,
+        expires_at -> BigInt,
+        reason -> Text,
+        created_at -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     rooms,
     messages,
@@ -99,4 +112,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     connections,
     audit_events,
     notifications,
+    revocations,
 );

@@ -45,6 +45,7 @@ use crate::config::Settings;
 use crate::mailbox::{Full, Mailbox};
 use crate::metrics::Metrics;
 use crate::protocol::{CommandError, ErrorCode, Status};
+use crate::revocation::Revocations;
 use crate::store::records::Records;
 
 /// The registry's share of the settings.
@@ -98,6 +99,9 @@ pub struct RegistryDeps {
     pub cluster: Arc<dyn Cluster>,
     pub metrics: Arc<Metrics>,
     pub records: Arc<Records>,
+    /// The revoked tokens the handshake refuses: admin calls from other
+    /// nodes change them here.
+    pub revocations: Arc<Revocations>,
 }
 
 pub struct RoomRegistry {
@@ -107,6 +111,7 @@ pub struct RoomRegistry {
     cluster: Arc<dyn Cluster>,
     metrics: Arc<Metrics>,
     records: Arc<Records>,
+    revocations: Arc<Revocations>,
     started: std::time::Instant,
     /// Appends waiting for their commit, in order (set in `started`).
     committing: Option<mpsc::UnboundedSender<publish::Pending>>,
@@ -167,6 +172,7 @@ impl RoomRegistry {
             cluster: deps.cluster,
             metrics: deps.metrics,
             records: deps.records,
+            revocations: deps.revocations,
             started: std::time::Instant::now(),
             committing: None,
             conns: Directory::default(),
