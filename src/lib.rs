@@ -7,7 +7,8 @@
 //!
 //! # Layout
 //!
-//! - `main.rs`: the command line (`serve`, `token`).
+//! - `main.rs`: the command line (`serve`, `migrate`, `token`, and the
+//!   operator commands of [`cli`] that ask a running server).
 //! - [`config`]: the one typed `Settings`, from `config/default.toml`, a
 //!   file and the environment, layered by figment (`config/sources.rs`).
 //! - [`protocol`]: every wire type and the command decoder.
@@ -37,6 +38,7 @@
 pub mod actors;
 pub mod auth;
 pub mod broker;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod errors;
