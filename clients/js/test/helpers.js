@@ -179,6 +179,8 @@ export function controllableNetwork() {
     /** @type {Set<NodeWebSocket>} */
     sockets: new Set(),
     opened: 0,
+    /** every frame the client sent, parsed */
+    sent: [],
     cut() {
       for (const ws of net.sockets) ws.terminate();
     },
@@ -192,6 +194,14 @@ export function controllableNetwork() {
       net.opened++;
       net.sockets.add(this);
       this.addEventListener("close", () => net.sockets.delete(this));
+    }
+    send(data, ...rest) {
+      try {
+        net.sent.push(JSON.parse(data));
+      } catch {
+        /* not JSON */
+      }
+      return super.send(data, ...rest);
     }
     set onmessage(fn) {
       super.onmessage = fn ? (ev) => (net.frozen ? undefined : fn(ev)) : null;
