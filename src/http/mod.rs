@@ -2,6 +2,7 @@
 //! Every error answer has the same JSON shape, `{"code","message",...}`.
 
 pub mod admin;
+pub mod demo;
 pub mod health;
 pub mod revocations;
 pub mod ws;
@@ -134,6 +135,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .error_handler(|err, _| ApiError::bad_request(format!("invalid path: {err}")).into()),
     )
     .service(only("/ws", web::get().to(ws::upgrade)))
+    .configure(demo::routes)
     .service(only("/health", web::get().to(health::health)))
     .service(only("/ready", web::get().to(health::ready)))
     .service(only("/metrics", web::get().to(health::metrics)))
