@@ -220,3 +220,47 @@ export function recorder(room) {
   room.on("message", (m) => seen.push(m));
   return seen;
 }
+
+/**
+ * A TCP proxy to 127.0.0.1:`targetPort` whose network the test controls:
+ * `cut()` ends every connection through it at once (what a network loss
+ * does to a browser's sockets), and while `offline` is true new ones are
+ * refused.
+ */
+export async function tcpProxy(targetPort) {
+  const net = await import("node:net");
+  const sockets = new Set();
+  const proxy = {
+    offline: false,
+    port: 0,
+    cut() {
+      for (const s of sockets) s.destroy();
+      sockets.clear();
+    },
+    close() {
+      proxy.cut();
+      server.close();
+    },
+  };
+  const server = net.createServer((client) => {
+    if (proxy.offline) {
+      client.destroy();
+      return;
+    }
+    const upstream = net.connect(targetPort, "127.0.0.1");
+    sockets.add(client);
+    sockets.add(upstream);
+    client.pipe(upstream).pipe(client);
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    client.on("error", end).on("close", end);
+    upstream.on("error", end).on("close", end);
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  proxy.port = server.address().port;
+  return proxy;
+}
