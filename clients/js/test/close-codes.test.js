@@ -130,3 +130,44 @@ test("jwtExpiry reads exp", () => {
   assert.equal(jwtExpiry(t), 1700000000 * 1000);
   assert.equal(jwtExpiry("garbage"), null);
 });
+
+test("a refused handshake tells the client why: 4001 asks the token function again", async () => {
+  const server = await TestServer.start();
+  try {
+    let issued = 0;
+    const alice = new RealtimeClient({
+      url: server.url,
+      token: () => (++issued === 1 ? "garbage" : server.token("alice")),
+      WebSocket,
+      backoff: fast,
+    });
+    const refusals = [];
+    alice.on("state", (s) => s.code !== undefined && refusals.push([s.code, s.reason]));
+    await alice.connect();
+    assert.deepEqual(refusals, [[4001, "invalid token: malformed token"]]);
+    assert.equal(issued, 2);
+    await alice.close();
+  } finally {
+    await server.stop();
+  }
+});
+
+test("a handshake refused for too many connections (4429) waits retryAfterMs, then gets in", async () => {
+  const server = await TestServer.start({ env: { REALTIME__LIMITS__MAX_CONNECTIONS_PER_USER: "1" } });
+  try {
+    const first = new RealtimeClient({ url: server.url, token: () => server.token("alice"), WebSocket });
+    await first.connect();
+    const second = new RealtimeClient({ url: server.url, token: () => server.token("alice"), WebSocket, backoff: fast });
+    const waits = [];
+    second.on("state", (s) => s.code === 4429 && waits.push(s.delayMs));
+    const connected = second.connect();
+    await until(() => waits.length > 0, "the 4429 refusal");
+    assert.ok(waits[0] >= 1000, `waited ${waits[0]} ms, less than retryAfterMs`);
+    await first.close();
+    await connected;
+    assert.equal(second.state, "connected");
+    await second.close();
+  } finally {
+    await server.stop();
+  }
+});
