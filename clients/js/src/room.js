@@ -458,19 +458,30 @@ export class Room extends Emitter {
     if (this._pending.size > 0 && !this._filling) this._fillGap();
   }
 
-  /** A `seq` was skipped: fetch the missing ones, then skip what history lacks too. */
+  /**
+   * A `seq` was skipped: fetch the missing ones from history. If history
+   * answers without them (the server skipped that `seq` for good), move on;
+   * if it cannot answer (database down), try again in a second.
+   */
   async _fillGap() {
     this._filling = true;
     const conn = this._client._connection;
+    let failed = false;
     try {
       const lowest = Math.min(...this._pending.keys());
       await this._fill(lowest - 1, conn);
     } catch {
-      // fall through: skip the hole below rather than stall the room
+      failed = true;
     } finally {
       this._filling = false;
     }
     if (this._client._connection !== conn || this.lastSeq === null) return;
+    if (failed) {
+      setTimeout(() => {
+        if (this._client._connection === conn && !this._filling) this._drain();
+      }, 1000);
+      return;
+    }
     const missing = this.lastSeq + 1;
     if (!this._pending.has(missing) && this._pending.size > 0) {
       // history has no such seq (or could not answer): do not wait forever
