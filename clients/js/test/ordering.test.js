@@ -7,7 +7,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Room } from "../src/room.js";
 
-function setup(stored, { failFirst = false } = {}) {
+function setup(stored, { failFirst = false, join = null } = {}) {
   const conn = {};
   const requests = [];
   let failures = failFirst ? 1 : 0;
@@ -17,6 +17,8 @@ function setup(stored, { failFirst = false } = {}) {
     state: "connected",
     async _request(type, frame) {
       requests.push({ type, ...frame });
+      if (type === "room:join") return join;
+      if (type === "message:send") return { messageId: "x", seq: 99, timestamp: "" };
       assert.equal(type, "history:get");
       if (failures-- > 0) throw Object.assign(new Error("db down"), { code: "UNAVAILABLE" });
       const older = stored.filter((m) => m.seq < frame.before).slice(-frame.limit);
@@ -76,4 +78,31 @@ test("when history cannot answer, the gap is retried rather than skipped", async
   await wait(1100);
   assert.deepEqual(seen, [1, 2, 3]);
   assert.equal(requests.length, 2);
+});
+
+test("a rejoin applies `changed`: edits and deletions missed while away (v2, issue 17)", async () => {
+  // The server does not send `changed` yet; this is the contract's shape.
+  const join = {
+    room: "r",
+    seq: 3,
+    members: [],
+    memberCount: 1,
+    recovered: true,
+    missed: [msg(3)],
+    changed: [
+      { ...msg(1), content: "edited", editedAt: "2026-11-30T20:00:00.000Z", deleted: false },
+      { ...msg(2), content: "", metadata: null, deleted: true, deletedBy: "mod" },
+    ],
+  };
+  const { room, seen, requests } = setup([1, 2, 3].map(msg), { join });
+  room.lastSeq = 2;
+  const updates = [];
+  const deletions = [];
+  room.on("update", (u) => updates.push([u.messageId, u.content, u.editedAt]));
+  room.on("delete", (d) => deletions.push([d.messageId, d.deletedBy]));
+  await room._join();
+  assert.equal(requests[0].since, 2);
+  assert.deepEqual(seen, [3]);
+  assert.deepEqual(updates, [["id1", "edited", "2026-11-30T20:00:00.000Z"]]);
+  assert.deepEqual(deletions, [["id2", "mod"]]);
 });
