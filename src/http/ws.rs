@@ -76,7 +76,10 @@ pub async fn upgrade(
             .headers()
             .get(header::ORIGIN)
             .and_then(|v| v.to_str().ok());
-        let allowed = origin.is_some_and(|o| settings.server.origins.iter().any(|a| a == o));
+        let allowed = match origin {
+            Some(o) => settings.server.origins.iter().any(|a| a == o),
+            None => settings.server.allow_missing_origin,
+        };
         if !allowed {
             return Err(refuse(&state, ErrorCode::Forbidden, "origin not allowed"));
         }
