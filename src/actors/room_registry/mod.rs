@@ -8,9 +8,12 @@
 //! - [`sequencer`]: one room's delivery in `seq` order, across nodes
 //!   (plain state that answers actions; unit-tested on a paused clock).
 //! - [`fanout`]: delivery to sessions and slow consumers; the announcements.
+//! - [`managed`]: the managed rooms in use here and their loaded
+//!   memberships, so `message:send` checks roles in memory.
 //!
 //! and its handlers, by job: [`commands`] (what sessions ask), [`publish`]
-//! (the commit stream and sequencing), [`admin`] (kick, notify, broadcast,
+//! (the commit stream and sequencing), [`membership`] (access to managed
+//! rooms, and applying their changes), [`admin`] (kick, notify, broadcast,
 //! listings, gathered from every node with typed answers), [`remote`] (what
 //! other nodes say). Handlers check, call a part, and apply what it returns.
 //!
@@ -23,6 +26,8 @@ mod admin;
 mod commands;
 pub mod directory;
 pub mod fanout;
+pub mod managed;
+mod membership;
 mod publish;
 mod remote;
 pub mod rooms;
@@ -34,7 +39,10 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::mpsc;
 
+pub use self::membership::apply_changes;
+
 use self::directory::Directory;
+use self::managed::ManagedRooms;
 use self::rooms::{RoomLimits, Rooms};
 use super::conn::ConnId;
 use super::messages::LeaveOutcome;
@@ -45,6 +53,7 @@ use crate::config::Settings;
 use crate::mailbox::{Full, Mailbox};
 use crate::metrics::Metrics;
 use crate::protocol::{CommandError, ErrorCode, Status};
+use crate::rooms::RoomService;
 use crate::store::records::Records;
 
 /// The registry's share of the settings.
@@ -98,6 +107,8 @@ pub struct RegistryDeps {
     pub cluster: Arc<dyn Cluster>,
     pub metrics: Arc<Metrics>,
     pub records: Arc<Records>,
+    /// Managed rooms: who may enter, looked up on a first join here.
+    pub rooms: RoomService,
 }
 
 pub struct RoomRegistry {
@@ -112,6 +123,8 @@ pub struct RoomRegistry {
     committing: Option<mpsc::UnboundedSender<publish::Pending>>,
     rooms: Rooms,
     conns: Directory,
+    managed: ManagedRooms,
+    service: RoomService,
 }
 
 impl Actor for RoomRegistry {
@@ -170,6 +183,8 @@ impl RoomRegistry {
             started: std::time::Instant::now(),
             committing: None,
             conns: Directory::default(),
+            managed: ManagedRooms::default(),
+            service: deps.rooms,
         }
     }
 
@@ -203,6 +218,7 @@ impl RoomRegistry {
             rooms::Removed::NotMember => false,
             rooms::Removed::Member => true,
             rooms::Removed::LastMember(name) => {
+                self.managed.forget(&name);
                 actix::spawn(self.cluster.follow(name, false));
                 true
             }

@@ -35,6 +35,13 @@ impl Handler<Publish> for RoomRegistry {
             Ok(conn) => conn,
             Err(e) => return Box::pin(async move { Err(e) }),
         };
+        // Managed rooms: the role table, from memory (`managed.rs`).
+        if let Err(e) = self
+            .managed
+            .may_send(&msg.room, conn.user(), conn.identity.admin)
+        {
+            return Box::pin(async move { Err(e) });
+        }
         let mut append = self.log.append(NewMessage {
             room: self.rooms.name(&msg.room),
             user_id: conn.user().clone(),
