@@ -602,8 +602,10 @@ pub enum Event<'a> {
     },
     #[serde(rename = "notification")]
     Notification(&'a Notification),
+    /// The room object under `data` (as in `room:create`'s reply): its
+    /// `type` field would clash with the event's.
     #[serde(rename = "room:updated")]
-    RoomUpdated(&'a RoomObject),
+    RoomUpdated { room: &'a str, data: &'a RoomObject },
     #[serde(rename = "room:deleted")]
     RoomDeleted { room: &'a str },
     /// The member object's fields beside `room`.

@@ -448,6 +448,58 @@ impl RoomService {
         })
     }
 
+    /// `PUT /admin/rooms/{room}/members/{userId}`: adds the member (and
+    /// answers `true`) or changes their role and mute flag.
+    pub async fn put_member(
+        &self,
+        room: &str,
+        user: &str,
+        role: Option<Role>,
+        muted: Option<bool>,
+    ) -> Result<(Done, bool), CommandError> {
+        let caller = Caller::AdminApi;
+        match self
+            .add_member(caller, room, user, role.unwrap_or(Role::Member))
+            .await
+        {
+            Ok(mut added) if muted == Some(true) => {
+                let muted = self
+                    .update_member(caller, room, user, None, Some(true))
+                    .await?;
+                added.changes.extend(muted.changes);
+                added.data = muted.data;
+                Ok((added, true))
+            }
+            Ok(added) => Ok((added, true)),
+            Err(e) if e.code == ErrorCode::Conflict => {
+                if role.is_none() && muted.is_none() {
+                    let member = self.member(room, user).await?;
+                    let data = serde_json::to_value(member).unwrap_or_default();
+                    return Ok((
+                        Done {
+                            data,
+                            changes: Vec::new(),
+                        },
+                        false,
+                    ));
+                }
+                let updated = self.update_member(caller, room, user, role, muted).await?;
+                Ok((updated, false))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `GET /admin/rooms/{room}`.
+    pub async fn get(&self, room: &str) -> Result<RoomObject, CommandError> {
+        self.store
+            .get(room, None)
+            .await
+            .map_err(store_down)?
+            .map(|(room, _)| room)
+            .ok_or_else(|| no_room(room))
+    }
+
     /// A page of members, sorted by user id: for members, operators, and
     /// anyone in a public room.
     pub async fn list_members(

@@ -110,7 +110,13 @@ impl RoomRegistry {
         let evict = self.managed.apply(change, self.rooms.contains(&room));
         let (frame, users) = match change {
             RoomChange::Created { .. } => return,
-            RoomChange::Updated { room } => (encode(&Event::RoomUpdated(room)), Vec::new()),
+            RoomChange::Updated { room } => (
+                encode(&Event::RoomUpdated {
+                    room: &room.room,
+                    data: room,
+                }),
+                Vec::new(),
+            ),
             RoomChange::Deleted { room, members } => {
                 (encode(&Event::RoomDeleted { room }), members.clone())
             }
