@@ -204,6 +204,7 @@ pub const AUDIT_KINDS: &[&str] = &[
     "rate_limited",
     "slow_consumer",
     "error",
+    "room_change",
 ];
 
 #[derive(Debug, thiserror::Error)]
