@@ -134,6 +134,9 @@ pub struct RoomSettings {
     pub join_leave_events_max_users: usize,
     #[serde(default)]
     pub max_users: BTreeMap<String, usize>,
+    /// Messages per second per user in rooms matching each pattern.
+    #[serde(default)]
+    pub rate_limits: BTreeMap<String, u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -20,6 +20,7 @@ on_both_backends!(
     members_are_listed_in_pages_sorted_by_user_id,
     room_list_counts_unread_messages,
     bad_input_gets_its_code_and_the_connection_keeps_working,
+    per_room_send_rates_come_from_the_room_or_the_config,
 );
 
 /// An error frame's code and message for `command`.
@@ -764,6 +765,63 @@ async fn bad_input_gets_its_code_and_the_connection_keeps_working(backend: Backe
     assert_eq!(code, "CONFLICT");
     c.join("team:x").await;
     assert_eq!(send(&mut c, "team:x", "still here").await["type"], "reply");
+}
+
+/// Sends `n` messages to `room` at once (no waiting between them) and
+/// answers how many were refused RATE_LIMITED (each with retryAfterMs);
+/// every other answer must be a reply.
+async fn burst(client: &mut Client, room: &str, n: usize) -> usize {
+    for i in 0..n {
+        client
+            .send(json!({"type": "message:send", "room": room, "content": "x", "id": format!("burst{i}")}))
+            .await;
+    }
+    let (mut answered, mut limited) = (0, 0);
+    while answered < n {
+        let frame = client.next().await;
+        if !frame["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("burst"))
+        {
+            continue;
+        }
+        answered += 1;
+        if frame["type"] == "error" {
+            assert_eq!(frame["code"], "RATE_LIMITED", "{frame}");
+            assert!(frame["retryAfterMs"].as_u64().unwrap() >= 1, "{frame}");
+            limited += 1;
+        } else {
+            assert_eq!(frame["type"], "reply", "{frame}");
+        }
+    }
+    limited
+}
+
+async fn per_room_send_rates_come_from_the_room_or_the_config(backend: Backend) {
+    let db = TestDb::new(backend);
+    let server = Server::start_on(&db, "[rooms.rate_limits]\n\"support:*\" = 1\n");
+    let mut c = server.connect("agent", &["support:*", "team:*"]).await;
+    // a pattern's rate, in an ad hoc room: 1 a second, so five at once
+    // cannot all pass (unless the machine took five seconds to send them)
+    c.join("support:1").await;
+    assert!(burst(&mut c, "support:1", 5).await >= 1);
+    // no pattern, no own rate: no per-room limit
+    c.join("team:free").await;
+    assert_eq!(burst(&mut c, "team:free", 5).await, 0);
+    // a managed room's own rate
+    c.ok(json!({"type": "room:create", "room": "team:slow", "roomType": "group", "visibility": "private", "rateLimit": 1}))
+        .await;
+    c.join("team:slow").await;
+    assert!(burst(&mut c, "team:slow", 5).await >= 1);
+    // ... which comes before the pattern's
+    c.ok(json!({"type": "room:create", "room": "support:vip", "roomType": "group", "visibility": "private", "rateLimit": 1000}))
+        .await;
+    c.join("support:vip").await;
+    assert_eq!(burst(&mut c, "support:vip", 5).await, 0);
+    // and changes with room:update
+    c.ok(json!({"type": "room:update", "room": "support:vip", "rateLimit": null}))
+        .await;
+    assert!(burst(&mut c, "support:vip", 5).await >= 1);
 }
 
 // ---------------------------------------------------------------------------

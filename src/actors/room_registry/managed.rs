@@ -92,6 +92,11 @@ impl ManagedRooms {
         self.rooms.remove(room);
     }
 
+    /// A managed room's own `rateLimit` (None: not managed, or unset).
+    pub fn rate_limit(&self, room: &str) -> Option<u32> {
+        self.rooms.get(room).and_then(|e| e.room.rate_limit)
+    }
+
     pub fn len(&self) -> usize {
         self.rooms.len()
     }

@@ -50,6 +50,7 @@ use super::presence::PresenceTracker;
 use crate::broker::{MessageLog, StoreError};
 use crate::cluster::{Channel, Cluster, ClusterEvent};
 use crate::config::Settings;
+use crate::limits::RoomRates;
 use crate::mailbox::{Full, Mailbox};
 use crate::metrics::Metrics;
 use crate::protocol::{CommandError, ErrorCode, Status};
@@ -72,6 +73,8 @@ pub struct RegistryConfig {
     pub gap_timeout: Duration,
     /// How long `message:send` waits for its commit (`database.timeout_ms`).
     pub commit_timeout: Duration,
+    /// Per-room send rates by pattern (`rooms.rate_limits`).
+    pub rate_limits: std::collections::BTreeMap<String, u32>,
 }
 
 impl RegistryConfig {
@@ -96,6 +99,7 @@ impl RegistryConfig {
             slow_consumer_grace: s.limits.slow_consumer_grace,
             commit_timeout: s.database.timeout,
             gap_timeout: s.redis.gap_timeout,
+            rate_limits: s.rooms.rate_limits.clone(),
         }
     }
 }
@@ -125,6 +129,7 @@ pub struct RoomRegistry {
     conns: Directory,
     managed: ManagedRooms,
     service: RoomService,
+    rates: RoomRates,
 }
 
 impl Actor for RoomRegistry {
@@ -134,6 +139,8 @@ impl Actor for RoomRegistry {
         let (tx, rx) = mpsc::unbounded_channel();
         self.committing = Some(tx);
         ctx.add_stream(Self::committed_in_order(rx));
+        // Idle send-rate buckets cost nothing for long.
+        ctx.run_interval(Duration::from_secs(60), |act, _| act.rates.shrink());
     }
 }
 
@@ -172,6 +179,7 @@ fn status_name(status: Status) -> &'static str {
 
 impl RoomRegistry {
     pub fn new(cfg: RegistryConfig, deps: RegistryDeps) -> Self {
+        let rates = RoomRates::new(&cfg.rate_limits);
         RoomRegistry {
             rooms: Rooms::new(cfg.limits.clone(), cfg.gap_timeout),
             cfg,
@@ -184,6 +192,7 @@ impl RoomRegistry {
             committing: None,
             conns: Directory::default(),
             managed: ManagedRooms::default(),
+            rates,
             service: deps.rooms,
         }
     }
