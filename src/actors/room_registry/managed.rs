@@ -4,8 +4,14 @@
 //! is loaded when they join here), kept current by the [`RoomChange`]s of
 //! this node's commands and of other nodes'. A room is forgotten when its
 //! last local member leaves, so memory follows the rooms in use here.
+//!
+//! It also remembers rooms the database said are not managed (up to
+//! [`AD_HOC_MAX`], then it starts over), so joining an ad hoc room again
+//! needs no database read. A room created anywhere is dropped from that
+//! list, and a lookup that was under way while a room was created is not
+//! remembered (the `created` count changed meanwhile).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::protocol::{CommandError, ErrorCode, MemberObject, Role, RoomObject};
@@ -51,9 +57,15 @@ pub enum Evict {
     Everyone,
 }
 
+/// Most rooms remembered as ad hoc.
+pub const AD_HOC_MAX: usize = 65_536;
+
 #[derive(Default)]
 pub struct ManagedRooms {
     rooms: HashMap<Arc<str>, Entry>,
+    ad_hoc: HashSet<Arc<str>>,
+    /// Rooms created (here or elsewhere) so far.
+    created: u64,
 }
 
 impl ManagedRooms {
@@ -63,9 +75,27 @@ impl ManagedRooms {
         match self.rooms.get(room) {
             Some(entry) if entry.members.contains_key(user) => Known::Member,
             Some(_) => Known::Unknown,
-            None if local => Known::AdHoc,
+            None if local || self.ad_hoc.contains(room) => Known::AdHoc,
             None => Known::Unknown,
         }
+    }
+
+    /// How many rooms were created so far: taken before a lookup, handed
+    /// back to [`Self::remember_ad_hoc`] with its answer.
+    pub fn created(&self) -> u64 {
+        self.created
+    }
+
+    /// The database said `room` is not managed, in a lookup that started
+    /// when [`Self::created`] was `created`.
+    pub fn remember_ad_hoc(&mut self, room: &str, created: u64) {
+        if created != self.created {
+            return; // a room was created meanwhile: maybe this one
+        }
+        if self.ad_hoc.len() >= AD_HOC_MAX {
+            self.ad_hoc.clear();
+        }
+        self.ad_hoc.insert(room.into());
     }
 
     pub fn is_managed(&self, room: &str) -> bool {
@@ -122,6 +152,8 @@ impl ManagedRooms {
     pub fn apply(&mut self, change: &RoomChange, local: bool) -> Evict {
         match change {
             RoomChange::Created { room, members } => {
+                self.created += 1;
+                self.ad_hoc.remove(&room.room);
                 if local {
                     let members = members
                         .iter()
@@ -284,5 +316,24 @@ mod tests {
         assert_eq!(m.known("r", "visitor", true), Known::Unknown);
         m.forget("r");
         assert!(m.is_empty());
+    }
+
+    #[test]
+    fn rooms_found_ad_hoc_are_remembered_until_one_is_created() {
+        let mut m = ManagedRooms::default();
+        let before = m.created();
+        m.remember_ad_hoc("r", before);
+        assert_eq!(m.known("r", "a", false), Known::AdHoc);
+        let created = RoomChange::Created {
+            room: room("r", RoomType::Channel),
+            members: Vec::new(),
+        };
+        m.apply(&created, false);
+        assert_eq!(m.known("r", "a", false), Known::Unknown);
+        // a lookup that started before a creation is not remembered
+        m.remember_ad_hoc("s", before);
+        assert_eq!(m.known("s", "a", false), Known::Unknown);
+        m.remember_ad_hoc("s", m.created());
+        assert_eq!(m.known("s", "a", false), Known::AdHoc);
     }
 }

@@ -79,27 +79,27 @@ impl RoomRegistry {
         let (user, operator) = (conn.user().clone(), conn.identity.admin);
         let (service, name) = (self.service.clone(), room.to_string());
         let enter = async move { service.enter(&name, &user, operator, join).await };
-        let room = room.to_string();
-        Box::pin(enter.into_actor(self).map(move |res, act, ctx| {
-            match res? {
-                Entry::AdHoc => act
-                    .conns
+        let (room, created) = (room.to_string(), self.managed.created());
+        Box::pin(enter.into_actor(self).map(move |res, act, ctx| match res? {
+            Entry::AdHoc => {
+                act.managed.remember_ad_hoc(&room, created);
+                act.conns
                     .may_access(id, &room, &act.cfg.public_rooms)
-                    .map(|_| ()),
-                Entry::Managed {
-                    room: found,
-                    member,
-                    added,
-                } => {
-                    if join || act.rooms.contains(&room) {
-                        act.managed.load(*found, member.as_ref());
-                    }
-                    if let Some(change) = added {
-                        act.apply_room_change(ctx, &change);
-                        act.relay(Channel::All, ClusterEvent::Room { change: *change });
-                    }
-                    Ok(())
+                    .map(|_| ())
+            }
+            Entry::Managed {
+                room: found,
+                member,
+                added,
+            } => {
+                if join || act.rooms.contains(&room) {
+                    act.managed.load(*found, member.as_ref());
                 }
+                if let Some(change) = added {
+                    act.apply_room_change(ctx, &change);
+                    act.relay(Channel::All, ClusterEvent::Room { change: *change });
+                }
+                Ok(())
             }
         }))
     }
