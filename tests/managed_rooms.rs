@@ -99,6 +99,20 @@ async fn every_row_of_the_role_table_is_allowed_and_refused(backend: Backend) {
         .ok(json!({"type": "member:update", "room": r, "userId": "member1", "role": "member"}))
         .await;
     assert_eq!(back["role"], "member");
+    // not on an equal role, and only an owner makes owners
+    forbidden(
+        &mut admin,
+        json!({"type": "member:update", "room": r, "userId": "owner", "role": "member"}),
+        "below yours",
+    )
+    .await;
+    let co = owner
+        .ok(json!({"type": "member:update", "room": r, "userId": "mod1", "role": "owner"}))
+        .await;
+    assert_eq!(co["role"], "owner");
+    owner
+        .ok(json!({"type": "member:update", "room": r, "userId": "mod1", "role": "moderator"}))
+        .await;
 
     // mute: moderator on lower roles
     forbidden(
