@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use crate::config::{AuthSettings, Environment};
+use crate::revocation::{Refusal, Revocations};
 
 /// The secret used when none is configured. Public on purpose: a server
 /// running with it accepts tokens anyone can mint.
@@ -23,6 +24,9 @@ pub struct Claims {
     pub exp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
+    /// Token id: lets one token be revoked (`POST /admin/revoke {"jti"}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -156,6 +160,9 @@ pub enum AuthError {
     Expired,
     #[error("invalid token: {0}")]
     Invalid(String),
+    /// Refused by a revocation (see [`crate::revocation`]).
+    #[error("{0}")]
+    Revoked(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -189,6 +196,7 @@ pub struct Auth {
     validation: Validation,
     admin_token: Option<Vec<u8>>,
     insecure: bool,
+    revocations: Arc<Revocations>,
 }
 
 impl Auth {
@@ -269,12 +277,18 @@ impl Auth {
             validation,
             admin_token: (!s.admin_token.is_empty()).then(|| s.admin_token.as_bytes().to_vec()),
             insecure,
+            revocations: Arc::default(),
         })
     }
 
     /// Seconds of clock skew tolerated after `exp`.
     pub fn leeway_secs(&self) -> u64 {
         self.validation.leeway
+    }
+
+    /// The revoked tokens [`verify`](Self::verify) refuses.
+    pub fn revocations(&self) -> &Arc<Revocations> {
+        &self.revocations
     }
 
     /// True when running on the well-known development secret.
@@ -314,6 +328,9 @@ impl Auth {
                 "`name` must be text without control or bidirectional-control characters".into(),
             ));
         }
+        if let Some(refusal) = self.revocations.refusal(&claims, now_secs()) {
+            return Err(AuthError::Revoked(refused_because(refusal)));
+        }
         Ok(claims)
     }
 
@@ -331,6 +348,20 @@ impl Auth {
         match &self.admin_token {
             Some(key) => key.as_slice().ct_eq(token.as_bytes()).into(),
             None => false,
+        }
+    }
+}
+
+/// The refusal's text, as the client sees it.
+fn refused_because(refusal: Refusal) -> String {
+    match refusal {
+        Refusal::Revoked => "token revoked: issued before its user's tokens were revoked".into(),
+        Refusal::TokenRevoked => "token revoked (jti)".into(),
+        Refusal::Banned(until) => {
+            let until = chrono::DateTime::from_timestamp(until as i64, 0)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default();
+            format!("token revoked: this user is banned until {until}")
         }
     }
 }
@@ -358,6 +389,7 @@ mod tests {
             sub: "alice".into(),
             exp,
             iat: None,
+            jti: None,
             name: Some("Alice".into()),
             rooms: Some(vec!["team:1:*".into()]),
             role: None,

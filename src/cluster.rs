@@ -21,6 +21,7 @@ use serde_json::Value;
 use crate::actors::messages::{ConnectionInfo, NodeFigures, RoomInfo};
 use crate::broker::NodeSnapshot;
 use crate::protocol::{CustomStatus, MessageRecord, Notification, Status};
+use crate::revocation::{Revocation, RevocationChange};
 use crate::rooms::RoomChange;
 
 /// The registry's way to the other nodes.
@@ -148,7 +149,8 @@ pub enum ClusterEvent {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "value", rename_all = "snake_case")]
 pub enum AdminAnswer {
-    /// Kick, Notify, Broadcast: how many connections it reached.
+    /// Kick, Notify, Broadcast: how many connections it reached;
+    /// Revocation: 1 when applied.
     Count(usize),
     Stats(NodeFigures),
     Connections(Vec<ConnectionInfo>),
@@ -162,6 +164,12 @@ pub enum AdminOp {
     Kick {
         user_id: String,
         reason: String,
+        #[serde(default)]
+        revocation: Option<Revocation>,
+    },
+    /// A token revocation added or lifted.
+    Revocation {
+        change: RevocationChange,
     },
     Notify {
         user_id: String,

@@ -81,6 +81,12 @@ pub struct AuthSettings {
     #[serde(rename = "leeway_secs", deserialize_with = "secs")]
     pub leeway: Duration,
     pub admin_token: String,
+    /// How long a revocation holds when no `until` is given.
+    #[serde(rename = "revocation_ttl_secs", deserialize_with = "secs")]
+    pub revocation_ttl: Duration,
+    /// How often each node reloads the revocations from the database.
+    #[serde(rename = "revocation_refresh_secs", deserialize_with = "secs")]
+    pub revocation_refresh: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -200,6 +206,7 @@ pub const AUDIT_KINDS: &[&str] = &[
     "connect",
     "disconnect",
     "kick",
+    "revoke",
     "notify",
     "broadcast",
     "join",

@@ -139,6 +139,7 @@ pub enum Closing {
     MessageTooLarge,
     TooManyFragments,
     TokenExpired,
+    TokenRevoked,
     Flood,
     SlowConsumer,
     HeartbeatTimeout,
@@ -146,7 +147,7 @@ pub enum Closing {
 
 impl Closing {
     /// Every reason, for tables and tests.
-    pub const ALL: [Closing; 12] = {
+    pub const ALL: [Closing; 13] = {
         use Closing::*;
         [
             ShuttingDown,
@@ -158,6 +159,7 @@ impl Closing {
             MessageTooLarge,
             TooManyFragments,
             TokenExpired,
+            TokenRevoked,
             Flood,
             SlowConsumer,
             HeartbeatTimeout,
@@ -176,6 +178,7 @@ impl Closing {
             MessageTooLarge => (close::TOO_LARGE, "message too large"),
             TooManyFragments => (close::TOO_LARGE, "message split into too many frames"),
             TokenExpired => (close::TOKEN_EXPIRED, "token expired"),
+            TokenRevoked => (close::TOKEN_EXPIRED, "token revoked"),
             Flood => (close::POLICY, "too many commands over the rate limit"),
             SlowConsumer => (close::SLOW_CONSUMER, "slow consumer: outbound queue full"),
             HeartbeatTimeout => (close::HEARTBEAT_TIMEOUT, "heartbeat timeout"),

@@ -7,13 +7,16 @@
 //!
 //! # Layout
 //!
-//! - `main.rs`: the command line (`serve`, `token`).
+//! - `main.rs`: the command line (`serve`, `migrate`, `token`, and the
+//!   operator commands of [`cli`] that ask a running server).
 //! - [`config`]: the one typed `Settings`, from `config/default.toml`, a
 //!   file and the environment, layered by figment (`config/sources.rs`).
 //! - [`protocol`]: every wire type and the command decoder.
 //! - [`errors`]: the one table of error codes (wire name, HTTP status,
 //!   temporary) and of the server's close codes with their reasons.
 //! - [`auth`]: JWT verification and minting, the admin key, room patterns.
+//! - [`revocation`]: revoked tokens (by user, ban, or `jti`), refused by
+//!   `auth` everywhere a token is checked.
 //! - [`limits`]: rate limits (governor) and connection counts.
 //! - [`actors`]: one module per actor: [`actors::session`] (one per
 //!   connection), [`actors::room_registry`] (rooms, seq, fan-out; a thin
@@ -37,6 +40,7 @@
 pub mod actors;
 pub mod auth;
 pub mod broker;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod errors;
@@ -46,6 +50,7 @@ pub mod mailbox;
 pub mod memory;
 pub mod metrics;
 pub mod protocol;
+pub mod revocation;
 pub mod rooms;
 pub mod server;
 pub mod store;

@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use realtime_server::auth::{now_secs, Audience, Auth, Claims};
+use realtime_server::cli::{self, AdminClient, Call};
 use realtime_server::config::Settings;
 use realtime_server::store::{self, DatabaseUrl};
 
@@ -37,6 +38,54 @@ enum Cmd {
         #[arg(long)]
         name: Option<String>,
     },
+    /// List the rooms of a running server (every node).
+    Rooms(Remote),
+    /// Create a managed room on a running server.
+    CreateRoom {
+        /// The room's name.
+        name: String,
+        /// channel, group, dm or broadcast.
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// public or private.
+        #[arg(long)]
+        visibility: Option<String>,
+        #[arg(long)]
+        title: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List the open connections of a running server (every node).
+    Connections {
+        /// Only this user's.
+        #[arg(long)]
+        user: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// The latest audit events, newest first.
+    Events {
+        /// How many (1 to 1000).
+        #[arg(short = 'n', default_value_t = 50)]
+        limit: u32,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Connections, users, rooms and message counts, per node.
+    Stats(Remote),
+    /// Health and readiness; exits 1 when the server is not ready.
+    Status(Remote),
+}
+
+/// How the operator commands reach a running server.
+#[derive(clap::Args)]
+struct Remote {
+    /// The server's HTTP address (default: the configured host and port).
+    #[arg(long)]
+    server: Option<String>,
+    /// Print the server's JSON answer instead of tables.
+    #[arg(long)]
+    json: bool,
 }
 
 fn main() {
@@ -77,11 +126,51 @@ fn main() {
             admin,
             name,
         } => token(&settings, user_id, rooms, ttl.into(), admin, name),
+        Cmd::Rooms(remote) => operate(&settings, remote, Call::Rooms),
+        Cmd::CreateRoom {
+            name,
+            kind,
+            visibility,
+            title,
+            remote,
+        } => operate(
+            &settings,
+            remote,
+            Call::CreateRoom {
+                name,
+                kind,
+                visibility,
+                title,
+            },
+        ),
+        Cmd::Connections { user, remote } => operate(&settings, remote, Call::Connections { user }),
+        Cmd::Events { limit, remote } => operate(&settings, remote, Call::Events { limit }),
+        Cmd::Stats(remote) => operate(&settings, remote, Call::Stats),
+        Cmd::Status(remote) => operate(&settings, remote, Call::Status),
     };
     if let Err(e) = result {
         eprintln!("realtime-server: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// Runs one operator command against a running server and prints the
+/// answer; a refusal or a server that is not ready exits 1.
+fn operate(settings: &Settings, remote: Remote, call: Call) -> anyhow::Result<()> {
+    let server = remote
+        .server
+        .unwrap_or_else(|| cli::default_server(settings));
+    let client = AdminClient::new(&server, &settings.auth.admin_token)?;
+    let (answer, ok) = actix_web::rt::System::new().block_on(client.run(&call))?;
+    if remote.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    } else {
+        print!("{}", cli::render(&answer));
+    }
+    if !ok {
+        anyhow::bail!("the server at {server} is not ready");
+    }
+    Ok(())
 }
 
 /// Applies pending migrations (before the server's runtime starts).
@@ -118,6 +207,7 @@ fn token(
         sub: user_id,
         exp: now + ttl.as_secs(),
         iat: Some(now),
+        jti: Some(uuid::Uuid::new_v4().to_string()),
         name,
         rooms: (!rooms.is_empty()).then_some(rooms),
         role: admin.then(|| "admin".to_string()),

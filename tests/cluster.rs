@@ -6,7 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    redis_prefix, redis_url, start_node, Backend, Closed, PrivateRedis, Server, TestDb, WAIT,
+    redis_prefix, redis_url, start_node, Backend, Closed, PrivateRedis, Server, TestDb, ADMIN_KEY,
+    WAIT,
 };
 use serde_json::{json, Value};
 
@@ -255,6 +256,49 @@ async fn admin_calls_act_on_every_node_and_add_up() {
     assert_eq!(on_a.closed(WAIT).await, Closed::Code(4003));
     assert_eq!(on_b.closed(WAIT).await, Closed::Code(4003));
     assert_eq!(carol.expect("user:left").await["userId"], "alice");
+}
+
+#[actix_rt::test]
+async fn a_kick_with_revoke_holds_on_every_node_and_a_lift_too() {
+    let (_db, _prefix, a, b) = two_nodes().await;
+    let old = a.token("alice", &[]);
+    let mut on_a = a.connect_with(&old, &[]).await.expect("connect");
+    let mut on_b = b.connect_with(&old, &[]).await.expect("connect");
+
+    let answer = a
+        .admin("/admin/kick", json!({"userId": "alice", "revoke": true}))
+        .await;
+    assert_eq!(answer["disconnected"], 2, "{answer}");
+    assert_eq!(on_a.closed(WAIT).await, Closed::Code(4003));
+    assert_eq!(on_b.closed(WAIT).await, Closed::Code(4003));
+    // Node b put the revocation in force before it closed alice there.
+    for node in [&a, &b] {
+        let (status, body) = node.connect_with(&old, &[]).await.err().expect("refused");
+        assert_eq!(status, 401, "{body}");
+    }
+
+    // Lifted through node b: the old token opens node a again.
+    let id = answer["revocation"]["revocationId"].as_str().unwrap();
+    let (status, body) = b
+        .delete(&format!("/admin/revocations/{id}"), Some(ADMIN_KEY))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["nodes"], 2, "{body}");
+    a.connect_with(&old, &[])
+        .await
+        .expect("accepted after the lift");
+
+    // A revocation by jti made on node b holds on node a at once.
+    let token = a.mint(realtime_server::auth::Claims {
+        jti: Some("t-9".into()),
+        ..common::claims("carol", 600)
+    });
+    let (status, made) = b
+        .post("/admin/revoke", Some(ADMIN_KEY), json!({"jti": "t-9"}))
+        .await;
+    assert_eq!((status, &made["nodes"]), (201, &json!(2)), "{made}");
+    let (status, _) = a.connect_with(&token, &[]).await.err().expect("refused");
+    assert_eq!(status, 401);
 }
 
 #[actix_rt::test]

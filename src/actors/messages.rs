@@ -8,7 +8,7 @@
 //! in `docs/architecture.md`.
 //!
 //! - Session → RoomRegistry: [`Connect`] … [`History`].
-//! - Admin HTTP → RoomRegistry: [`Kick`] … [`CloseAll`].
+//! - Admin HTTP → RoomRegistry: [`Kick`] … [`CloseAll`], [`Revoke`].
 //! - Session and admin HTTP → RoomRegistry: [`ApplyRoomChanges`].
 //! - RedisBridge → RoomRegistry: [`FromCluster`], [`NodeGone`].
 //! - RoomRegistry → PresenceTracker: [`TrackConnect`] … [`ApplySnapshot`].
@@ -30,6 +30,7 @@ use crate::cluster::{AdminAnswer, AdminOp, Channel, ClusterEvent};
 use crate::protocol::{
     CommandError, CustomStatus, Member, MessageRecord, Notification, RawJson, Status,
 };
+use crate::revocation::{Revocation, RevocationChange};
 use crate::rooms::RoomChange;
 
 // ---------------------------------------------------------------------------
@@ -195,7 +196,16 @@ pub struct ApplyRoomChanges {
 pub struct Kick {
     pub user_id: String,
     pub reason: String,
+    /// Put in force on every node before its connections are closed, so a
+    /// reconnect cannot slip in between.
+    pub revocation: Option<Revocation>,
 }
+
+/// Adds or lifts a token revocation on every node; answers how many nodes
+/// applied it (this one included).
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Revoke(pub RevocationChange);
 
 /// Delivers a notification to every connection of a user on every node;
 /// answers how many.

@@ -379,26 +379,48 @@ impl Session {
             }
             Command::Rooms(cmd) => self.room_command(ctx, id, cmd),
             Command::AuthRefresh { token } => {
-                let result = self.refresh(&token, ctx);
+                let (result, revoked) = self.refresh(&token, ctx);
                 self.answer(ctx, id.as_ref(), result);
+                if revoked {
+                    // A revoked token ends the connection (4001), as an
+                    // expired one would; the reply above says why.
+                    log::info!(
+                        "conn={} user={:?}: auth:refresh with a revoked token, closing",
+                        self.id,
+                        self.identity.user_id
+                    );
+                    self.close_for(ctx, Closing::TokenRevoked);
+                }
             }
         }
     }
 
+    /// The reply to `auth:refresh`, and whether the token was revoked.
     fn refresh(
         &mut self,
         token: &str,
         ctx: &mut ws::WebsocketContext<Self>,
-    ) -> Result<Value, CommandError> {
+    ) -> (Result<Value, CommandError>, bool) {
         if self.identity.expires_at.is_none() {
-            return Err(CommandError::bad_request(
-                "anonymous connections have no token to refresh",
-            ));
+            let anonymous = "anonymous connections have no token to refresh";
+            return (Err(CommandError::bad_request(anonymous)), false);
         }
-        let claims = self.deps.auth.verify(token).map_err(|e| match e {
-            AuthError::Expired => CommandError::new(ErrorCode::Unauthorized, "token has expired"),
-            other => CommandError::new(ErrorCode::Unauthorized, other.to_string()),
-        })?;
+        match self.deps.auth.verify(token) {
+            Ok(claims) => (self.take_claims(claims, ctx), false),
+            Err(e) => {
+                let revoked = matches!(e, AuthError::Revoked(_));
+                let error = CommandError::new(ErrorCode::Unauthorized, e.to_string());
+                (Err(error), revoked)
+            }
+        }
+    }
+
+    /// Puts a refreshed token's claims in force.
+    fn take_claims(
+        &mut self,
+        claims: crate::auth::Claims,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) -> Result<Value, CommandError> {
         if *claims.sub != *self.identity.user_id {
             return Err(CommandError::new(
                 ErrorCode::Unauthorized,

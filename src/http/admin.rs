@@ -9,10 +9,11 @@ use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{ask, ApiError, AppState};
+use super::{ask, revocations, ApiError, AppState};
 use crate::actors::messages::{
     Broadcast, ClusterStats, GetMembers, Kick, ListConnections, ListRooms, NodeFigures, Notify,
 };
+use crate::auth::now_secs;
 use crate::protocol::{
     validate_room, ErrorCode, Notification, NotificationKind, PRESENCE_MAX_LIMIT,
 };
@@ -60,9 +61,9 @@ fn check_admin(req: &HttpRequest) -> Result<Admin, ApiError> {
     }
 }
 
-const REGISTRY: &str = "the room registry";
+pub(super) const REGISTRY: &str = "the room registry";
 
-fn store_down(e: StoreError) -> ApiError {
+pub(super) fn store_down(e: StoreError) -> ApiError {
     e.to_command_error().into()
 }
 
@@ -77,7 +78,7 @@ fn non_empty(value: &str, field: &str) -> Result<(), ApiError> {
 }
 
 /// A user id as tokens may carry it (`sub`): no user with another could exist.
-fn user_id(value: &str) -> Result<(), ApiError> {
+pub(super) fn user_id(value: &str) -> Result<(), ApiError> {
     if crate::auth::valid_user_id(value) {
         Ok(())
     } else {
@@ -104,6 +105,12 @@ pub struct KickBody {
     user_id: String,
     #[serde(default)]
     reason: Option<String>,
+    /// Also refuse every token of the user issued so far.
+    #[serde(default)]
+    revoke: bool,
+    /// Refuse every token of the user, even new ones, this long.
+    #[serde(default)]
+    ban_seconds: Option<u64>,
 }
 
 pub async fn kick(
@@ -116,21 +123,43 @@ pub async fn kick(
     let reason = body
         .reason
         .unwrap_or_else(|| "kicked by an administrator".into());
+    // A revocation is stored before anyone is kicked, and travels with the
+    // kick, so the kicked user cannot reconnect in between, on any node.
+    let revocation = if body.revoke || body.ban_seconds.is_some_and(|s| s > 0) {
+        let request = revocations::Request {
+            user_id: Some(body.user_id.clone()),
+            ban_seconds: body.ban_seconds,
+            reason: reason.clone(),
+            ..Default::default()
+        };
+        let ttl = state.settings.auth.revocation_ttl.as_secs();
+        let r = request.build(now_secs(), ttl)?;
+        revocations::store(&state, &r).await?;
+        Some(r)
+    } else {
+        None
+    };
+    let made = revocation.as_ref().map(revocations::to_json);
     let disconnected = ask(
         state.registry(),
         REGISTRY,
         Kick {
             user_id: body.user_id.clone(),
             reason: reason.clone(),
+            revocation,
         },
     )
     .await?;
+    let mut answer = json!({ "disconnected": disconnected });
+    if let Some(made) = made {
+        answer["revocation"] = made;
+    }
     let detail = json!({ "reason": reason, "disconnected": disconnected });
     state
         .sessions
         .records
         .audit("kick", Some(&body.user_id), None, detail);
-    Ok(HttpResponse::Ok().json(json!({ "disconnected": disconnected })))
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 #[derive(Deserialize)]

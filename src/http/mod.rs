@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod health;
+pub mod revocations;
 pub mod rooms;
 pub mod ws;
 
@@ -23,6 +24,7 @@ use crate::config::Settings;
 use crate::limits::ConnectionCounter;
 use crate::mailbox::{Mailbox, Tracked};
 use crate::protocol::{CommandError, ErrorCode};
+use crate::store::revocations::RevocationStore;
 use crate::store::Db;
 
 /// What the handlers share; built once in `server::run`.
@@ -35,6 +37,8 @@ pub struct AppState {
     pub db: Db,
     /// Redis health, when this node is part of a cluster.
     pub redis: Option<Arc<BridgeHealth>>,
+    /// Where token revocations are stored (the set in force is the auth's).
+    pub revocations: RevocationStore,
     pub sessions: Arc<SessionDeps>,
 }
 
@@ -135,6 +139,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(only("/ready", web::get().to(health::ready)))
     .service(only("/metrics", web::get().to(health::metrics)))
     .service(only("/admin/kick", web::post().to(admin::kick)))
+    .service(only("/admin/revoke", web::post().to(revocations::revoke)))
+    .service(only("/admin/revocations", web::get().to(revocations::list)))
+    .service(only(
+        "/admin/revocations/{id}",
+        web::delete().to(revocations::lift),
+    ))
     .service(only("/admin/notify", web::post().to(admin::notify)))
     .service(only("/admin/broadcast", web::post().to(admin::broadcast)))
     .service(only("/admin/stats", web::get().to(admin::stats)))

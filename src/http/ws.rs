@@ -107,7 +107,12 @@ pub async fn upgrade(
     let identity = match token {
         Some(token) => match state.sessions.auth.verify(token) {
             Ok(claims) => Identity::from_claims(claims),
-            Err(e) => return Err(refuse(&state, ErrorCode::Unauthorized, e.to_string())),
+            Err(e) => {
+                if let AuthError::Revoked(why) = &e {
+                    log::info!("handshake refused (401) from {peer:?}: {why}");
+                }
+                return Err(refuse(&state, ErrorCode::Unauthorized, e.to_string()));
+            }
         },
         None if settings.server.anonymous => Identity::anonymous(&wire_id),
         None => {

@@ -13,7 +13,7 @@ use crate::actors::presence::PresenceTracker;
 use crate::actors::redis_bridge::{BridgeConfig, BridgeHealth, BridgeLink, Inbox, RedisBridge};
 use crate::actors::room_registry::{RegistryConfig, RegistryDeps, RoomRegistry};
 use crate::actors::session::{SessionConfig, SessionDeps, REGISTRY_TIMEOUT};
-use crate::auth::Auth;
+use crate::auth::{now_secs, Auth};
 use crate::broker::memory::MemoryPresence;
 use crate::broker::MessageLog;
 use crate::cluster::{Cluster, SingleNode};
@@ -23,10 +23,12 @@ use crate::limits::{ConnectionCounter, RateLimiters};
 use crate::mailbox::Mailbox;
 use crate::metrics::Metrics;
 use crate::protocol::DecodeLimits;
+use crate::revocation::Revocations;
 use crate::rooms::RoomService;
 use crate::store::messages::DbLog;
 use crate::store::notifications::Notifications;
 use crate::store::records::Records;
+use crate::store::revocations::RevocationStore;
 use crate::store::rooms::RoomStore;
 use crate::store::{redact_url, DatabaseUrl, Db};
 
@@ -101,6 +103,17 @@ pub async fn run(settings: Settings, auth: Auth) -> anyhow::Result<()> {
         None => Arc::new(SingleNode),
     };
 
+    // Revoked tokens are refused from the first connection on: loaded
+    // before the server listens, then reloaded now and then.
+    let revocation_store = RevocationStore::new(db.clone());
+    let revocations = auth.revocations().clone();
+    if let Err(e) = reload_revocations(&revocation_store, &revocations).await {
+        log::error!(
+            "token revocations not loaded: {e}; retrying every {:?}",
+            settings.auth.revocation_refresh
+        );
+    }
+
     let typing_timeout = settings.typing.timeout;
     let presence = Mailbox::start(settings.mailbox.presence, move |_| {
         PresenceTracker::new(Box::new(MemoryPresence::default()), typing_timeout)
@@ -113,6 +126,7 @@ pub async fn run(settings: Settings, auth: Auth) -> anyhow::Result<()> {
         cluster,
         metrics: metrics.clone(),
         records: records.clone(),
+        revocations: revocations.clone(),
         rooms: rooms.clone(),
     };
     let cfg = RegistryConfig::from_settings(&settings, &node_id);
@@ -149,6 +163,7 @@ pub async fn run(settings: Settings, auth: Auth) -> anyhow::Result<()> {
         counter: ConnectionCounter::new(&settings.limits),
         db,
         redis: bridge.as_ref().map(|_| bridge_health.clone()),
+        revocations: revocation_store.clone(),
         sessions,
     });
 
@@ -195,6 +210,18 @@ pub async fn run(settings: Settings, auth: Auth) -> anyhow::Result<()> {
         }
     });
 
+    let every = settings.auth.revocation_refresh.max(Duration::from_secs(1));
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = reload_revocations(&revocation_store, &revocations).await {
+                log::warn!("token revocations not reloaded: {e}");
+            }
+        }
+    });
+
     actix_web::rt::spawn(shutdown::on_signal(registry.clone(), handle));
     server.await?;
     shutdown::drain(
@@ -204,5 +231,17 @@ pub async fn run(settings: Settings, auth: Auth) -> anyhow::Result<()> {
         bridge,
     )
     .await;
+    Ok(())
+}
+
+/// Replaces the revocations in force with the database's (which prunes the
+/// ones run out, there and here).
+async fn reload_revocations(
+    store: &RevocationStore,
+    set: &Revocations,
+) -> Result<(), crate::store::StoreError> {
+    let read_at = now_secs();
+    let stored = store.active(read_at).await?;
+    set.reload(stored, read_at, now_secs());
     Ok(())
 }

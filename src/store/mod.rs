@@ -21,6 +21,7 @@
 pub mod messages;
 pub mod notifications;
 pub mod records;
+pub mod revocations;
 pub mod rooms;
 pub mod schema;
 

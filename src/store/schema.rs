@@ -92,6 +92,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    revocations (revocation_id) {
+        revocation_id -> Text,
+        user_id -> Nullable<Text>,
+        jti -> Nullable<Text>,
+        issued_before -> Nullable<BigInt>,
+        ban_until -> Nullable<BigInt>,
+        expires_at -> BigInt,
+        reason -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
     managed_rooms (name) {
         name -> Text,
         kind -> Text,
@@ -127,6 +140,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     connections,
     audit_events,
     notifications,
+    revocations,
     managed_rooms,
     room_memberships,
 );

@@ -138,7 +138,8 @@ impl Server {
         self.mint(Claims {
             sub: user.into(),
             exp: now_secs() + 3600,
-            iat: None,
+            iat: Some(now_secs()),
+            jti: None,
             name: Some(format!("{user} name")),
             rooms: Some(rooms.iter().map(|s| s.to_string()).collect()),
             role: None,
@@ -334,6 +335,17 @@ impl Server {
         (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
     }
 
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut req = awc::Client::default().delete(self.url(path));
+        if let Some(t) = token {
+            req = req.insert_header(("Authorization", format!("Bearer {t}")));
+        }
+        let mut res = req.send().await.expect("DELETE");
+        let status = res.status().as_u16();
+        let body = res.body().await.expect("body");
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
     /// POST with the admin key.
     pub async fn admin(&self, path: &str, body: Value) -> Value {
         let (status, body) = self.post(path, Some(ADMIN_KEY), body).await;
@@ -411,7 +423,8 @@ pub fn claims(user: &str, ttl_secs: i64) -> Claims {
     Claims {
         sub: user.into(),
         exp: (now_secs() as i64 + ttl_secs) as u64,
-        iat: None,
+        iat: Some(now_secs()),
+        jti: None,
         name: None,
         rooms: None,
         role: None,

@@ -1,4 +1,5 @@
-//! Admin calls: done here, asked of every other node through the
+//! Admin calls (kick, token revocations, notify, broadcast, listings): done
+//! here, asked of every other node through the
 //! [`Cluster`](crate::cluster::Cluster), and merged. Each node answers with
 //! a typed [`AdminAnswer`]; the merging is plain functions, tested below.
 
@@ -12,8 +13,9 @@ use serde_json::Value;
 use super::RoomRegistry;
 use crate::actors::messages::{
     Broadcast, CloseAll, ClusterStats, ConnectionInfo, Kick, ListConnections, ListRooms,
-    MailboxDepths, NodeFigures, Notify, RegistryStats, RoomInfo, Stats,
+    MailboxDepths, NodeFigures, Notify, RegistryStats, Revoke, RoomInfo, Stats,
 };
+use crate::auth::now_secs;
 use crate::cluster::{AdminAnswer, AdminOp};
 use crate::metrics::{add, get, inc};
 use crate::protocol::{close, encode, timestamp, Closing, Event, Notification};
@@ -79,12 +81,24 @@ fn merge_stats(
 impl Handler<Kick> for RoomRegistry {
     type Result = ResponseFuture<usize>;
     fn handle(&mut self, msg: Kick, _: &mut Context<Self>) -> Self::Result {
+        if let Some(r) = &msg.revocation {
+            self.revocations.add(r.clone());
+        }
         let local = self.kick_local(&msg.user_id, &msg.reason);
         let op = AdminOp::Kick {
             user_id: msg.user_id,
             reason: msg.reason,
+            revocation: msg.revocation,
         };
         self.counted_everywhere(local, op)
+    }
+}
+
+impl Handler<Revoke> for RoomRegistry {
+    type Result = ResponseFuture<usize>;
+    fn handle(&mut self, Revoke(change): Revoke, _: &mut Context<Self>) -> Self::Result {
+        self.revocations.apply(change.clone(), now_secs());
+        self.counted_everywhere(1, AdminOp::Revocation { change })
     }
 }
 
@@ -254,8 +268,19 @@ impl RoomRegistry {
     /// What another node's admin request asks of this one.
     pub(super) fn run_admin(&self, op: AdminOp) -> AdminAnswer {
         match op {
-            AdminOp::Kick { user_id, reason } => {
+            AdminOp::Kick {
+                user_id,
+                reason,
+                revocation,
+            } => {
+                if let Some(r) = revocation {
+                    self.revocations.add(r);
+                }
                 AdminAnswer::Count(self.kick_local(&user_id, &reason))
+            }
+            AdminOp::Revocation { change } => {
+                self.revocations.apply(change, now_secs());
+                AdminAnswer::Count(1)
             }
             AdminOp::Notify {
                 user_id,

@@ -54,6 +54,7 @@ use crate::limits::RoomRates;
 use crate::mailbox::{Full, Mailbox};
 use crate::metrics::Metrics;
 use crate::protocol::{CommandError, ErrorCode, Status};
+use crate::revocation::Revocations;
 use crate::rooms::RoomService;
 use crate::store::records::Records;
 
@@ -111,6 +112,9 @@ pub struct RegistryDeps {
     pub cluster: Arc<dyn Cluster>,
     pub metrics: Arc<Metrics>,
     pub records: Arc<Records>,
+    /// The revoked tokens the handshake refuses: admin calls from other
+    /// nodes change them here.
+    pub revocations: Arc<Revocations>,
     /// Managed rooms: who may enter, looked up on a first join here.
     pub rooms: RoomService,
 }
@@ -122,6 +126,7 @@ pub struct RoomRegistry {
     cluster: Arc<dyn Cluster>,
     metrics: Arc<Metrics>,
     records: Arc<Records>,
+    revocations: Arc<Revocations>,
     started: std::time::Instant,
     /// Appends waiting for their commit, in order (set in `started`).
     committing: Option<mpsc::UnboundedSender<publish::Pending>>,
@@ -188,6 +193,7 @@ impl RoomRegistry {
             cluster: deps.cluster,
             metrics: deps.metrics,
             records: deps.records,
+            revocations: deps.revocations,
             started: std::time::Instant::now(),
             committing: None,
             conns: Directory::default(),
