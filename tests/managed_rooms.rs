@@ -481,6 +481,10 @@ async fn bad_input_gets_its_code_and_the_connection_keeps_working(backend: Backe
             "BAD_REQUEST",
         ),
         (
+            json!({"type": "room:create", "room": "team:x", "roomType": "dm", "visibility": "private"}),
+            "BAD_REQUEST",
+        ),
+        (
             json!({"type": "room:create", "room": "elsewhere", "roomType": "group", "visibility": "public"}),
             "FORBIDDEN",
         ),

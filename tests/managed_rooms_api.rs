@@ -232,3 +232,69 @@ async fn per_room_send_rates_come_from_the_room_or_the_config(backend: Backend) 
         .await;
     assert!(burst(&mut c, "support:vip", 5).await >= 1);
 }
+
+/// `realtime-server create-room` (the operator command, issue 16's CLI)
+/// against this API: defaults, flags, and a clear failure when it exists.
+#[actix_rt::test]
+async fn the_create_room_command_makes_a_managed_room() {
+    let db = TestDb::new(Backend::Sqlite);
+    let server = Server::start_on(&db, "");
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_realtime-server"))
+            .args(args)
+            .args(["--server", &server.url("")])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("REALTIME_ADMIN_TOKEN", common::ADMIN_KEY)
+            .output()
+            .expect("run realtime-server");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (
+            out.status.success(),
+            text + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, out) = cli(&[
+        "create-room",
+        "team:cli",
+        "--type",
+        "group",
+        "--visibility",
+        "private",
+        "--title",
+        "CLI",
+        "--json",
+    ]);
+    assert!(ok, "{out}");
+    let room: Value = serde_json::from_str(&out).expect("--json prints JSON");
+    assert_eq!(
+        (
+            room["type"].as_str(),
+            room["visibility"].as_str(),
+            room["title"].as_str()
+        ),
+        (Some("group"), Some("private"), Some("CLI"))
+    );
+    let (ok, out) = cli(&["create-room", "team:plain", "--json"]);
+    assert!(ok, "{out}");
+    let room: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (room["type"].as_str(), room["visibility"].as_str()),
+        (Some("channel"), Some("public"))
+    );
+    let (ok, out) = cli(&["create-room", "team:cli"]);
+    assert!(!ok, "a second create-room must fail: {out}");
+    assert!(out.contains("CONFLICT") || out.contains("409"), "{out}");
+    let (status, _) = server
+        .admin_call("GET", "/admin/rooms/team:plain", None)
+        .await;
+    assert_eq!(status, 200);
+    let (status, err) = server
+        .admin_call(
+            "POST",
+            "/admin/rooms",
+            Some(json!({"room": "x", "type": "dm"})),
+        )
+        .await;
+    assert_eq!((status, err["code"].as_str()), (400, Some("BAD_REQUEST")));
+}

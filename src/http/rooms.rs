@@ -28,8 +28,11 @@ pub struct MemberEntry {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateBody {
     room: String,
-    #[serde(rename = "type")]
+    /// Default `channel` (`realtime-server create-room` may leave it out).
+    #[serde(rename = "type", default = "channel")]
     kind: RoomType,
+    /// Default `public`.
+    #[serde(default = "public")]
     visibility: Visibility,
     #[serde(default)]
     title: Option<String>,
@@ -43,6 +46,14 @@ pub struct CreateBody {
     members: Vec<MemberEntry>,
 }
 
+fn channel() -> RoomType {
+    RoomType::Channel
+}
+
+fn public() -> Visibility {
+    Visibility::Public
+}
+
 fn room_name(room: &str) -> Result<(), ApiError> {
     validate_room(room).map_err(|e| ApiError::bad_request(e.message))
 }
@@ -53,7 +64,8 @@ async fn applied(state: &AppState, done: Done) -> Value {
     done.data
 }
 
-/// `POST /admin/rooms`: 201 and the room object; 409 if it exists.
+/// `POST /admin/rooms`: 201 and the room object; 409 if it exists. A `dm`
+/// room is made by `dm:open` only.
 pub async fn create(
     _: Admin,
     state: web::Data<AppState>,

@@ -245,6 +245,11 @@ impl RoomService {
     /// `room:create` (a client: the room must match its token's patterns,
     /// and it becomes `owner`) or `POST /admin/rooms` (`members` with roles).
     pub async fn create(&self, caller: Caller<'_>, new: NewRoom) -> Result<Done, CommandError> {
+        if new.kind == RoomType::Dm {
+            return Err(CommandError::bad_request(
+                "a dm room is made by dm:open, not created",
+            ));
+        }
         if new.room.starts_with(PERSONAL_PREFIX) || new.room.starts_with(DM_PREFIX) {
             return Err(forbidden(
                 "room names starting with `user:` or `dm:` are reserved",
