@@ -114,6 +114,19 @@ async fn every_row_of_the_role_table_is_allowed_and_refused(backend: Backend) {
         .ok(json!({"type": "member:update", "room": r, "userId": "mod1", "role": "moderator"}))
         .await;
 
+    // changing nothing needs no right, but membership
+    let same = member
+        .ok(json!({"type": "member:update", "room": r, "userId": "member2", "muted": false}))
+        .await;
+    assert_eq!(same["muted"], false);
+    let mut stranger = server.connect("stranger", &[]).await;
+    forbidden(
+        &mut stranger,
+        json!({"type": "member:update", "room": r, "userId": "member2", "muted": false}),
+        "not a member",
+    )
+    .await;
+
     // mute: moderator on lower roles
     forbidden(
         &mut member,

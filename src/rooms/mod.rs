@@ -432,15 +432,30 @@ impl RoomService {
         let acting = caller.acting(member.as_ref());
         let itself = member.is_some() && caller.user() == user;
         let target = self.member(room, user).await?;
-        if let Some(role) = role.filter(|r| *r != target.role) {
+        let (new_role, new_mute) = (
+            role.filter(|r| *r != target.role),
+            muted.filter(|m| *m != target.muted),
+        );
+        if new_role.is_none() && new_mute.is_none() {
+            // Nothing to change: no event, but not an outsider's way to
+            // read a membership either.
+            if acting == Acting::Outsider {
+                return Err(forbidden("not a member of this room"));
+            }
+            return Ok(Done {
+                data: serde_json::to_value(&target).unwrap_or_default(),
+                changes: Vec::new(),
+            });
+        }
+        if let Some(role) = new_role {
             check(rules::may_set_role(acting, target.role, role))?;
         }
-        if let Some(muted) = muted.filter(|m| *m != target.muted) {
+        if let Some(muted) = new_mute {
             check(rules::may_mute(acting, itself, target.role, muted))?;
         }
         let updated = self
             .store
-            .update_member(room, user, role, muted)
+            .update_member(room, user, new_role, new_mute)
             .await
             .map_err(store_down)?
             .ok_or_else(|| no_member(room, user))?;
