@@ -298,3 +298,35 @@ async fn the_create_room_command_makes_a_managed_room() {
         .await;
     assert_eq!((status, err["code"].as_str()), (400, Some("BAD_REQUEST")));
 }
+
+/// Anonymous connections (`server.anonymous`) cannot be members: no room
+/// commands, no joining a public managed room; reading one is allowed.
+#[actix_rt::test]
+async fn anonymous_connections_cannot_be_members() {
+    let db = TestDb::new(Backend::Sqlite);
+    let server = Server::start_with_env(
+        "",
+        &[
+            ("DATABASE_URL", &db.url),
+            ("REALTIME__SERVER__ANONYMOUS", "true"),
+        ],
+    );
+    let (status, _) = server
+        .admin_call("POST", "/admin/rooms", Some(json!({"room": "public:town"})))
+        .await;
+    assert_eq!(status, 201);
+    let mut anon = server.connect_with("", &[]).await.unwrap();
+    let (code, message) = refused(
+        &mut anon,
+        json!({"type": "room:join", "room": "public:town"}),
+    )
+    .await;
+    assert_eq!(code, "FORBIDDEN", "{message}");
+    assert!(message.contains("anonymous"), "{message}");
+    let (code, _) = refused(&mut anon, json!({"type": "dm:open", "userId": "bob"})).await;
+    assert_eq!(code, "FORBIDDEN");
+    anon.ok(json!({"type": "history:get", "room": "public:town"}))
+        .await;
+    // the ad hoc public rooms work as before
+    anon.join("lobby").await;
+}

@@ -25,6 +25,10 @@ use crate::store::rooms::{Added, RoomStore};
 /// The prefix of the rooms `dm:open` makes; no other room may use it.
 pub const DM_PREFIX: &str = "dm:";
 
+/// Anonymous connections (`server.anonymous`) have a user id of their own
+/// that ends with them: they cannot be members.
+const ANONYMOUS: &str = "anonymous connections cannot be members of managed rooms";
+
 /// A change to a managed room, applied by every node (`ClusterEvent::Room`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "change", rename_all = "snake_case")]
@@ -190,6 +194,9 @@ impl RoomService {
 
     /// One command of a client.
     pub async fn run(&self, identity: &Identity, cmd: RoomCommand) -> Result<Done, CommandError> {
+        if identity.expires_at.is_none() {
+            return Err(forbidden(ANONYMOUS));
+        }
         let caller = Caller::Client(identity);
         match cmd {
             RoomCommand::Create(new) => self.create(caller, new).await,
@@ -628,6 +635,7 @@ impl RoomService {
         room: &str,
         user: &str,
         operator: bool,
+        anonymous: bool,
         join: bool,
     ) -> Result<Entry, CommandError> {
         let Some((found, member)) = self.store.get(room, Some(user)).await.map_err(store_down)?
@@ -652,6 +660,9 @@ impl RoomService {
                 member: None,
                 added: None,
             });
+        }
+        if anonymous {
+            return Err(forbidden(ANONYMOUS));
         }
         match self
             .store

@@ -77,8 +77,9 @@ impl RoomRegistry {
             Err(e) => return reply(Err(e)),
         };
         let (user, operator) = (conn.user().clone(), conn.identity.admin);
+        let anonymous = conn.identity.expires_at.is_none();
         let (service, name) = (self.service.clone(), room.to_string());
-        let enter = async move { service.enter(&name, &user, operator, join).await };
+        let enter = async move { service.enter(&name, &user, operator, anonymous, join).await };
         let (room, created) = (room.to_string(), self.managed.created());
         Box::pin(enter.into_actor(self).map(move |res, act, ctx| match res? {
             Entry::AdHoc => {
