@@ -149,6 +149,9 @@ pub struct RoomSettings {
     pub join_leave_events_max_users: usize,
     #[serde(default)]
     pub max_users: BTreeMap<String, usize>,
+    /// Messages per second per user in rooms matching each pattern.
+    #[serde(default)]
+    pub rate_limits: BTreeMap<String, u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -220,6 +223,7 @@ pub const AUDIT_KINDS: &[&str] = &[
     "rate_limited",
     "slow_consumer",
     "error",
+    "room_change",
 ];
 
 #[derive(Debug, thiserror::Error)]

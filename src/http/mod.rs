@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod health;
 pub mod revocations;
+pub mod rooms;
 pub mod ws;
 
 use std::sync::Arc;
@@ -151,7 +152,29 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         "/admin/connections",
         web::get().to(admin::connections),
     ))
-    .service(only("/admin/rooms", web::get().to(admin::rooms)))
+    .service(methods(
+        "/admin/rooms",
+        [web::get().to(admin::rooms), web::post().to(rooms::create)],
+    ))
+    .service(methods(
+        "/admin/rooms/{room}",
+        [
+            web::get().to(rooms::get),
+            web::patch().to(rooms::update),
+            web::delete().to(rooms::delete),
+        ],
+    ))
+    .service(only(
+        "/admin/rooms/{room}/members",
+        web::get().to(rooms::members),
+    ))
+    .service(methods(
+        "/admin/rooms/{room}/members/{user_id}",
+        [
+            web::put().to(rooms::put_member),
+            web::delete().to(rooms::remove_member),
+        ],
+    ))
     .service(only("/admin/audit", web::get().to(admin::audit)))
     .service(only(
         "/admin/rooms/{room}/presence",
@@ -164,8 +187,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// A resource answering `route`'s method, and a JSON 405 for any other.
 fn only(path: &str, route: Route) -> Resource {
-    web::resource(path)
-        .route(route)
+    methods(path, [route])
+}
+
+/// A resource answering each route's method, and a JSON 405 for any other.
+fn methods<const N: usize>(path: &str, routes: [Route; N]) -> Resource {
+    routes
+        .into_iter()
+        .fold(web::resource(path), Resource::route)
         .default_service(web::to(method_not_allowed))
 }
 

@@ -24,10 +24,12 @@ use crate::mailbox::Mailbox;
 use crate::metrics::Metrics;
 use crate::protocol::DecodeLimits;
 use crate::revocation::Revocations;
+use crate::rooms::RoomService;
 use crate::store::messages::DbLog;
 use crate::store::notifications::Notifications;
 use crate::store::records::Records;
 use crate::store::revocations::RevocationStore;
+use crate::store::rooms::RoomStore;
 use crate::store::{redact_url, DatabaseUrl, Db};
 
 pub async fn run(settings: Settings, auth: Auth) -> anyhow::Result<()> {
@@ -117,6 +119,7 @@ pub async fn run(settings: Settings, auth: Auth) -> anyhow::Result<()> {
         PresenceTracker::new(Box::new(MemoryPresence::default()), typing_timeout)
     });
     metrics.watch_mailbox("presence_tracker", presence.bound());
+    let rooms = RoomService::new(RoomStore::new(db.clone()));
     let deps = RegistryDeps {
         log: message_log.clone() as Arc<dyn MessageLog>,
         presence: presence.clone(),
@@ -124,6 +127,7 @@ pub async fn run(settings: Settings, auth: Auth) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         records: records.clone(),
         revocations: revocations.clone(),
+        rooms: rooms.clone(),
     };
     let cfg = RegistryConfig::from_settings(&settings, &node_id);
     unstarted_registry.start(move |_| RoomRegistry::new(cfg, deps));
@@ -135,6 +139,7 @@ pub async fn run(settings: Settings, auth: Auth) -> anyhow::Result<()> {
         metrics,
         notifications: Notifications::new(db.clone()),
         records: records.clone(),
+        rooms,
         cfg: SessionConfig {
             heartbeat_interval: settings.heartbeat.interval,
             heartbeat_timeout: settings.heartbeat.timeout,

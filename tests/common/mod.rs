@@ -10,7 +10,8 @@
 //! - `db.rs`: [`TestDb`], a fresh database per test;
 //! - `flood.rs`: a publisher paced by a reader, for slow-consumer tests;
 //! - `proxy.rs`: [`Proxy`], a TCP proxy a test can cut or hold;
-//! - `cluster.rs`: nodes sharing Redis, and a private Redis to stop.
+//! - `cluster.rs`: nodes sharing Redis, and a private Redis to stop;
+//! - `rooms.rs`: helpers of the managed-room tests.
 //!
 //! Time: every setting a test makes short on purpose (typing timeout,
 //! heartbeat, token life, database timeout) goes through [`scaled`], so
@@ -50,6 +51,7 @@ mod server;
 mod services;
 
 pub mod raw;
+pub mod rooms;
 
 use std::time::Duration;
 
