@@ -67,6 +67,10 @@ pub struct ServerSettings {
     pub origins: Vec<String>,
     /// With `origins` set, still accept requests without an Origin header.
     pub allow_missing_origin: bool,
+    /// Proxies whose `X-Forwarded-For` / `Forwarded` give the client's
+    /// address (IPs or CIDR ranges; `http::client_addr`).
+    #[serde(deserialize_with = "list")]
+    pub trusted_proxies: Vec<String>,
     pub anonymous: bool,
     #[serde(rename = "client_request_timeout_ms", deserialize_with = "millis")]
     pub client_request_timeout: Duration,

@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use realtime_server::auth::{now_secs, Audience, Auth, Claims};
 use realtime_server::cli::{self, AdminClient, Call};
 use realtime_server::config::Settings;
+use realtime_server::http::client_addr::TrustedProxies;
 use realtime_server::store::{self, DatabaseUrl};
 
 /// A real-time messaging server: WebSocket rooms, presence, typing and
@@ -202,6 +203,10 @@ fn check_config(settings: &Settings) -> anyhow::Result<()> {
         std::process::exit(2);
     }
     if let Err(e) = DatabaseUrl::parse(&settings.database.url, &settings.database.data_dir) {
+        eprintln!("realtime-server: {e}");
+        std::process::exit(2);
+    }
+    if let Err(e) = TrustedProxies::parse(&settings.server.trusted_proxies) {
         eprintln!("realtime-server: {e}");
         std::process::exit(2);
     }

@@ -2,6 +2,7 @@
 //! Every error answer has the same JSON shape, `{"code","message",...}`.
 
 pub mod admin;
+pub mod client_addr;
 pub mod health;
 pub mod revocations;
 pub mod rooms;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub db: Db,
     /// Redis health, when this node is part of a cluster.
     pub redis: Option<Arc<BridgeHealth>>,
+    /// `server.trusted_proxies`: whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: client_addr::TrustedProxies,
     /// Where token revocations are stored (the set in force is the auth's).
     pub revocations: RevocationStore,
     pub sessions: Arc<SessionDeps>,

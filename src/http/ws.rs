@@ -12,6 +12,7 @@ use actix_web_actors::ws;
 use chrono::Utc;
 use serde::Deserialize;
 
+use super::client_addr::client_addr;
 use super::{ApiError, AppState};
 use crate::actors::conn::{ConnHandle, ConnSocket};
 use crate::actors::messages::ConnectionInfo;
@@ -84,8 +85,8 @@ pub async fn upgrade(
             return Err(refuse(&state, ErrorCode::Forbidden, "origin not allowed"));
         }
     }
-    let peer = req.peer_addr();
-    if let Some(ip) = peer.map(|a| a.ip()) {
+    let client = client_addr(req.peer_addr(), req.headers(), &state.trusted_proxies);
+    if let Some(ip) = client.as_ref().map(|c| c.ip) {
         if let Err(wait) = state.sessions.limiters.check_connection(ip) {
             inc(&state.sessions.metrics.handshakes_refused);
             return Err(CommandError {
@@ -112,7 +113,8 @@ pub async fn upgrade(
             Ok(claims) => Identity::from_claims(claims),
             Err(e) => {
                 if let AuthError::Revoked(why) = &e {
-                    log::info!("handshake refused (401) from {peer:?}: {why}");
+                    let from = client.as_ref().map_or("-", |c| c.shown.as_str());
+                    log::info!("handshake refused (401) from {from}: {why}");
                 }
                 return Err(refuse(&state, ErrorCode::Unauthorized, e.to_string()));
             }
@@ -170,7 +172,7 @@ pub async fn upgrade(
         connection_id: wire_id,
         node_id: state.node_id.as_str().into(),
         user_id: identity.user_id.clone(),
-        remote_addr: peer.map(|a| a.to_string()),
+        remote_addr: client.map(|c| c.shown),
         user_agent: req
             .headers()
             .get(header::USER_AGENT)

@@ -18,6 +18,7 @@ use crate::broker::memory::MemoryPresence;
 use crate::broker::MessageLog;
 use crate::cluster::{Cluster, SingleNode};
 use crate::config::Settings;
+use crate::http::client_addr::TrustedProxies;
 use crate::http::{self, AppState};
 use crate::limits::{ConnectionCounter, RateLimiters};
 use crate::mailbox::Mailbox;
@@ -164,6 +165,8 @@ pub async fn run(settings: Settings, auth: Auth) -> anyhow::Result<()> {
         db,
         redis: bridge.as_ref().map(|_| bridge_health.clone()),
         revocations: revocation_store.clone(),
+        trusted_proxies: TrustedProxies::parse(&settings.server.trusted_proxies)
+            .map_err(anyhow::Error::msg)?,
         sessions,
     });
 
