@@ -4,8 +4,8 @@
 //! Channels (all under the configured prefix):
 //! - `<prefix>:room:<room>`: `Message` and `Typing` of one room; a node
 //!   subscribes while it has local members there.
-//! - `<prefix>:all`: presence changes (`Track`, `Status`), `Hello`, and admin
-//!   `Request`s; every node subscribes.
+//! - `<prefix>:all`: presence changes (`Track`, `Status`), `Hello`, admin
+//!   `Request`s and managed-room changes (`Room`); every node subscribes.
 //! - `<prefix>:node:<node>`: answers meant for one node (`Snapshot`, `Reply`).
 //!
 //! The registry reaches other nodes only through the [`Cluster`] interface:
@@ -22,6 +22,7 @@ use crate::actors::messages::{ConnectionInfo, NodeFigures, RoomInfo};
 use crate::broker::NodeSnapshot;
 use crate::protocol::{CustomStatus, MessageRecord, Notification, Status};
 use crate::revocation::{Revocation, RevocationChange};
+use crate::rooms::RoomChange;
 
 /// The registry's way to the other nodes.
 pub trait Cluster: Send + Sync + 'static {
@@ -136,6 +137,11 @@ pub enum ClusterEvent {
     Reply {
         id: u64,
         answer: AdminAnswer,
+    },
+    /// A managed room or its members changed (all nodes): update the
+    /// membership cache, send the events, make removed members leave.
+    Room {
+        change: RoomChange,
     },
 }
 

@@ -14,7 +14,9 @@
 //! TOML array or one comma-separated string, which is how a list fits in an
 //! environment variable.
 
+pub mod effective;
 mod sources;
+mod variables;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -40,6 +42,11 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub audit: AuditSettings,
     pub redis: RedisSettings,
+    /// Environment variables that look meant for the server but set
+    /// nothing (`config/variables.rs`): logged at start-up in development,
+    /// refused in production.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -58,6 +65,12 @@ pub struct ServerSettings {
     pub malloc_arenas: usize,
     #[serde(deserialize_with = "list")]
     pub origins: Vec<String>,
+    /// With `origins` set, still accept requests without an Origin header.
+    pub allow_missing_origin: bool,
+    /// Proxies whose `X-Forwarded-For` / `Forwarded` give the client's
+    /// address (IPs or CIDR ranges; `http::client_addr`).
+    #[serde(deserialize_with = "list")]
+    pub trusted_proxies: Vec<String>,
     pub anonymous: bool,
     #[serde(rename = "client_request_timeout_ms", deserialize_with = "millis")]
     pub client_request_timeout: Duration,
@@ -140,6 +153,9 @@ pub struct RoomSettings {
     pub join_leave_events_max_users: usize,
     #[serde(default)]
     pub max_users: BTreeMap<String, usize>,
+    /// Messages per second per user in rooms matching each pattern.
+    #[serde(default)]
+    pub rate_limits: BTreeMap<String, u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -211,6 +227,7 @@ pub const AUDIT_KINDS: &[&str] = &[
     "rate_limited",
     "slow_consumer",
     "error",
+    "room_change",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -237,10 +254,17 @@ impl Settings {
         let layers = sources::layers(vars)?;
         // Lossy: an environment value is text, and becomes a number or a
         // boolean where the key is one (a string key keeps "123" as is).
-        let settings: Settings = layers.extract_lossy().map_err(sources::describe)?;
+        let mut settings: Settings = layers.extract_lossy().map_err(sources::describe)?;
         settings.validate().map_err(|(key, problem)| {
             ConfigError::Invalid(format!("{problem}{}", sources::set_by(&layers, key)))
         })?;
+        settings.warnings = variables::suspicious(vars);
+        if settings.server.environment == Environment::Production && !settings.warnings.is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "{}\n(server.environment is production: a variable that sets nothing is an error; remove or correct it)",
+                settings.warnings.join("\n")
+            )));
+        }
         Ok(settings)
     }
 

@@ -16,6 +16,7 @@ pub enum ErrorCode {
     Unauthorized,
     Forbidden,
     NotFound,
+    Conflict,
     MethodNotAllowed,
     NotInRoom,
     RateLimited,
@@ -36,6 +37,7 @@ impl ErrorCode {
             Unauthorized => ("UNAUTHORIZED", 401, false),
             Forbidden => ("FORBIDDEN", 403, false),
             NotFound => ("NOT_FOUND", 404, false),
+            Conflict => ("CONFLICT", 409, false),
             MethodNotAllowed => ("METHOD_NOT_ALLOWED", 405, false),
             NotInRoom => ("NOT_IN_ROOM", 409, false),
             TooLarge => ("TOO_LARGE", 413, false),
@@ -233,6 +235,7 @@ mod tests {
         for (code, name) in [
             (ErrorCode::BadRequest, "\"BAD_REQUEST\""),
             (ErrorCode::NotInRoom, "\"NOT_IN_ROOM\""),
+            (ErrorCode::Conflict, "\"CONFLICT\""),
             (ErrorCode::MethodNotAllowed, "\"METHOD_NOT_ALLOWED\""),
             (ErrorCode::Unavailable, "\"UNAVAILABLE\""),
         ] {

@@ -28,6 +28,8 @@
 //!   interface the registry reaches other nodes through.
 //! - [`broker`]: the interfaces the actors keep state behind (message log,
 //!   presence store) and their in-memory implementations.
+//! - [`rooms`]: managed rooms: the commands over the store and the role
+//!   table (`rooms/rules.rs`), answering the changes the registry applies.
 //! - [`http`]: thin handlers: the upgrade, the admin API, health and metrics.
 //! - [`metrics`]: counters and the Prometheus rendering.
 //! - [`memory`]: malloc arenas and giving freed memory back.
@@ -49,5 +51,6 @@ pub mod memory;
 pub mod metrics;
 pub mod protocol;
 pub mod revocation;
+pub mod rooms;
 pub mod server;
 pub mod store;

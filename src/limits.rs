@@ -1,10 +1,12 @@
 //! Admission and rate limits: the per-user command budget, the per-IP
-//! connection rate, and the per-user and per-node connection counts.
+//! connection rate, the per-user and per-node connection counts, and the
+//! per-room send rates ([`RoomRates`]).
 //!
-//! All of these are shared by every worker thread, so a user's connections
-//! share one budget and reconnecting does not reset it.
+//! All but the last are shared by every worker thread, so a user's
+//! connections share one budget and reconnecting does not reset it; the
+//! room rates belong to the room registry, which sees every message.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,6 +17,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
+use crate::auth::pattern_matches;
 use crate::config::{Limits, RateLimits};
 
 type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock>;
@@ -64,6 +67,92 @@ impl RateLimiters {
         self.commands.shrink_to_fit();
         self.connections.retain_recent();
         self.connections.shrink_to_fit();
+    }
+}
+
+/// A bucket's key: (room, user).
+type RoomUser = (Arc<str>, Arc<str>);
+
+/// Per-room send rates: a user's messages per second in one room, from the
+/// room's own `rateLimit` (managed rooms) or the longest matching pattern
+/// of `rooms.rate_limits`. governor's quota is one per limiter, so there is
+/// one limiter keyed by (room, user) per distinct rate. Memory stays
+/// bounded: buckets that are full again are forgotten every
+/// [`RoomRates::SHRINK_EVERY`] checks (and by [`RoomRates::shrink`]), so
+/// only the pairs that sent within about a second are kept.
+pub struct RoomRates {
+    /// (pattern, per second), longest pattern first.
+    patterns: Vec<(String, u32)>,
+    limiters: HashMap<u32, Keyed<RoomUser>>,
+    clock: DefaultClock,
+    checks: usize,
+}
+
+impl RoomRates {
+    pub const SHRINK_EVERY: usize = 4096;
+
+    pub fn new(patterns: &BTreeMap<String, u32>) -> Self {
+        let mut patterns: Vec<(String, u32)> = patterns
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(p, n)| (p.clone(), *n))
+            .collect();
+        patterns.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        RoomRates {
+            patterns,
+            limiters: HashMap::new(),
+            clock: DefaultClock::default(),
+            checks: 0,
+        }
+    }
+
+    /// The rate of `room`: `own` (a managed room's `rateLimit`), else the
+    /// longest matching pattern's, else none.
+    pub fn rate_for(&self, room: &str, own: Option<u32>) -> Option<u32> {
+        own.filter(|n| *n > 0).or_else(|| {
+            self.patterns
+                .iter()
+                .find(|(p, _)| pattern_matches(p, room))
+                .map(|(_, n)| *n)
+        })
+    }
+
+    /// `Err(wait)` when `user` sent `per_second` messages in `room` already.
+    pub fn check(
+        &mut self,
+        room: &Arc<str>,
+        user: &Arc<str>,
+        per_second: u32,
+    ) -> Result<(), Duration> {
+        self.checks += 1;
+        if self.checks.is_multiple_of(Self::SHRINK_EVERY) {
+            self.shrink();
+        }
+        let limiter = self
+            .limiters
+            .entry(per_second)
+            .or_insert_with(|| RateLimiter::keyed(quota(per_second, per_second)));
+        limiter
+            .check_key(&(room.clone(), user.clone()))
+            .map_err(|n| n.wait_time_from(self.clock.now()))
+    }
+
+    /// Forgets full buckets, and limiters with none left.
+    pub fn shrink(&mut self) {
+        self.limiters.retain(|_, limiter| {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+            !limiter.is_empty()
+        });
+    }
+
+    /// Buckets kept (for tests and metrics).
+    pub fn len(&self) -> usize {
+        self.limiters.values().map(|l| l.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -142,6 +231,35 @@ impl Drop for ConnectionGuard {
 mod tests {
     use super::*;
     use crate::config::Settings;
+
+    #[test]
+    fn room_rates_come_from_the_room_then_the_longest_pattern() {
+        let patterns: BTreeMap<String, u32> = [("*".into(), 50), ("support:*".into(), 1)]
+            .into_iter()
+            .collect();
+        let rates = RoomRates::new(&patterns);
+        assert_eq!(rates.rate_for("support:7", None), Some(1));
+        assert_eq!(rates.rate_for("team:1", None), Some(50));
+        assert_eq!(rates.rate_for("support:7", Some(3)), Some(3));
+        assert_eq!(RoomRates::new(&BTreeMap::new()).rate_for("x", None), None);
+    }
+
+    #[test]
+    fn room_rates_are_per_room_and_user_and_forget_idle_buckets() {
+        let mut rates = RoomRates::new(&BTreeMap::new());
+        let (r1, r2): (Arc<str>, Arc<str>) = ("r1".into(), "r2".into());
+        let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
+        assert!(rates.check(&r1, &a, 1).is_ok());
+        let wait = rates.check(&r1, &a, 1).unwrap_err();
+        assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1));
+        assert!(rates.check(&r1, &b, 1).is_ok(), "another user");
+        assert!(rates.check(&r2, &a, 1).is_ok(), "another room");
+        assert!(rates.check(&r2, &b, 5).is_ok(), "another rate");
+        assert_eq!(rates.len(), 4);
+        rates.shrink();
+        // every bucket was used within the second: kept
+        assert!(rates.len() <= 4);
+    }
 
     #[test]
     fn command_budget_is_per_user_and_reports_the_wait() {

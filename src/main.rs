@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use realtime_server::auth::{now_secs, Audience, Auth, Claims};
 use realtime_server::cli::{self, AdminClient, Call};
 use realtime_server::config::Settings;
+use realtime_server::http::client_addr::TrustedProxies;
 use realtime_server::store::{self, DatabaseUrl};
 
 /// A real-time messaging server: WebSocket rooms, presence, typing and
@@ -21,6 +22,12 @@ enum Cmd {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Load and check the settings (files, environment, keys) and exit: 0
+    /// when the server would start with them, 2 otherwise.
+    CheckConfig,
+    /// Print the settings in force as TOML, each with where it came from;
+    /// secrets masked.
+    PrintConfig,
     /// Print a JWT signed with the configured key (HS256 secret).
     Token {
         /// The user id (`sub`).
@@ -98,6 +105,9 @@ fn main() {
             std::process::exit(2);
         }
     };
+    for warning in &settings.warnings {
+        log::warn!("{warning}");
+    }
     realtime_server::memory::limit_arenas(settings.server.malloc_arenas);
     let result = match cli.command.unwrap_or(Cmd::Serve) {
         Cmd::Serve => {
@@ -119,6 +129,17 @@ fn main() {
             actix_web::rt::System::new().block_on(realtime_server::server::run(settings, auth))
         }
         Cmd::Migrate => migrate(&settings),
+        Cmd::CheckConfig => check_config(&settings),
+        Cmd::PrintConfig => {
+            let vars: Vec<(String, String)> = std::env::vars().collect();
+            match realtime_server::config::effective::render(&vars) {
+                Ok(text) => {
+                    print!("{text}");
+                    Ok(())
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
         Cmd::Token {
             user_id,
             rooms,
@@ -170,6 +191,35 @@ fn operate(settings: &Settings, remote: Remote, call: Call) -> anyhow::Result<()
     if !ok {
         anyhow::bail!("the server at {server} is not ready");
     }
+    Ok(())
+}
+
+/// The settings loaded (or `main` has already exited 2); what else the
+/// server checks before it starts: the JWT key for its environment, the
+/// database URL's form.
+fn check_config(settings: &Settings) -> anyhow::Result<()> {
+    if let Err(e) = Auth::from_settings(&settings.auth, settings.server.environment) {
+        eprintln!("realtime-server: {e}");
+        std::process::exit(2);
+    }
+    if let Err(e) = DatabaseUrl::parse(&settings.database.url, &settings.database.data_dir) {
+        eprintln!("realtime-server: {e}");
+        std::process::exit(2);
+    }
+    if let Err(e) = TrustedProxies::parse(&settings.server.trusted_proxies) {
+        eprintln!("realtime-server: {e}");
+        std::process::exit(2);
+    }
+    let warnings = settings.warnings.len();
+    println!(
+        "configuration ok ({:?} environment{})",
+        settings.server.environment,
+        if warnings > 0 {
+            format!(", {warnings} warning(s) above")
+        } else {
+            String::new()
+        }
+    );
     Ok(())
 }
 

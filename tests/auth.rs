@@ -132,6 +132,25 @@ async fn foreign_origins_get_403_when_an_allowlist_is_set() {
         .err()
         .unwrap();
     assert_eq!((status, body["code"].as_str().unwrap()), (403, "FORBIDDEN"));
+    // No Origin at all (a backend or a CLI tool): refused too, unless
+    // allowed by `server.allow_missing_origin`.
+    let (status, _) = server.connect_with(&token, &[]).await.err().unwrap();
+    assert_eq!(status, 403);
+    let server = Server::start_with_env(
+        "",
+        &[
+            ("REALTIME__SERVER__ORIGINS", "https://app.example"),
+            ("REALTIME__SERVER__ALLOW_MISSING_ORIGIN", "true"),
+        ],
+    );
+    let token = server.token("a", &[]);
+    server.connect_with(&token, &[]).await.unwrap();
+    let (status, _) = server
+        .connect_with(&token, &[("Origin", "https://evil.example")])
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(status, 403, "a foreign Origin is still refused");
 }
 
 #[actix_rt::test]

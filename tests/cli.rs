@@ -122,3 +122,55 @@ async fn a_wrong_key_or_no_server_fails_with_a_reason() {
     assert!(!ok);
     assert!(err.contains("cannot reach the server"), "{err}");
 }
+
+#[test]
+fn check_config_and_print_config_tell_the_operator_what_is_in_force() {
+    let (ok, out, err) = cli(&["check-config"], &[("REALTIME_PORT", "9001")]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("configuration ok"), "{out}");
+
+    // A typo: warned about in development, an error in production.
+    let (ok, _, err) = cli(&["check-config"], &[("REALTIME_JWT_SECRETS", "x")]);
+    assert!(ok, "{err}");
+    assert!(err.contains("did you mean REALTIME_JWT_SECRET?"), "{err}");
+    let production = [
+        ("REALTIME__SERVER__ENVIRONMENT", "production"),
+        (
+            "REALTIME_JWT_SECRET",
+            "a-long-enough-secret-for-production-use",
+        ),
+        ("REALTIME_SERVER__PORT", "9001"),
+    ];
+    let (ok, _, err) = cli(&["check-config"], &production);
+    assert!(!ok, "production must refuse a variable that sets nothing");
+    assert!(
+        err.contains("did you mean REALTIME__SERVER__PORT?"),
+        "{err}"
+    );
+    // A bad value names its key and where it came from.
+    let (ok, _, err) = cli(
+        &["check-config"],
+        &[("REALTIME__LIMITS__MAX_FRAME_BYTES", "lots")],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("limits.max_frame_bytes") && err.contains("REALTIME__LIMITS__MAX_FRAME_BYTES"),
+        "{err}"
+    );
+
+    let (ok, out, err) = cli(
+        &["print-config"],
+        &[
+            ("REALTIME_PORT", "9001"),
+            ("REALTIME_ADMIN_TOKEN", "do-not-print-me"),
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(!out.contains("do-not-print-me"), "{out}");
+    assert!(out.contains("admin_token = \"***\""), "{out}");
+    let port = out.lines().find(|l| l.starts_with("port = ")).unwrap();
+    assert!(
+        port.starts_with("port = 9001") && port.contains("REALTIME_PORT"),
+        "{port}"
+    );
+}

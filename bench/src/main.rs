@@ -16,8 +16,9 @@
 //!              last send. Offered and delivered deliveries, the drain time,
 //!              the rate over publish + drain, latency percentiles, server
 //!              CPU per delivery and the generator's own CPU
-//!   persist    --senders connections keep --window message:send each in
-//!              flight for --duration seconds; acknowledged messages/s
+//!   persist    --senders connections, spread over --rooms rooms (8), keep
+//!              --window message:send each in flight for --duration
+//!              seconds; acknowledged messages/s
 //!   burst      open --conns connections, each in a room of its own; every
 //!              connection sends --count messages of --size characters at
 //!              once and reads its copies back; server RSS per
@@ -70,6 +71,7 @@ struct Opts {
     size: usize,
     sources: u8,
     senders: usize,
+    rooms: usize,
     window: usize,
     count: usize,
     inflight: usize,
@@ -102,6 +104,7 @@ fn opts() -> Opts {
         size: get("size", "100").parse().unwrap(),
         sources: get("sources", "4").parse().unwrap(),
         senders: get("senders", "50").parse().unwrap(),
+        rooms: get("rooms", "8").parse::<usize>().unwrap().max(1),
         window: get("window", "32").parse().unwrap(),
         count: get("count", "16").parse().unwrap(),
         inflight: get("inflight", "256").parse().unwrap(),
@@ -628,7 +631,7 @@ async fn persist(o: &Opts) -> serde_json::Value {
     let mut failed = 0u64;
     let mut conns = Vec::new();
     for s in 0..o.senders {
-        let room = format!("public:persist{}", s % 8);
+        let room = format!("public:persist{}", s % o.rooms);
         match connect_and_join(o, &o.url, &format!("writer{s}"), s, &room).await {
             Ok(ws) => conns.push((ws, room)),
             Err(_) => failed += 1,

@@ -9,6 +9,7 @@
 //!
 //! - Session → RoomRegistry: [`Connect`] … [`History`].
 //! - Admin HTTP → RoomRegistry: [`Kick`] … [`CloseAll`], [`Revoke`].
+//! - Session and admin HTTP → RoomRegistry: [`ApplyRoomChanges`].
 //! - RedisBridge → RoomRegistry: [`FromCluster`], [`NodeGone`].
 //! - RoomRegistry → PresenceTracker: [`TrackConnect`] … [`ApplySnapshot`].
 //! - RoomRegistry → RedisBridge (behind `Cluster`): [`Relay`], [`Follow`],
@@ -30,6 +31,7 @@ use crate::protocol::{
     CommandError, CustomStatus, Member, MessageRecord, Notification, RawJson, Status,
 };
 use crate::revocation::{Revocation, RevocationChange};
+use crate::rooms::RoomChange;
 
 // ---------------------------------------------------------------------------
 // To a session
@@ -170,6 +172,19 @@ pub struct History {
     pub room: String,
     pub before: Option<u64>,
     pub limit: usize,
+}
+
+// ---------------------------------------------------------------------------
+// Session and admin HTTP → RoomRegistry: managed rooms
+
+/// Changes a room command made (stored already): the registry updates its
+/// membership cache, sends the events, makes removed members leave, and
+/// relays the changes to the other nodes. Sent with a wait for room and
+/// answered once applied, so the command's reply comes after its effects.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ApplyRoomChanges {
+    pub changes: Vec<RoomChange>,
 }
 
 // ---------------------------------------------------------------------------

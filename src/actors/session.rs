@@ -7,6 +7,8 @@
 //! `stopped()`, which runs the one cleanup: the registry forgets the
 //! connection and the connection slot is released.
 
+mod rooms;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +35,7 @@ use crate::protocol::{
     close, decode, encode, timestamp, Closing, Command, CommandError, CommandId, DecodeLimits,
     ErrorCode, Event, Request, PROTOCOL_VERSION,
 };
+use crate::rooms::RoomService;
 use crate::store::notifications::{Notifications, ReadOutcome};
 use crate::store::now_ms;
 use crate::store::records::{Record, Records};
@@ -73,6 +76,8 @@ pub struct SessionDeps {
     pub metrics: Arc<Metrics>,
     pub notifications: Notifications,
     pub records: Arc<Records>,
+    /// Managed-room commands (`session/rooms.rs`) and the admin API's.
+    pub rooms: RoomService,
     pub cfg: SessionConfig,
 }
 
@@ -372,6 +377,7 @@ impl Session {
                     act.answer(ctx, id.as_ref(), result);
                 }));
             }
+            Command::Rooms(cmd) => self.room_command(ctx, id, cmd),
             Command::AuthRefresh { token } => {
                 let (result, revoked) = self.refresh(&token, ctx);
                 self.answer(ctx, id.as_ref(), result);

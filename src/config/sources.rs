@@ -24,7 +24,7 @@ const LOCAL_DEFAULTS: &str = "config/default.toml";
 const VARIABLE: &str = "environment variable";
 
 /// The contract's short variables and the key each one sets.
-const SHORT_VARS: &[(&str, &str, &str)] = &[
+pub(super) const SHORT_VARS: &[(&str, &str, &str)] = &[
     ("REALTIME_HOST", "server", "host"),
     ("REALTIME_PORT", "server", "port"),
     ("REALTIME_NODE_ID", "server", "node_id"),
@@ -187,7 +187,7 @@ fn variable_for(names: &BTreeMap<Vec<String>, String>, path: &[&str]) -> String 
 }
 
 /// Where the value at `path` came from: a variable's name, a file's path.
-fn origin<K: AsRef<str>>(metadata: &Metadata, path: &[K]) -> String {
+pub(super) fn origin<K: AsRef<str>>(metadata: &Metadata, path: &[K]) -> String {
     if metadata.name == VARIABLE {
         format!(
             "{VARIABLE} {}",

@@ -2,9 +2,11 @@
 //! Every error answer has the same JSON shape, `{"code","message",...}`.
 
 pub mod admin;
+pub mod client_addr;
 pub mod demo;
 pub mod health;
 pub mod revocations;
+pub mod rooms;
 pub mod ws;
 
 use std::sync::Arc;
@@ -37,6 +39,8 @@ pub struct AppState {
     pub db: Db,
     /// Redis health, when this node is part of a cluster.
     pub redis: Option<Arc<BridgeHealth>>,
+    /// `server.trusted_proxies`: whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: client_addr::TrustedProxies,
     /// Where token revocations are stored (the set in force is the auth's).
     pub revocations: RevocationStore,
     pub sessions: Arc<SessionDeps>,
@@ -153,7 +157,29 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         "/admin/connections",
         web::get().to(admin::connections),
     ))
-    .service(only("/admin/rooms", web::get().to(admin::rooms)))
+    .service(methods(
+        "/admin/rooms",
+        [web::get().to(admin::rooms), web::post().to(rooms::create)],
+    ))
+    .service(methods(
+        "/admin/rooms/{room}",
+        [
+            web::get().to(rooms::get),
+            web::patch().to(rooms::update),
+            web::delete().to(rooms::delete),
+        ],
+    ))
+    .service(only(
+        "/admin/rooms/{room}/members",
+        web::get().to(rooms::members),
+    ))
+    .service(methods(
+        "/admin/rooms/{room}/members/{user_id}",
+        [
+            web::put().to(rooms::put_member),
+            web::delete().to(rooms::remove_member),
+        ],
+    ))
     .service(only("/admin/audit", web::get().to(admin::audit)))
     .service(only(
         "/admin/rooms/{room}/presence",
@@ -166,8 +192,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// A resource answering `route`'s method, and a JSON 405 for any other.
 fn only(path: &str, route: Route) -> Resource {
-    web::resource(path)
-        .route(route)
+    methods(path, [route])
+}
+
+/// A resource answering each route's method, and a JSON 405 for any other.
+fn methods<const N: usize>(path: &str, routes: [Route; N]) -> Resource {
+    routes
+        .into_iter()
+        .fold(web::resource(path), Resource::route)
         .default_service(web::to(method_not_allowed))
 }
 

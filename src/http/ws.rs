@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use actix::{Actor, ActorContext, StreamHandler};
 
+use super::client_addr::client_addr;
 use super::{ApiError, AppState};
 use crate::actors::conn::{ConnHandle, ConnSocket};
 use crate::actors::messages::ConnectionInfo;
@@ -67,6 +68,8 @@ fn busy(state: &AppState, message: &str) -> ApiError {
 struct Admitted {
     id: uuid::Uuid,
     identity: Identity,
+    /// The client's address as shown in connection lists.
+    shown: Option<String>,
     slot: ConnectionGuard,
     registry_slot: Slot,
 }
@@ -103,17 +106,17 @@ pub async fn upgrade(
     let Admitted {
         id,
         identity,
+        shown,
         slot,
         registry_slot,
     } = admitted;
     let wire_id = id.to_string();
-    let peer = req.peer_addr();
     let socket = req.conn_data::<ConnSocket>().copied();
     let info = ConnectionInfo {
         connection_id: wire_id,
         node_id: state.node_id.as_str().into(),
         user_id: identity.user_id.clone(),
-        remote_addr: peer.map(|a| a.to_string()),
+        remote_addr: shown,
         user_agent: req
             .headers()
             .get(header::USER_AGENT)
@@ -146,13 +149,16 @@ async fn admit(req: &HttpRequest, query: &WsQuery, state: &AppState) -> Result<A
             .headers()
             .get(header::ORIGIN)
             .and_then(|v| v.to_str().ok());
-        let allowed = origin.is_some_and(|o| settings.server.origins.iter().any(|a| a == o));
+        let allowed = match origin {
+            Some(o) => settings.server.origins.iter().any(|a| a == o),
+            None => settings.server.allow_missing_origin,
+        };
         if !allowed {
             return Err(refuse(state, ErrorCode::Forbidden, "origin not allowed"));
         }
     }
-    let peer = req.peer_addr();
-    if let Some(ip) = peer.map(|a| a.ip()) {
+    let client = client_addr(req.peer_addr(), req.headers(), &state.trusted_proxies);
+    if let Some(ip) = client.as_ref().map(|c| c.ip) {
         if let Err(wait) = state.sessions.limiters.check_connection(ip) {
             inc(&state.sessions.metrics.handshakes_refused);
             return Err(CommandError {
@@ -179,7 +185,8 @@ async fn admit(req: &HttpRequest, query: &WsQuery, state: &AppState) -> Result<A
             Ok(claims) => Identity::from_claims(claims),
             Err(e) => {
                 if let AuthError::Revoked(why) = &e {
-                    log::info!("handshake refused (401) from {peer:?}: {why}");
+                    let from = client.as_ref().map_or("-", |c| c.shown.as_str());
+                    log::info!("handshake refused (401) from {from}: {why}");
                 }
                 return Err(refuse(state, ErrorCode::Unauthorized, e.to_string()));
             }
@@ -235,6 +242,7 @@ async fn admit(req: &HttpRequest, query: &WsQuery, state: &AppState) -> Result<A
     Ok(Admitted {
         id,
         identity,
+        shown: client.map(|c| c.shown),
         slot,
         registry_slot,
     })

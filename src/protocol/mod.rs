@@ -28,6 +28,11 @@ pub const MAX_NAME_LEN: usize = 128;
 pub const MAX_STATUS_TEXT: usize = 128;
 
 pub use crate::errors::{close, Closing, CommandError, ErrorCode};
+pub use rooms::{
+    MemberObject, NewRoom, Role, RoomCommand, RoomObject, RoomPatch, RoomType, Visibility,
+};
+
+pub mod rooms;
 
 /// The `id` a client puts on a command: a number or a string, echoed exactly
 /// as sent. A number keeps its JSON text (`1e2` stays `1e2`, thirty digits stay
@@ -117,6 +122,20 @@ struct Frame {
     after: Option<String>,
     notification_id: Option<String>,
     token: Option<String>,
+    // Managed rooms (`rooms::command`). A room's type is `roomType`:
+    // `type` names the command.
+    room_type: Option<RoomType>,
+    visibility: Option<Visibility>,
+    #[serde(default, deserialize_with = "rooms::present")]
+    title: Option<Option<String>>,
+    #[serde(default, deserialize_with = "rooms::present")]
+    max_users: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "rooms::present")]
+    rate_limit: Option<Option<u32>>,
+    members: Option<Vec<String>>,
+    user_id: Option<String>,
+    role: Option<Role>,
+    muted: Option<bool>,
 }
 
 /// Fallback used only when a frame does not parse, to keep its `id`.
@@ -167,6 +186,8 @@ pub enum Command {
         token: String,
     },
     Ping,
+    /// Managed rooms: `room:create` … `dm:open`.
+    Rooms(RoomCommand),
 }
 
 /// A JSON object kept as the client sent it (message `metadata`), so it is
@@ -281,7 +302,7 @@ pub fn decode(text: &str, limits: &DecodeLimits) -> Result<Request, Rejected> {
         .map_err(|error| Rejected { id, error })
 }
 
-fn command(f: Frame, limits: &DecodeLimits) -> Result<Command, CommandError> {
+fn command(mut f: Frame, limits: &DecodeLimits) -> Result<Command, CommandError> {
     // Stored text cannot hold NUL characters (PostgreSQL refuses them).
     let fields = [
         ("content", f.content.as_deref()),
@@ -307,8 +328,12 @@ fn command(f: Frame, limits: &DecodeLimits) -> Result<Command, CommandError> {
     }
     let kind = f
         .kind
-        .as_deref()
+        .take()
         .ok_or_else(|| CommandError::bad_request("missing field `type`"))?;
+    let kind = kind.as_str();
+    if let Some(cmd) = rooms::command(kind, &mut f, limits) {
+        return cmd.map(Command::Rooms);
+    }
     let cmd = match kind {
         "room:join" => Command::Join {
             room: room(f.room)?,
@@ -577,6 +602,31 @@ pub enum Event<'a> {
     },
     #[serde(rename = "notification")]
     Notification(&'a Notification),
+    /// The room object under `data` (as in `room:create`'s reply): its
+    /// `type` field would clash with the event's.
+    #[serde(rename = "room:updated")]
+    RoomUpdated { room: &'a str, data: &'a RoomObject },
+    #[serde(rename = "room:deleted")]
+    RoomDeleted { room: &'a str },
+    /// The member object's fields beside `room`.
+    #[serde(rename = "member:added")]
+    MemberAdded {
+        room: &'a str,
+        #[serde(flatten)]
+        member: &'a MemberObject,
+    },
+    #[serde(rename = "member:updated")]
+    MemberUpdated {
+        room: &'a str,
+        #[serde(flatten)]
+        member: &'a MemberObject,
+    },
+    #[serde(rename = "member:removed", rename_all = "camelCase")]
+    MemberRemoved {
+        room: &'a str,
+        user_id: &'a str,
+        by: &'a str,
+    },
     #[serde(rename = "broadcast")]
     Broadcast {
         #[serde(skip_serializing_if = "Option::is_none")]

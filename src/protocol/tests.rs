@@ -306,3 +306,142 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn decodes_the_room_commands() {
+    let r = ok(
+        r#"{"type":"room:create","room":"t:1","roomType":"broadcast","visibility":"private","title":"T","maxUsers":5,"members":["b","c"],"metadata":{"k":1}}"#,
+    );
+    let Command::Rooms(RoomCommand::Create(new)) = r.command else {
+        panic!("{:?}", r.command)
+    };
+    assert_eq!(
+        (new.kind, new.visibility),
+        (RoomType::Broadcast, Visibility::Private)
+    );
+    assert_eq!((new.title.as_deref(), new.max_users), (Some("T"), Some(5)));
+    assert_eq!(
+        new.members,
+        [("b".into(), Role::Member), ("c".into(), Role::Member)]
+    );
+    assert_eq!(new.metadata, serde_json::json!({"k": 1}));
+
+    // null clears, absent keeps
+    let r = ok(r#"{"type":"room:update","room":"t:1","title":null,"rateLimit":3}"#);
+    let Command::Rooms(RoomCommand::Update { patch, .. }) = r.command else {
+        panic!()
+    };
+    assert_eq!(patch.title, Some(None));
+    assert_eq!(patch.rate_limit, Some(Some(3)));
+    assert_eq!(patch.max_users, None);
+
+    let r = ok(r#"{"type":"member:update","room":"t:1","userId":"b","muted":true}"#);
+    assert_eq!(
+        r.command,
+        Command::Rooms(RoomCommand::MemberUpdate {
+            room: "t:1".into(),
+            user_id: "b".into(),
+            role: None,
+            muted: Some(true),
+        })
+    );
+    let r = ok(r#"{"type":"member:list","room":"t:1"}"#);
+    assert!(matches!(
+        r.command,
+        Command::Rooms(RoomCommand::MemberList { limit: 100, .. })
+    ));
+    assert!(matches!(
+        ok(r#"{"type":"room:list"}"#).command,
+        Command::Rooms(RoomCommand::List)
+    ));
+    assert!(matches!(
+        ok(r#"{"type":"member:add","room":"t:1","userId":"b"}"#).command,
+        Command::Rooms(RoomCommand::MemberAdd {
+            role: Role::Member,
+            ..
+        })
+    ));
+
+    for (text, code) in [
+        (
+            r#"{"type":"room:create","room":"t","visibility":"public","id":1}"#,
+            ErrorCode::BadRequest,
+        ),
+        (
+            r#"{"type":"room:create","room":"t","roomType":"x","visibility":"public"}"#,
+            ErrorCode::BadRequest,
+        ),
+        (
+            r#"{"type":"room:update","room":"t"}"#,
+            ErrorCode::BadRequest,
+        ),
+        (
+            r#"{"type":"member:list","room":"t","limit":201}"#,
+            ErrorCode::BadRequest,
+        ),
+        (
+            r#"{"type":"member:add","room":"t","userId":""}"#,
+            ErrorCode::BadRequest,
+        ),
+        (r#"{"type":"dm:open"}"#, ErrorCode::BadRequest),
+        (
+            r#"{"type":"room:create","room":"t","roomType":"group","visibility":"public","metadata":{"a":"0123456789abcdef"}}"#,
+            ErrorCode::TooLarge,
+        ),
+    ] {
+        assert_eq!(err(text).error.code, code, "{text}");
+    }
+    assert_eq!(
+        err(r#"{"type":"room:create","room":"t","visibility":"public","id":1}"#).id,
+        Some(CommandId::number(1))
+    );
+}
+
+#[test]
+fn room_events_keep_the_event_type_on_top() {
+    let room = RoomObject {
+        room: "r".into(),
+        kind: RoomType::Group,
+        visibility: Visibility::Public,
+        title: None,
+        max_users: None,
+        rate_limit: None,
+        metadata: serde_json::json!({}),
+        created_by: "o".into(),
+        created_at: "t".into(),
+        member_count: 1,
+    };
+    let v: serde_json::Value = serde_json::from_str(&encode(&Event::RoomUpdated {
+        room: "r",
+        data: &room,
+    }))
+    .unwrap();
+    assert_eq!(
+        (v["type"].as_str(), v["data"]["type"].as_str()),
+        (Some("room:updated"), Some("group"))
+    );
+    let member = MemberObject {
+        user_id: "u".into(),
+        role: Role::Moderator,
+        muted: true,
+        joined_at: "t".into(),
+        last_read_seq: 0,
+    };
+    let text = encode(&Event::MemberAdded {
+        room: "r",
+        member: &member,
+    });
+    assert_eq!(
+        &*text,
+        r#"{"type":"member:added","room":"r","userId":"u","role":"moderator","muted":true,"joinedAt":"t","lastReadSeq":0}"#
+    );
+    let text = encode(&Event::MemberRemoved {
+        room: "r",
+        user_id: "u",
+        by: "o",
+    });
+    assert_eq!(
+        &*text,
+        r#"{"type":"member:removed","room":"r","userId":"u","by":"o"}"#
+    );
+}

@@ -18,16 +18,19 @@ use crate::broker::memory::MemoryPresence;
 use crate::broker::MessageLog;
 use crate::cluster::{Cluster, SingleNode};
 use crate::config::Settings;
+use crate::http::client_addr::TrustedProxies;
 use crate::http::{self, AppState};
 use crate::limits::{ConnectionCounter, RateLimiters};
 use crate::mailbox::Mailbox;
 use crate::metrics::Metrics;
 use crate::protocol::DecodeLimits;
 use crate::revocation::Revocations;
+use crate::rooms::RoomService;
 use crate::store::messages::DbLog;
 use crate::store::notifications::Notifications;
 use crate::store::records::Records;
 use crate::store::revocations::RevocationStore;
+use crate::store::rooms::RoomStore;
 use crate::store::{redact_url, DatabaseUrl, Db};
 
 pub async fn run(settings: Settings, auth: Auth) -> anyhow::Result<()> {
@@ -117,6 +120,7 @@ pub async fn run(settings: Settings, auth: Auth) -> anyhow::Result<()> {
         PresenceTracker::new(Box::new(MemoryPresence::default()), typing_timeout)
     });
     metrics.watch_mailbox("presence_tracker", presence.bound());
+    let rooms = RoomService::new(RoomStore::new(db.clone()));
     let deps = RegistryDeps {
         log: message_log.clone() as Arc<dyn MessageLog>,
         presence: presence.clone(),
@@ -124,6 +128,7 @@ pub async fn run(settings: Settings, auth: Auth) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         records: records.clone(),
         revocations: revocations.clone(),
+        rooms: rooms.clone(),
     };
     let cfg = RegistryConfig::from_settings(&settings, &node_id);
     unstarted_registry.start(move |_| RoomRegistry::new(cfg, deps));
@@ -135,6 +140,7 @@ pub async fn run(settings: Settings, auth: Auth) -> anyhow::Result<()> {
         metrics,
         notifications: Notifications::new(db.clone()),
         records: records.clone(),
+        rooms,
         cfg: SessionConfig {
             heartbeat_interval: settings.heartbeat.interval,
             heartbeat_timeout: settings.heartbeat.timeout,
@@ -159,6 +165,8 @@ pub async fn run(settings: Settings, auth: Auth) -> anyhow::Result<()> {
         db,
         redis: bridge.as_ref().map(|_| bridge_health.clone()),
         revocations: revocation_store.clone(),
+        trusted_proxies: TrustedProxies::parse(&settings.server.trusted_proxies)
+            .map_err(anyhow::Error::msg)?,
         sessions,
     });
 

@@ -9,6 +9,7 @@
 //!   `seq` is assigned inside the database transaction, writes are batched
 //!   (group commit) by one writer task.
 //! - [`notifications::Notifications`]: stored notifications.
+//! - [`rooms::RoomStore`]: managed rooms and their memberships.
 //! - [`records::Records`]: connections, membership, presence and the audit
 //!   log, written in the background from a bounded queue, retried with
 //!   backoff while the database is down.
@@ -21,6 +22,7 @@ pub mod messages;
 pub mod notifications;
 pub mod records;
 pub mod revocations;
+pub mod rooms;
 pub mod schema;
 
 use std::future::Future;

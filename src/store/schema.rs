@@ -104,6 +104,34 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    managed_rooms (name) {
+        name -> Text,
+        kind -> Text,
+        visibility -> Text,
+        title -> Nullable<Text>,
+        max_users -> Nullable<Integer>,
+        rate_limit -> Nullable<Integer>,
+        metadata -> Text,
+        created_by -> Text,
+        created_at -> BigInt,
+        member_count -> Integer,
+    }
+}
+
+diesel::table! {
+    room_memberships (room, user_id) {
+        room -> Text,
+        user_id -> Text,
+        role -> Text,
+        muted -> Bool,
+        joined_at -> BigInt,
+        last_read_seq -> BigInt,
+    }
+}
+
+diesel::joinable!(room_memberships -> managed_rooms (room));
+
 diesel::allow_tables_to_appear_in_same_query!(
     rooms,
     messages,
@@ -113,4 +141,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
     notifications,
     revocations,
+    managed_rooms,
+    room_memberships,
 );

@@ -37,12 +37,27 @@ impl Client {
         req: tokio_tungstenite::tungstenite::handshake::client::Request,
         recv_buffer: Option<u32>,
     ) -> Result<Client, (u16, Value)> {
+        Self::open_from(req, recv_buffer, None).await
+    }
+
+    /// Like `open`, from a local address of the caller's choice (another
+    /// loopback address, e.g. 127.0.0.2, stands for another machine).
+    pub async fn open_from(
+        req: tokio_tungstenite::tungstenite::handshake::client::Request,
+        recv_buffer: Option<u32>,
+        local: Option<std::net::IpAddr>,
+    ) -> Result<Client, (u16, Value)> {
         let host = req.uri().host().unwrap().to_string();
         let port = req.uri().port_u16().unwrap();
         let addr: SocketAddr = format!("{host}:{port}").parse().unwrap();
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         if let Some(size) = recv_buffer {
             socket.set_recv_buffer_size(size).unwrap();
+        }
+        if let Some(ip) = local {
+            socket
+                .bind(SocketAddr::new(ip, 0))
+                .expect("bind the local address");
         }
         let stream = socket.connect(addr).await.expect("tcp connect");
         stream.set_nodelay(true).unwrap();

@@ -10,7 +10,8 @@
 //! - `db.rs`: [`TestDb`], a fresh database per test;
 //! - `flood.rs`: a publisher paced by a reader, for slow-consumer tests;
 //! - `proxy.rs`: [`Proxy`], a TCP proxy a test can cut or hold;
-//! - `cluster.rs`: nodes sharing Redis, and a private Redis to stop.
+//! - `cluster.rs`: nodes sharing Redis, and a private Redis to stop;
+//! - `rooms.rs`: helpers of the managed-room tests.
 //!
 //! Time: every setting a test makes short on purpose (typing timeout,
 //! heartbeat, token life, database timeout) goes through [`scaled`], so
@@ -45,11 +46,13 @@ mod client;
 mod cluster;
 mod db;
 mod flood;
+mod nginx;
 mod proxy;
 mod server;
 mod services;
 
 pub mod raw;
+pub mod rooms;
 
 use std::time::Duration;
 
@@ -57,6 +60,7 @@ pub use client::{Client, Closed};
 pub use cluster::{redis_prefix, start_node, PrivateRedis};
 pub use db::{Backend, TestDb};
 pub use flood::{assert_ended, paced_flood, MAX_UNCONFIRMED};
+pub use nginx::Nginx;
 pub use proxy::Proxy;
 pub use server::{claims, run_to_exit, series, Server};
 pub use services::{pg_addr, redis_url};

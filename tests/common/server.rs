@@ -318,6 +318,23 @@ impl Server {
         (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
     }
 
+    /// Any method with the admin key and an optional JSON body: the
+    /// status and the JSON answer (Null when there is none).
+    pub async fn admin_call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let method = awc::http::Method::from_bytes(method.as_bytes()).expect("method");
+        let req = awc::Client::default()
+            .request(method, self.url(path))
+            .insert_header(("Authorization", format!("Bearer {ADMIN_KEY}")));
+        let mut res = match body {
+            Some(body) => req.send_json(&body).await,
+            None => req.send().await,
+        }
+        .expect("admin request");
+        let status = res.status().as_u16();
+        let body = res.body().await.expect("body");
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
     pub async fn delete(&self, path: &str, token: Option<&str>) -> (u16, Value) {
         let mut req = awc::Client::default().delete(self.url(path));
         if let Some(t) = token {

@@ -101,13 +101,37 @@ impl Handler<UpdateIdentity> for RoomRegistry {
     }
 }
 
+/// A join decided in memory goes on at once; one the registry cannot
+/// decide (a room new to this node, a user's first join of a managed room
+/// here) asks the database first (`membership.rs`).
 impl Handler<Join> for RoomRegistry {
     type Result = Reply<JoinReply>;
     fn handle(&mut self, msg: Join, _: &mut Context<Self>) -> Self::Result {
-        let conn = match self
-            .conns
-            .may_access(msg.id, &msg.room, &self.cfg.public_rooms)
-        {
+        match self.access_now(msg.id, &msg.room) {
+            Err(e) => reply(Err(e)),
+            Ok(true) => self.join_now(msg),
+            Ok(false) => {
+                let room = msg.room.clone();
+                let look_up = self.look_up(msg.id, &msg.room, true);
+                Box::pin(look_up.then(move |res, act, _| {
+                    let joined = match res {
+                        Ok(()) => act.join_now(msg),
+                        Err(e) => reply(Err(e)),
+                    };
+                    if !act.rooms.contains(&room) {
+                        act.managed.forget(&room);
+                    }
+                    joined
+                }))
+            }
+        }
+    }
+}
+
+impl RoomRegistry {
+    /// A join that may go on.
+    fn join_now(&mut self, msg: Join) -> Reply<JoinReply> {
+        let conn = match self.conns.get(msg.id) {
             Ok(conn) => conn,
             Err(e) => return reply(Err(e)),
         };
@@ -350,12 +374,21 @@ impl Handler<UpdatePresence> for RoomRegistry {
 impl Handler<PresenceOf> for RoomRegistry {
     type Result = Reply<MemberPage>;
     fn handle(&mut self, msg: PresenceOf, _: &mut Context<Self>) -> Self::Result {
-        if let Err(e) = self
-            .conns
-            .may_access(msg.id, &msg.room, &self.cfg.public_rooms)
-        {
-            return reply(Err(e));
+        match self.access_now(msg.id, &msg.room) {
+            Err(e) => reply(Err(e)),
+            Ok(true) => self.presence_of(msg),
+            Ok(false) => Box::pin(self.look_up(msg.id, &msg.room, false).then(
+                move |res, act, _| match res {
+                    Ok(()) => act.presence_of(msg),
+                    Err(e) => reply(Err(e)),
+                },
+            )),
         }
+    }
+}
+
+impl RoomRegistry {
+    fn presence_of(&mut self, msg: PresenceOf) -> Reply<MemberPage> {
         match self.presence.ask(GetMembers {
             room: msg.room.into(),
             after: msg.after,
@@ -374,12 +407,21 @@ impl Handler<PresenceOf> for RoomRegistry {
 impl Handler<History> for RoomRegistry {
     type Result = Reply<Vec<Arc<MessageRecord>>>;
     fn handle(&mut self, msg: History, _: &mut Context<Self>) -> Self::Result {
-        if let Err(e) = self
-            .conns
-            .may_access(msg.id, &msg.room, &self.cfg.public_rooms)
-        {
-            return reply(Err(e));
+        match self.access_now(msg.id, &msg.room) {
+            Err(e) => reply(Err(e)),
+            Ok(true) => self.history(msg),
+            Ok(false) => Box::pin(self.look_up(msg.id, &msg.room, false).then(
+                move |res, act, _| match res {
+                    Ok(()) => act.history(msg),
+                    Err(e) => reply(Err(e)),
+                },
+            )),
         }
+    }
+}
+
+impl RoomRegistry {
+    fn history(&mut self, msg: History) -> Reply<Vec<Arc<MessageRecord>>> {
         let history = self.log.history(&msg.room, msg.before, msg.limit);
         Box::pin(
             history

@@ -8,9 +8,12 @@
 //! - [`sequencer`]: one room's delivery in `seq` order, across nodes
 //!   (plain state that answers actions; unit-tested on a paused clock).
 //! - [`fanout`]: delivery to sessions and slow consumers; the announcements.
+//! - [`managed`]: the managed rooms in use here and their loaded
+//!   memberships, so `message:send` checks roles in memory.
 //!
 //! and its handlers, by job: [`commands`] (what sessions ask), [`publish`]
-//! (the commit stream and sequencing), [`admin`] (kick, notify, broadcast,
+//! (the commit stream and sequencing), [`membership`] (access to managed
+//! rooms, and applying their changes), [`admin`] (kick, notify, broadcast,
 //! listings, gathered from every node with typed answers), [`remote`] (what
 //! other nodes say). Handlers check, call a part, and apply what it returns.
 //!
@@ -23,6 +26,8 @@ mod admin;
 mod commands;
 pub mod directory;
 pub mod fanout;
+pub mod managed;
+mod membership;
 mod publish;
 mod remote;
 pub mod rooms;
@@ -34,7 +39,10 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::mpsc;
 
+pub use self::membership::apply_changes;
+
 use self::directory::Directory;
+use self::managed::ManagedRooms;
 use self::rooms::{RoomLimits, Rooms};
 use super::conn::ConnId;
 use super::messages::LeaveOutcome;
@@ -42,10 +50,12 @@ use super::presence::PresenceTracker;
 use crate::broker::{MessageLog, StoreError};
 use crate::cluster::{Channel, Cluster, ClusterEvent};
 use crate::config::Settings;
+use crate::limits::RoomRates;
 use crate::mailbox::{Full, Mailbox};
 use crate::metrics::Metrics;
 use crate::protocol::{CommandError, ErrorCode, Status};
 use crate::revocation::Revocations;
+use crate::rooms::RoomService;
 use crate::store::records::Records;
 
 /// The registry's share of the settings.
@@ -64,6 +74,8 @@ pub struct RegistryConfig {
     pub gap_timeout: Duration,
     /// How long `message:send` waits for its commit (`database.timeout_ms`).
     pub commit_timeout: Duration,
+    /// Per-room send rates by pattern (`rooms.rate_limits`).
+    pub rate_limits: std::collections::BTreeMap<String, u32>,
 }
 
 impl RegistryConfig {
@@ -88,6 +100,7 @@ impl RegistryConfig {
             slow_consumer_grace: s.limits.slow_consumer_grace,
             commit_timeout: s.database.timeout,
             gap_timeout: s.redis.gap_timeout,
+            rate_limits: s.rooms.rate_limits.clone(),
         }
     }
 }
@@ -102,6 +115,8 @@ pub struct RegistryDeps {
     /// The revoked tokens the handshake refuses: admin calls from other
     /// nodes change them here.
     pub revocations: Arc<Revocations>,
+    /// Managed rooms: who may enter, looked up on a first join here.
+    pub rooms: RoomService,
 }
 
 pub struct RoomRegistry {
@@ -117,6 +132,9 @@ pub struct RoomRegistry {
     committing: Option<mpsc::UnboundedSender<publish::Pending>>,
     rooms: Rooms,
     conns: Directory,
+    managed: ManagedRooms,
+    service: RoomService,
+    rates: RoomRates,
 }
 
 impl Actor for RoomRegistry {
@@ -126,6 +144,8 @@ impl Actor for RoomRegistry {
         let (tx, rx) = mpsc::unbounded_channel();
         self.committing = Some(tx);
         ctx.add_stream(Self::committed_in_order(rx));
+        // Idle send-rate buckets cost nothing for long.
+        ctx.run_interval(Duration::from_secs(60), |act, _| act.rates.shrink());
     }
 }
 
@@ -164,6 +184,7 @@ fn status_name(status: Status) -> &'static str {
 
 impl RoomRegistry {
     pub fn new(cfg: RegistryConfig, deps: RegistryDeps) -> Self {
+        let rates = RoomRates::new(&cfg.rate_limits);
         RoomRegistry {
             rooms: Rooms::new(cfg.limits.clone(), cfg.gap_timeout),
             cfg,
@@ -176,6 +197,9 @@ impl RoomRegistry {
             started: std::time::Instant::now(),
             committing: None,
             conns: Directory::default(),
+            managed: ManagedRooms::default(),
+            rates,
+            service: deps.rooms,
         }
     }
 
@@ -209,6 +233,7 @@ impl RoomRegistry {
             rooms::Removed::NotMember => false,
             rooms::Removed::Member => true,
             rooms::Removed::LastMember(name) => {
+                self.managed.forget(&name);
                 actix::spawn(self.cluster.follow(name, false));
                 true
             }

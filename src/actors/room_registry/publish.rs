@@ -35,9 +35,20 @@ impl Handler<Publish> for RoomRegistry {
             Ok(conn) => conn,
             Err(e) => return Box::pin(async move { Err(e) }),
         };
+        // Managed rooms: the role table, from memory (`managed.rs`).
+        if let Err(e) = self
+            .managed
+            .may_send(&msg.room, conn.user(), conn.identity.admin)
+        {
+            return Box::pin(async move { Err(e) });
+        }
+        let (room, user) = (self.rooms.name(&msg.room), conn.user().clone());
+        if let Err(e) = self.room_rate(&room, &user) {
+            return Box::pin(async move { Err(e) });
+        }
         let mut append = self.log.append(NewMessage {
-            room: self.rooms.name(&msg.room),
-            user_id: conn.user().clone(),
+            room,
+            user_id: user,
             content: msg.content,
             thread_id: msg.thread_id,
             metadata: msg.metadata,
@@ -80,6 +91,18 @@ impl Handler<Publish> for RoomRegistry {
 }
 
 impl RoomRegistry {
+    /// The room's send rate for `user` (`RoomRates`): its own `rateLimit`
+    /// when managed, else `rooms.rate_limits`.
+    fn room_rate(&mut self, room: &Arc<str>, user: &Arc<str>) -> Result<(), CommandError> {
+        let Some(rate) = self.rates.rate_for(room, self.managed.rate_limit(room)) else {
+            return Ok(());
+        };
+        self.rates.check(room, user, rate).map_err(|wait| {
+            inc(&self.metrics.rate_limited);
+            CommandError::rate_limited((wait.as_millis() as u64).max(1))
+        })
+    }
+
     /// A stream of the appends' outcomes in append order: awaiting them one
     /// after the other keeps fan-out in seq order even when a batch of
     /// commits completes at once (actix polls its spawned futures in no

@@ -87,6 +87,7 @@ impl Handler<FromCluster> for RoomRegistry {
                 let answer = self.run_admin(op);
                 self.relay(Channel::Node(node), ClusterEvent::Reply { id, answer });
             }
+            ClusterEvent::Room { change } => self.apply_room_change(ctx, &change),
             // Answers and departures are handled by the bridge itself.
             ClusterEvent::Reply { .. } | ClusterEvent::Bye => {}
         }

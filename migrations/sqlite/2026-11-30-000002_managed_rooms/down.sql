@@ -1,0 +1,2 @@
+DROP TABLE room_memberships;
+DROP TABLE managed_rooms;
