@@ -1,12 +1,37 @@
-//! Process-wide counters, rendered as Prometheus text by `/metrics` and as
-//! JSON by `/admin/stats`. Plain atomics: every worker and actor bumps them
-//! without a lock.
+//! Process-wide counters, rendered by `/metrics` in the OpenMetrics text
+//! format through `prometheus-client` (the Prometheus project's Rust
+//! client), and as JSON by `/admin/stats`. Its counters are atomics: every
+//! worker and actor bumps them without a lock.
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
 use crate::mailbox::Bound;
+
+/// A latency histogram in seconds, with buckets from 0.5 ms to ~16 s.
+#[derive(Clone)]
+pub struct Seconds(Histogram);
+
+impl Default for Seconds {
+    fn default() -> Self {
+        Seconds(Histogram::new(exponential_buckets(0.0005, 2.0, 16)))
+    }
+}
+
+impl Seconds {
+    pub fn observe(&self, d: std::time::Duration) {
+        self.0.observe(d.as_secs_f64());
+    }
+}
 
 /// Messages put in the sessions' mailboxes and messages they have taken
 /// out; the difference is how many wait (summed over every session, counted
@@ -36,32 +61,37 @@ impl MailboxGauge {
 
 #[derive(Default)]
 pub struct Metrics {
-    pub connections_opened: AtomicU64,
-    pub connections_closed: AtomicU64,
-    pub handshakes_refused: AtomicU64,
-    pub messages_in: AtomicU64,
-    pub messages_out: AtomicU64,
-    pub commands: AtomicU64,
-    pub command_errors: AtomicU64,
-    pub rate_limited: AtomicU64,
-    pub flood_closes: AtomicU64,
-    pub slow_consumer_closes: AtomicU64,
-    pub heartbeat_closes: AtomicU64,
-    pub token_expired_closes: AtomicU64,
-    pub kicks: AtomicU64,
-    pub notifications: AtomicU64,
-    pub broadcasts: AtomicU64,
-    pub db_write_batches: AtomicU64,
-    pub db_written_messages: AtomicU64,
-    pub db_errors: AtomicU64,
-    pub records_written: AtomicU64,
-    pub records_dropped: AtomicU64,
+    pub connections_opened: Counter,
+    pub connections_closed: Counter,
+    pub handshakes_refused: Counter,
+    pub messages_in: Counter,
+    pub messages_out: Counter,
+    pub commands: Counter,
+    pub command_errors: Counter,
+    pub rate_limited: Counter,
+    pub flood_closes: Counter,
+    pub slow_consumer_closes: Counter,
+    pub heartbeat_closes: Counter,
+    pub token_expired_closes: Counter,
+    pub kicks: Counter,
+    pub notifications: Counter,
+    pub broadcasts: Counter,
+    pub db_write_batches: Counter,
+    pub db_written_messages: Counter,
+    pub db_errors: Counter,
+    pub records_written: Counter,
+    pub records_dropped: Counter,
     /// Background records that found the queue full and waited in line.
-    pub records_waited: AtomicU64,
-    pub handshakes_held: AtomicU64,
-    pub redis_publish_errors: AtomicU64,
-    pub cluster_gaps_filled: AtomicU64,
+    pub records_waited: Counter,
+    pub handshakes_held: Counter,
+    pub redis_publish_errors: Counter,
+    pub cluster_gaps_filled: Counter,
     pub session_mailbox: MailboxGauge,
+    /// From the upgrade request's arrival to the answer that starts the
+    /// session (checks, token, waiting for the record queue and registry).
+    pub handshake_seconds: Seconds,
+    /// One group-commit transaction of messages, from start to commit.
+    pub db_commit_seconds: Seconds,
     /// The bound mailboxes (registry, tracker, bridge), by actor name.
     mailboxes: Mutex<Vec<(&'static str, Bound)>>,
 }
@@ -82,19 +112,16 @@ impl Metrics {
     }
 }
 
-/// One per-actor series of the bound mailboxes: name, type, help, value.
-type MailboxSeries = (&'static str, &'static str, &'static str, fn(&Bound) -> u64);
-
-pub fn inc(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
+pub fn inc(counter: &Counter) {
+    counter.inc();
 }
 
-pub fn add(counter: &AtomicU64, n: u64) {
-    counter.fetch_add(n, Ordering::Relaxed);
+pub fn add(counter: &Counter, n: u64) {
+    counter.inc_by(n);
 }
 
-pub fn get(counter: &AtomicU64) -> u64 {
-    counter.load(Ordering::Relaxed)
+pub fn get(counter: &Counter) -> u64 {
+    counter.get()
 }
 
 /// Figures that are not counters kept here: supplied by the caller.
@@ -109,177 +136,273 @@ impl Metrics {
         get(&self.connections_opened).saturating_sub(get(&self.connections_closed))
     }
 
+    /// Every series, in the OpenMetrics text format (`prometheus-client`'s
+    /// encoder), each with the label `node`.
     pub fn render(&self, node: &str, g: &Gauges) -> String {
-        let mut out = String::with_capacity(4096);
-        let mut gauge = |name: &str, help: &str, value: u64| {
-            let _ = writeln!(out, "# HELP realtime_{name} {help}");
-            let _ = writeln!(out, "# TYPE realtime_{name} gauge");
-            let _ = writeln!(out, "realtime_{name}{{node=\"{node}\"}} {value}");
+        let labels = [(Cow::Borrowed("node"), Cow::Owned(node.to_string()))];
+        let mut reg = Registry::with_labels(labels.into_iter());
+        let gauge = |value: u64| {
+            let gauge = Gauge::<i64, AtomicI64>::default();
+            gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+            gauge
         };
-        gauge("connections", "Open WebSocket connections.", g.connections);
-        gauge("users", "Distinct users connected.", g.users);
-        gauge("rooms", "Rooms with at least one member.", g.rooms);
-        let c = |a: &AtomicU64| get(a);
-        let counters = [
+        reg.register(
+            "realtime_connections",
+            "Open WebSocket connections",
+            gauge(g.connections),
+        );
+        reg.register("realtime_users", "Distinct users connected", gauge(g.users));
+        reg.register(
+            "realtime_rooms",
+            "Rooms with at least one member",
+            gauge(g.rooms),
+        );
+        let counters: [(&str, &str, &Counter); 24] = [
             (
                 "connections_opened",
                 "WebSocket connections accepted.",
-                c(&self.connections_opened),
+                (&self.connections_opened),
             ),
             (
                 "connections_closed",
                 "WebSocket connections ended.",
-                c(&self.connections_closed),
+                (&self.connections_closed),
             ),
             (
                 "handshakes_refused",
                 "Upgrades refused (auth, origin, limits).",
-                c(&self.handshakes_refused),
+                (&self.handshakes_refused),
             ),
             (
                 "messages_in",
                 "Chat messages accepted from clients.",
-                c(&self.messages_in),
+                (&self.messages_in),
             ),
             (
                 "messages_out",
                 "Events delivered to sessions.",
-                c(&self.messages_out),
+                (&self.messages_out),
             ),
-            ("commands", "Commands received.", c(&self.commands)),
+            ("commands", "Commands received.", (&self.commands)),
             (
                 "command_errors",
                 "Commands answered with an error.",
-                c(&self.command_errors),
+                (&self.command_errors),
             ),
             (
                 "rate_limited",
                 "Commands refused with RATE_LIMITED.",
-                c(&self.rate_limited),
+                (&self.rate_limited),
             ),
             (
                 "flood_closes",
                 "Connections closed with 4008 for flooding.",
-                c(&self.flood_closes),
+                (&self.flood_closes),
             ),
             (
                 "slow_consumer_closes",
                 "Connections closed with 4009 as slow consumers.",
-                c(&self.slow_consumer_closes),
+                (&self.slow_consumer_closes),
             ),
             (
                 "heartbeat_closes",
                 "Connections closed with 4010 (heartbeat timeout).",
-                c(&self.heartbeat_closes),
+                (&self.heartbeat_closes),
             ),
             (
                 "token_expired_closes",
                 "Connections closed with 4001 (token expired).",
-                c(&self.token_expired_closes),
+                (&self.token_expired_closes),
             ),
             (
                 "kicks",
                 "Connections closed with 4003 by an administrator.",
-                c(&self.kicks),
+                (&self.kicks),
             ),
             (
                 "notifications",
                 "Notifications sent through the admin API.",
-                c(&self.notifications),
+                (&self.notifications),
             ),
             (
                 "broadcasts",
                 "Broadcasts sent through the admin API.",
-                c(&self.broadcasts),
+                (&self.broadcasts),
             ),
             (
                 "db_write_batches",
                 "Message transactions attempted by the group-commit writer.",
-                c(&self.db_write_batches),
+                (&self.db_write_batches),
             ),
             (
                 "db_written_messages",
                 "Messages written by the group-commit writer.",
-                c(&self.db_written_messages),
+                (&self.db_written_messages),
             ),
             (
                 "db_errors",
                 "Database writes that failed or timed out.",
-                c(&self.db_errors),
+                (&self.db_errors),
             ),
             (
                 "records_written",
                 "Background records written (connections, membership, presence, audit).",
-                c(&self.records_written),
+                (&self.records_written),
             ),
             (
                 "records_dropped",
                 "Background records dropped because their queue and its waiting line were full.",
-                c(&self.records_dropped),
+                (&self.records_dropped),
             ),
             (
                 "records_waited",
                 "Background records that found their queue full and waited in line for room.",
-                c(&self.records_waited),
+                (&self.records_waited),
             ),
             (
                 "handshakes_held",
                 "Upgrades that waited for room in the background record queue.",
-                c(&self.handshakes_held),
+                (&self.handshakes_held),
             ),
             (
                 "redis_publish_errors",
                 "Events for other nodes that could not be published.",
-                c(&self.redis_publish_errors),
+                (&self.redis_publish_errors),
             ),
             (
                 "cluster_gaps_filled",
                 "Times missing seqs from other nodes were read from the database.",
-                c(&self.cluster_gaps_filled),
+                (&self.cluster_gaps_filled),
             ),
         ];
-        for (name, help, value) in counters {
-            let _ = writeln!(out, "# HELP realtime_{name}_total {help}");
-            let _ = writeln!(out, "# TYPE realtime_{name}_total counter");
-            let _ = writeln!(out, "realtime_{name}_total{{node=\"{node}\"}} {value}");
-        }
-        let mailboxes = self.mailboxes.lock().expect("metrics lock").clone();
-        let _ = writeln!(out, "# HELP realtime_mailbox_depth Messages waiting in actor mailboxes (session: summed over all sessions).");
-        let _ = writeln!(out, "# TYPE realtime_mailbox_depth gauge");
-        let _ = writeln!(
-            out,
-            "realtime_mailbox_depth{{node=\"{node}\",actor=\"session\"}} {}",
-            self.session_mailbox.depth()
-        );
-        let series: [MailboxSeries; 2] = [
-            (
-                "realtime_mailbox_capacity",
-                "gauge",
-                "The configured bound of each actor mailbox.",
-                |b| b.capacity() as u64,
-            ),
-            (
-                "realtime_mailbox_refused_total",
-                "counter",
-                "Messages refused because the actor's mailbox was full (the command got UNAVAILABLE, or a relay event was dropped).",
-                Bound::refused,
-            ),
-        ];
-        for (actor, bound) in &mailboxes {
-            let depth = bound.depth();
-            let _ = writeln!(
-                out,
-                "realtime_mailbox_depth{{node=\"{node}\",actor=\"{actor}\"}} {depth}"
+        for (name, help, counter) in counters {
+            reg.register(
+                format!("realtime_{name}"),
+                help.trim_end_matches('.'),
+                counter.clone(),
             );
         }
-        for (name, kind, help, value) in series {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            for (actor, bound) in &mailboxes {
-                let v = value(bound);
-                let _ = writeln!(out, "{name}{{node=\"{node}\",actor=\"{actor}\"}} {v}");
-            }
+        reg.register(
+            "realtime_handshake_seconds",
+            "Time to accept a WebSocket upgrade: checks, token, waits for the record queue and the registry",
+            self.handshake_seconds.0.clone(),
+        );
+        reg.register(
+            "realtime_db_commit_seconds",
+            "Time of one group-commit transaction of messages",
+            self.db_commit_seconds.0.clone(),
+        );
+        let mailboxes = self.mailboxes.lock().expect("metrics lock").clone();
+        let per_actor = || Family::<Vec<(String, String)>, Gauge>::default();
+        let actor = |name: &str| vec![("actor".to_string(), name.to_string())];
+        let (depth, capacity) = (per_actor(), per_actor());
+        let refused = Family::<Vec<(String, String)>, Counter>::default();
+        depth
+            .get_or_create(&actor("session"))
+            .set(self.session_mailbox.depth() as i64);
+        for (name, bound) in &mailboxes {
+            depth.get_or_create(&actor(name)).set(bound.depth() as i64);
+            capacity
+                .get_or_create(&actor(name))
+                .set(bound.capacity() as i64);
+            refused.get_or_create(&actor(name)).inc_by(bound.refused());
+        }
+        reg.register(
+            "realtime_mailbox_depth",
+            "Messages waiting in actor mailboxes (session: summed over all sessions)",
+            depth,
+        );
+        reg.register(
+            "realtime_mailbox_capacity",
+            "The configured bound of each actor mailbox",
+            capacity,
+        );
+        reg.register(
+            "realtime_mailbox_refused",
+            "Messages refused because the actor's mailbox was full (the command got UNAVAILABLE, or a relay event was dropped)",
+            refused,
+        );
+        reg.register(
+            "realtime_build",
+            "The running build",
+            Info::new(vec![(
+                "version".to_string(),
+                env!("CARGO_PKG_VERSION").to_string(),
+            )]),
+        );
+        process_series(&mut reg);
+        let mut out = String::with_capacity(8192);
+        if encode(&mut out, &reg).is_err() {
+            log::error!("metrics could not be encoded");
         }
         out
+    }
+}
+
+/// The standard `process_*` series (as Prometheus's own clients name them),
+/// read from `/proc/self`; those that cannot be read are left out.
+fn process_series(reg: &mut Registry) {
+    let mut gauge = |name: &str, help: &str, value: Option<f64>| {
+        if let Some(v) = value {
+            let g = Gauge::<f64, AtomicU64>::default();
+            g.set(v);
+            reg.register(name, help, g);
+        }
+    };
+    let stat = std::fs::read_to_string("/proc/self/stat").ok();
+    // Fields after the command name (which may hold spaces), from field 3.
+    let fields: Vec<&str> = stat
+        .as_deref()
+        .and_then(|s| s.rsplit_once(')'))
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<f64>().ok());
+    let ticks = 100.0; // USER_HZ on Linux
+    let page = 4096.0;
+    gauge(
+        "process_resident_memory_bytes",
+        "Resident memory size in bytes",
+        field(24).map(|p| p * page),
+    );
+    gauge(
+        "process_virtual_memory_bytes",
+        "Virtual memory size in bytes",
+        field(23),
+    );
+    let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("btime "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    });
+    gauge(
+        "process_start_time_seconds",
+        "Start time of the process since the Unix epoch in seconds",
+        boot.zip(field(22)).map(|(b, start)| b + start / ticks),
+    );
+    let fds = std::fs::read_dir("/proc/self/fd")
+        .ok()
+        .map(|d| d.count() as f64);
+    gauge("process_open_fds", "Number of open file descriptors", fds);
+    let max_fds = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|v| v.parse::<f64>().ok())
+        });
+    gauge(
+        "process_max_fds",
+        "Maximum number of open file descriptors",
+        max_fds,
+    );
+    if let Some(cpu) = field(14).zip(field(15)).map(|(u, s)| (u + s) / ticks) {
+        let c = Counter::<f64, AtomicU64>::default();
+        c.inc_by(cpu);
+        reg.register(
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds",
+            c,
+        );
     }
 }

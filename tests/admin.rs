@@ -212,4 +212,23 @@ async fn stats_connections_rooms_presence_and_metrics() {
     );
     let (status, body) = server.get("/nope", None).await;
     assert_eq!((status, body["code"].as_str().unwrap()), (404, "NOT_FOUND"));
+
+    // HEAD answers as GET does, without a body (load balancers probe so).
+    for path in ["/health", "/ready", "/metrics"] {
+        let mut res = awc::Client::default()
+            .head(server.url(path))
+            .send()
+            .await
+            .expect("HEAD");
+        assert_eq!(res.status().as_u16(), 200, "HEAD {path}");
+        let body = res.body().await.expect("body");
+        assert!(body.is_empty(), "HEAD {path} sent a body");
+    }
+    let mut res = awc::Client::default()
+        .head(server.url("/admin/kick"))
+        .send()
+        .await
+        .expect("HEAD");
+    assert_eq!(res.status().as_u16(), 405, "HEAD of a POST endpoint");
+    let _ = res.body().await;
 }

@@ -8,7 +8,7 @@ mod common;
 
 use std::net::IpAddr;
 
-use common::{Client, Nginx, Server};
+use common::{redis_prefix, redis_url, start_node, Backend, Client, Nginx, Server, TestDb};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -114,4 +114,67 @@ async fn without_trusted_proxies_the_proxy_is_the_client() {
         addr.starts_with("127.0.0.1:"),
         "the TCP peer, nginx: {addr}"
     );
+}
+
+/// The two-node setup of docs/deploy.md (and of docker-compose.yml),
+/// without Docker: two nodes on one PostgreSQL and Redis behind the same
+/// nginx, which takes turns; users on different nodes talk.
+#[actix_rt::test]
+async fn two_nodes_behind_one_nginx_act_as_one_server() {
+    let db = TestDb::new(Backend::Postgres);
+    let prefix = redis_prefix();
+    let trusted = [("REALTIME__SERVER__TRUSTED_PROXIES", "127.0.0.1")];
+    let a = start_node(&db, redis_url(), &prefix, "node-a", &trusted);
+    a.wait_ready().await;
+    let b = start_node(&db, redis_url(), &prefix, "node-b", &trusted);
+    b.wait_ready().await;
+    let nginx = Nginx::start_many(&[a.addr, b.addr]);
+
+    let mut clients = Vec::new();
+    for (i, from) in ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
+        .iter()
+        .enumerate()
+    {
+        let mut c = through(&nginx, &a, &format!("user{i}"), from, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}\n{}", nginx.error_log()));
+        c.join("lobby").await;
+        clients.push(c);
+    }
+    // nginx took turns: the connections are on both nodes, and each node
+    // recorded its clients' own addresses.
+    let conns = a.admin_get("/admin/connections").await;
+    let mut seen: Vec<(String, String)> = conns["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let addr = c["remoteAddr"].as_str().unwrap().to_string();
+            (addr, c["nodeId"].as_str().unwrap().to_string())
+        })
+        .collect();
+    seen.sort();
+    let addrs: Vec<&str> = seen.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(
+        addrs,
+        ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"],
+        "{conns}"
+    );
+    let nodes: std::collections::BTreeSet<&str> = seen.iter().map(|(_, n)| n.as_str()).collect();
+    assert_eq!(nodes.len(), 2, "nginx should have used both nodes: {conns}");
+
+    for c in &mut clients {
+        c.drain().await;
+    }
+    let sent = clients[0]
+        .ok(json!({"type": "message:send", "room": "lobby", "content": "hello"}))
+        .await;
+    for c in &mut clients[1..] {
+        let m = c.expect("message:new").await;
+        assert_eq!(
+            (&m["content"], &m["seq"]),
+            (&json!("hello"), &sent["seq"]),
+            "{m}"
+        );
+    }
 }

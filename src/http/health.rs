@@ -64,6 +64,6 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
     };
     let text = state.sessions.metrics.render(&state.node_id, &gauges);
     Ok(HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(text))
 }

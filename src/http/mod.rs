@@ -140,9 +140,25 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .service(only("/ws", web::get().to(ws::upgrade)))
     .configure(demo::routes)
-    .service(only("/health", web::get().to(health::health)))
-    .service(only("/ready", web::get().to(health::ready)))
-    .service(only("/metrics", web::get().to(health::metrics)))
+    // HEAD as well as GET: load balancers and uptime checks probe with it.
+    .service(methods(
+        "/health",
+        [
+            web::get().to(health::health),
+            web::head().to(health::health),
+        ],
+    ))
+    .service(methods(
+        "/ready",
+        [web::get().to(health::ready), web::head().to(health::ready)],
+    ))
+    .service(methods(
+        "/metrics",
+        [
+            web::get().to(health::metrics),
+            web::head().to(health::metrics),
+        ],
+    ))
     .service(only("/admin/kick", web::post().to(admin::kick)))
     .service(only("/admin/revoke", web::post().to(revocations::revoke)))
     .service(only("/admin/revocations", web::get().to(revocations::list)))

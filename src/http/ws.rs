@@ -80,6 +80,7 @@ pub async fn upgrade(
     query: web::Query<WsQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let arrived = std::time::Instant::now();
     if ws::handshake(&req).is_err() {
         return Err(refuse(
             &state,
@@ -134,10 +135,13 @@ pub async fn upgrade(
         registry_slot,
         slot,
     );
-    ws::WsResponseBuilder::new(session, &req, stream)
+    let started = ws::WsResponseBuilder::new(session, &req, stream)
         .frame_size(state.settings.limits.max_frame_bytes)
         .start()
-        .map_err(|e| ApiError::bad_request(format!("WebSocket handshake failed: {e}")))
+        .map_err(|e| ApiError::bad_request(format!("WebSocket handshake failed: {e}")));
+    let metrics = &state.sessions.metrics;
+    metrics.handshake_seconds.observe(arrived.elapsed());
+    started
 }
 
 /// The admission checks of docs/protocol.md 2.2, in order (the upgrade

@@ -263,10 +263,12 @@ impl Writer {
                 }
             }
             let (msgs, replies): (Vec<NewMessage>, Vec<_>) = batch.into_iter().unzip();
+            let started = std::time::Instant::now();
             let result = self
                 .db
                 .timed(|db| async move { write_batch(&db, &msgs).await })
                 .await;
+            self.metrics.db_commit_seconds.observe(started.elapsed());
             inc(&self.metrics.db_write_batches);
             match result {
                 Ok(appended) => {

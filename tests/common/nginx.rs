@@ -16,8 +16,13 @@ pub struct Nginx {
 
 impl Nginx {
     /// nginx with the shipped site config, its upstream pointed at
-    /// `upstream` (`host:port`). Panics (never skips) without nginx.
+    /// `upstream`. Panics (never skips) without nginx.
     pub fn start(upstream: SocketAddr) -> Nginx {
+        Self::start_many(&[upstream])
+    }
+
+    /// The same with several nodes upstream (nginx takes turns).
+    pub fn start_many(upstreams: &[SocketAddr]) -> Nginx {
         let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
             .into_iter()
             .find(|p| Path::new(p).exists())
@@ -32,13 +37,11 @@ impl Nginx {
             .local_addr()
             .unwrap()
             .port();
+        let servers: String = upstreams.iter().map(|u| format!("server {u}; ")).collect();
         let site = site
-            .replace("server 127.0.0.1:8080;", &format!("server {upstream};"))
+            .replace("server 127.0.0.1:8080;", &servers)
             .replace("listen 80;", &format!("listen 127.0.0.1:{port};"));
-        assert!(
-            site.contains(&format!("server {upstream};")),
-            "upstream line moved"
-        );
+        assert!(site.contains(&servers), "the upstream line moved");
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display();
         let conf = format!(
