@@ -178,3 +178,40 @@ fn check_config_and_print_config_tell_the_operator_what_is_in_force() {
         "{port}"
     );
 }
+
+#[actix_rt::test]
+async fn log_format_json_writes_one_json_object_per_line() {
+    let server = Server::start_with_env("", &[("REALTIME__LOG__FORMAT", "json")]);
+    let _alice = server.connect("alice", &[]).await;
+    // A refused handshake is logged too (revoked tokens are, at info).
+    server
+        .admin(
+            "/admin/kick",
+            serde_json::json!({"userId": "bob", "revoke": true}),
+        )
+        .await;
+    let old = server.mint(realtime_server::auth::Claims {
+        iat: Some(1),
+        ..common::claims("bob", 600)
+    });
+    assert_eq!(server.connect_with(&old, &[]).await.err().unwrap().0, 401);
+    let log = server.log();
+    let lines: Vec<Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(!lines.is_empty());
+    for line in &lines {
+        for key in ["ts", "level", "target", "message"] {
+            assert!(line[key].is_string(), "{key} missing: {line}");
+        }
+    }
+    assert!(
+        lines.iter().any(|l| l["message"]
+            .as_str()
+            .unwrap()
+            .contains("handshake refused (401)")),
+        "{log}"
+    );
+}
