@@ -6,7 +6,7 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use common::{Server, ADMIN_KEY, WAIT};
+use common::{user_ids, Server, ADMIN_KEY, WAIT};
 use serde_json::Value;
 
 /// Runs `realtime-server ARGS` with only PATH and `env`: whether it
@@ -58,13 +58,7 @@ async fn operator_commands_show_a_running_server() {
     );
     let out = ask(&server, &["connections", "--user", "alice", "--json"]);
     let json: Value = serde_json::from_str(&out).expect("--json prints JSON");
-    let users: Vec<&str> = json["connections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["userId"].as_str().unwrap())
-        .collect();
-    assert_eq!(users, ["alice"], "{out}");
+    assert_eq!(user_ids(&json["connections"]), ["alice"], "{out}");
 
     let out = ask(&server, &["rooms"]);
     let lobby = out
