@@ -37,15 +37,8 @@ def create_rooms(server):
 
 
 def main():
-    args, rounds, duration, binary = sys.argv[1:], 3, 10, run.SERVER
-    while args:
-        a = args.pop(0)
-        if a == "--rounds":
-            rounds = int(args.pop(0))
-        elif a == "--duration":
-            duration = int(args.pop(0))
-        else:
-            binary = a
+    opts, rest = run.options(sys.argv[1:], rounds=3, duration=10)
+    rounds, duration, binary = opts["rounds"], opts["duration"], (rest or [run.SERVER])[0]
     run.machine_load("before")
     got = {"adhoc": [], "managed": []}
     for i in range(rounds):

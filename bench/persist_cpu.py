@@ -37,15 +37,8 @@ def postgres_cpu():
 
 
 def main():
-    args, runs, duration, binary = sys.argv[1:], 3, 10, run.SERVER
-    while args:
-        a = args.pop(0)
-        if a == "--runs":
-            runs = int(args.pop(0))
-        elif a == "--duration":
-            duration = int(args.pop(0))
-        else:
-            binary = a
+    opts, rest = run.options(sys.argv[1:], runs=3, duration=10)
+    runs, duration, binary = opts["runs"], opts["duration"], (rest or [run.SERVER])[0]
     run.machine_load("before")
     for i, rooms in [(i, rooms) for i in range(runs) for rooms in (8, 100)]:
         url, name = run.pg_create()

@@ -196,6 +196,20 @@ def integrity(kind, where, r, complete=True):
     return "; ".join(notes) or "ok"
 
 
+def options(args, **defaults):
+    """The helper scripts' `--name value` options: `defaults` (each value's
+    type is the option's), overridden from `args`; and the other arguments."""
+    got, rest, args = dict(defaults), [], list(args)
+    while args:
+        a = args.pop(0)
+        name = a[2:].replace("-", "_") if a.startswith("--") else None
+        if name in got:
+            got[name] = type(defaults[name])(args.pop(0))
+        else:
+            rest.append(a)
+    return got, rest
+
+
 def median(values, lowest=False):
     """The median (or the lowest) of the runs that gave a number; None if none did."""
     nums = sorted(v for v in values if isinstance(v, (int, float)))

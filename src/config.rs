@@ -42,6 +42,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub audit: AuditSettings,
     pub redis: RedisSettings,
+    pub log: LogSettings,
     /// Environment variables that look meant for the server but set
     /// nothing (`config/variables.rs`): logged at start-up in development,
     /// refused in production.
@@ -205,6 +206,22 @@ pub struct RedisSettings {
     pub gap_timeout: Duration,
     #[serde(rename = "reconnect_max_backoff_ms", deserialize_with = "millis")]
     pub reconnect_max_backoff: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+}
+
+/// How log lines look on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// env_logger's readable lines.
+    Text,
+    /// One JSON object per line: `ts`, `level`, `target`, `message`.
+    Json,
 }
 
 #[derive(Debug, Clone, Deserialize)]

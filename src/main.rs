@@ -3,7 +3,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use realtime_server::auth::{now_secs, Audience, Auth, Claims};
 use realtime_server::cli::{self, AdminClient, Call};
-use realtime_server::config::Settings;
+use realtime_server::config::{LogFormat, Settings};
 use realtime_server::http::client_addr::TrustedProxies;
 use realtime_server::store::{self, DatabaseUrl};
 
@@ -96,7 +96,6 @@ struct Remote {
 }
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
     let settings = match Settings::load() {
         Ok(s) => s,
@@ -105,6 +104,7 @@ fn main() {
             std::process::exit(2);
         }
     };
+    init_logger(settings.log.format);
     for warning in &settings.warnings {
         log::warn!("{warning}");
     }
@@ -173,6 +173,26 @@ fn main() {
         eprintln!("realtime-server: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// Logs to stderr at `RUST_LOG`'s level (default info), as text or as one
+/// JSON object per line (`log.format`).
+fn init_logger(format: LogFormat) {
+    let mut builder =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    if format == LogFormat::Json {
+        builder.format(|buf, record| {
+            use std::io::Write;
+            let line = serde_json::json!({
+                "ts": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "level": record.level().as_str(),
+                "target": record.target(),
+                "message": record.args().to_string(),
+            });
+            writeln!(buf, "{line}")
+        });
+    }
+    builder.init();
 }
 
 /// Runs one operator command against a running server and prints the

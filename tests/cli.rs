@@ -6,7 +6,7 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use common::{Server, ADMIN_KEY, WAIT};
+use common::{user_ids, Server, ADMIN_KEY, WAIT};
 use serde_json::Value;
 
 /// Runs `realtime-server ARGS` with only PATH and `env`: whether it
@@ -58,13 +58,7 @@ async fn operator_commands_show_a_running_server() {
     );
     let out = ask(&server, &["connections", "--user", "alice", "--json"]);
     let json: Value = serde_json::from_str(&out).expect("--json prints JSON");
-    let users: Vec<&str> = json["connections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["userId"].as_str().unwrap())
-        .collect();
-    assert_eq!(users, ["alice"], "{out}");
+    assert_eq!(user_ids(&json["connections"]), ["alice"], "{out}");
 
     let out = ask(&server, &["rooms"]);
     let lobby = out
@@ -176,5 +170,42 @@ fn check_config_and_print_config_tell_the_operator_what_is_in_force() {
     assert!(
         port.starts_with("port = 9001") && port.contains("REALTIME_PORT"),
         "{port}"
+    );
+}
+
+#[actix_rt::test]
+async fn log_format_json_writes_one_json_object_per_line() {
+    let server = Server::start_with_env("", &[("REALTIME__LOG__FORMAT", "json")]);
+    let _alice = server.connect("alice", &[]).await;
+    // A refused handshake is logged too (revoked tokens are, at info).
+    server
+        .admin(
+            "/admin/kick",
+            serde_json::json!({"userId": "bob", "revoke": true}),
+        )
+        .await;
+    let old = server.mint(realtime_server::auth::Claims {
+        iat: Some(1),
+        ..common::claims("bob", 600)
+    });
+    assert_eq!(server.connect_with(&old, &[]).await.err().unwrap().0, 401);
+    let log = server.log();
+    let lines: Vec<Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(!lines.is_empty());
+    for line in &lines {
+        for key in ["ts", "level", "target", "message"] {
+            assert!(line[key].is_string(), "{key} missing: {line}");
+        }
+    }
+    assert!(
+        lines.iter().any(|l| l["message"]
+            .as_str()
+            .unwrap()
+            .contains("handshake refused (401)")),
+        "{log}"
     );
 }

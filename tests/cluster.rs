@@ -6,10 +6,10 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    redis_prefix, redis_url, start_node, Backend, Closed, PrivateRedis, Server, TestDb, ADMIN_KEY,
-    WAIT,
+    redis_prefix, redis_url, start_node, user_ids, Backend, Closed, PrivateRedis, Server, TestDb,
+    ADMIN_KEY, WAIT,
 };
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// A fresh PostgreSQL database, a Redis prefix of its own, and two nodes
 /// (`node-a`, `node-b`) sharing both, ready. Bind all four: the nodes must
@@ -42,15 +42,6 @@ async fn wait_members(node: &Server, room: &str, expected: &[&str]) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-fn user_ids(members: &Value) -> Vec<String> {
-    members
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["userId"].as_str().unwrap().to_string())
-        .collect()
 }
 
 #[actix_rt::test]

@@ -140,3 +140,42 @@ async fn a_client_that_reconnects_at_once_during_shutdown_does_not_hold_the_stop
         started.elapsed()
     );
 }
+
+/// A client whose connection breaks off mid-frame and is reset (it closed
+/// its socket with data unread, so its kernel answers with RST) went away:
+/// logged and recorded like any connection that ended without a close
+/// frame, not as a WebSocket protocol error.
+#[actix_rt::test]
+async fn a_reset_connection_is_a_client_gone_not_a_protocol_error() {
+    let server = Server::start("");
+    let token = server.token("resetter", &[]);
+    let mut raw = common::raw::RawWs::connect(server.addr, &token);
+    raw.send_text(r#"{"type":"ping","id":1}"#);
+    // Let the pong arrive, unread; begin a frame and vanish mid-way: the
+    // server's read ends inside a frame, and the kernel resets.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let whole = common::raw::frame(0x1, true, &[b'x'; 100]);
+    raw.send(&whole[..10]);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(raw);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let line = loop {
+        let log = server.log();
+        if let Some(line) = log
+            .lines()
+            .find(|l| l.contains("disconnect conn=") && l.contains("user=resetter"))
+        {
+            break line.to_string();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no disconnect logged:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        line.contains("code=1000") && line.contains("connection ended"),
+        "{line}"
+    );
+    assert!(!server.log().contains("protocol error"), "{}", server.log());
+}

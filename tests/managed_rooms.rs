@@ -7,7 +7,7 @@
 mod common;
 
 use common::rooms::{add, create, fence, forbidden, no_message_before, refused, send, until};
-use common::{redis_prefix, redis_url, start_node, Backend, Server, TestDb};
+use common::{redis_prefix, redis_url, start_node, user_ids, Backend, Server, TestDb};
 use serde_json::json;
 
 on_both_backends!(
@@ -274,13 +274,7 @@ async fn a_public_room_makes_a_member_of_whoever_joins(backend: Backend) {
     );
     assert_eq!(event["role"], "member");
     let list = owner.ok(json!({"type": "member:list", "room": r})).await;
-    let users: Vec<&str> = list["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["userId"].as_str().unwrap())
-        .collect();
-    assert_eq!(users, ["owner", "visitor"]);
+    assert_eq!(user_ids(&list["members"]), ["owner", "visitor"]);
     // maxUsers: 2 stored members
     let mut third = server.connect("third", &[]).await;
     let (code, _) = refused(&mut third, json!({"type": "room:join", "room": r})).await;

@@ -62,7 +62,7 @@ pub use db::{Backend, TestDb};
 pub use flood::{assert_ended, paced_flood, MAX_UNCONFIRMED};
 pub use nginx::Nginx;
 pub use proxy::Proxy;
-pub use server::{claims, run_to_exit, series, Server};
+pub use server::{claims, run_to_exit, series, user_ids, Server};
 pub use services::{pg_addr, redis_url};
 
 pub const SECRET: &str = "integration-test-secret-at-least-32-bytes";

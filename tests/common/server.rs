@@ -409,6 +409,16 @@ impl Drop for Server {
     }
 }
 
+/// The `userId` of each object in a JSON list (members, connections), in
+/// order.
+pub fn user_ids(list: &Value) -> Vec<String> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .map(|m| m["userId"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// The value of the first line of series `name` in `/metrics` text whose
 /// labels contain `labels` (`""`: any); panics when there is none.
 pub fn series(text: &str, name: &str, labels: &str) -> u64 {
