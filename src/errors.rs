@@ -123,6 +123,38 @@ pub mod close {
     pub const POLICY: u16 = 4008;
     pub const SLOW_CONSUMER: u16 = 4009;
     pub const HEARTBEAT_TIMEOUT: u16 = 4010;
+    /// Handshake refusals told to browsers by a close frame (see
+    /// [`refusal_close`]): 4000 + the HTTP status, except 401 which is the
+    /// contract's 4001 ("get a new token").
+    pub const REFUSED_BAD_REQUEST: u16 = 4400;
+    pub const REFUSED_FORBIDDEN: u16 = 4403;
+    pub const REFUSED_RATE_LIMITED: u16 = 4429;
+    pub const REFUSED_UNAVAILABLE: u16 = 4503;
+}
+
+/// A refused handshake as a close code and reason, for clients that sent
+/// their token in the query string (browsers): a browser sees every refused
+/// HTTP upgrade as an anonymous 1006, so such a client gets the upgrade and
+/// then this close at once. The reason is the error's message, with
+/// `; retryAfterMs=N` at its end when the refusal has one, within the 123
+/// bytes a close reason may hold.
+pub fn refusal_close(err: &CommandError) -> (u16, String) {
+    let code = match err.code {
+        ErrorCode::Unauthorized => close::TOKEN_EXPIRED,
+        ErrorCode::Forbidden => close::REFUSED_FORBIDDEN,
+        ErrorCode::RateLimited => close::REFUSED_RATE_LIMITED,
+        ErrorCode::Unavailable => close::REFUSED_UNAVAILABLE,
+        _ => close::REFUSED_BAD_REQUEST,
+    };
+    let suffix = err
+        .retry_after_ms
+        .map(|ms| format!("; retryAfterMs={ms}"))
+        .unwrap_or_default();
+    let mut end = err.message.len().min(123 - suffix.len());
+    while !err.message.is_char_boundary(end) {
+        end -= 1;
+    }
+    (code, format!("{}{suffix}", &err.message[..end]))
 }
 
 /// Every reason the server itself closes a connection, with the code and
@@ -218,6 +250,30 @@ mod tests {
         assert!(!ErrorCode::Forbidden.is_temporary());
         assert_eq!(ErrorCode::RateLimited.http_status(), 429);
         assert_eq!(ErrorCode::NotFound.http_status(), 404);
+    }
+
+    #[test]
+    fn refusals_map_to_close_codes_and_keep_retry_after_within_123_bytes() {
+        let long = CommandError {
+            retry_after_ms: Some(1000),
+            ..CommandError::new(ErrorCode::RateLimited, "é".repeat(100))
+        };
+        let (code, reason) = refusal_close(&long);
+        assert_eq!(code, 4429);
+        assert!(reason.len() <= 123 && reason.ends_with("; retryAfterMs=1000"));
+        let (code, reason) = refusal_close(&CommandError::new(
+            ErrorCode::Unauthorized,
+            "token has expired",
+        ));
+        assert_eq!((code, reason.as_str()), (4001, "token has expired"));
+        assert_eq!(
+            refusal_close(&CommandError::new(ErrorCode::Forbidden, "x")).0,
+            4403
+        );
+        assert_eq!(
+            refusal_close(&CommandError::new(ErrorCode::Unavailable, "x")).0,
+            4503
+        );
     }
 
     #[test]

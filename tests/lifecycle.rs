@@ -5,6 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::{Closed, Server, WAIT};
+use futures_util::StreamExt;
+use tokio_tungstenite::tungstenite::Message;
 
 #[actix_rt::test]
 async fn sigterm_closes_every_connection_with_1001_and_exits() {
@@ -93,6 +95,50 @@ async fn after_a_clients_close_the_server_closes_tcp_first() {
         Ok(0) => {}
         other => panic!("expected the server's FIN, got {other:?}"),
     }
+}
+
+#[actix_rt::test]
+async fn a_client_that_reconnects_at_once_during_shutdown_does_not_hold_the_stop() {
+    // The JavaScript client reconnects within milliseconds of a 1001. A
+    // connection upgraded after the first round of 1001 closes is closed
+    // too, so the process still stops well before shutdown_timeout_secs.
+    let mut server = Server::start(""); // shutdown_timeout_secs: 10
+    let mut alice = server.connect("alice", &["r"]).await;
+    let started = std::time::Instant::now();
+    server.terminate();
+    assert_eq!(alice.closed(WAIT).await, Closed::Code(1001));
+    let url = format!(
+        "ws://{}/ws?token={}",
+        server.addr,
+        server.token("alice", &["r"])
+    );
+    let mut accepted = 0;
+    for _ in 0..5 {
+        // Refused once the listener has stopped; otherwise closed with 1001.
+        let Ok((mut ws, _)) = tokio_tungstenite::connect_async(url.as_str()).await else {
+            break;
+        };
+        accepted += 1;
+        let code = loop {
+            match tokio::time::timeout(WAIT, ws.next())
+                .await
+                .expect("a close")
+            {
+                Some(Ok(Message::Close(f))) => break f.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                _ => break None,
+            }
+        };
+        assert_eq!(code, Some(1001));
+    }
+    eprintln!("{accepted} late connections were accepted and closed");
+    let exit = server.wait_exit(Duration::from_secs(20));
+    assert!(exit.success(), "exit status {exit:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "stopped after {:?}",
+        started.elapsed()
+    );
 }
 
 /// A client whose connection breaks off mid-frame and is reset (it closed

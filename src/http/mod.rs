@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod client_addr;
+pub mod demo;
 pub mod health;
 pub mod revocations;
 pub mod rooms;
@@ -138,6 +139,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .error_handler(|err, _| ApiError::bad_request(format!("invalid path: {err}")).into()),
     )
     .service(only("/ws", web::get().to(ws::upgrade)))
+    .configure(demo::routes)
     // HEAD as well as GET: load balancers and uptime checks probe with it.
     .service(methods(
         "/health",

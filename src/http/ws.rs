@@ -1,7 +1,9 @@
 //! `GET /ws`: admission checks, then the upgrade to a Session actor.
 //!
 //! Everything that can refuse a connection happens here, before the
-//! upgrade, so a refusal is a plain HTTP answer with a JSON body.
+//! upgrade, so a refusal is a plain HTTP answer with a JSON body; or, for a
+//! browser (token in the query string), an upgrade closed at once with a
+//! code that says why.
 
 use std::any::Any;
 
@@ -12,13 +14,17 @@ use actix_web_actors::ws;
 use chrono::Utc;
 use serde::Deserialize;
 
+use actix::{Actor, ActorContext, StreamHandler};
+
 use super::client_addr::client_addr;
 use super::{ApiError, AppState};
 use crate::actors::conn::{ConnHandle, ConnSocket};
 use crate::actors::messages::ConnectionInfo;
 use crate::actors::session::Session;
 use crate::auth::{AuthError, Identity};
-use crate::limits::AdmitError;
+use crate::errors::refusal_close;
+use crate::limits::{AdmitError, ConnectionGuard};
+use crate::mailbox::Slot;
 use crate::metrics::inc;
 use crate::protocol::{timestamp, CommandError, ErrorCode};
 
@@ -58,6 +64,16 @@ fn busy(state: &AppState, message: &str) -> ApiError {
     err
 }
 
+/// What `admit` hands over to start a session.
+struct Admitted {
+    id: uuid::Uuid,
+    identity: Identity,
+    /// The client's address as shown in connection lists.
+    shown: Option<String>,
+    slot: ConnectionGuard,
+    registry_slot: Slot,
+}
+
 pub async fn upgrade(
     req: HttpRequest,
     stream: web::Payload,
@@ -65,7 +81,6 @@ pub async fn upgrade(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let arrived = std::time::Instant::now();
-    let settings = &state.settings;
     if ws::handshake(&req).is_err() {
         return Err(refuse(
             &state,
@@ -73,6 +88,66 @@ pub async fn upgrade(
             "this endpoint speaks WebSocket: send a WebSocket upgrade request",
         ));
     }
+    // A browser cannot set headers on a WebSocket, so its token comes in the
+    // query string; and it cannot read an HTTP refusal either (every one is
+    // close 1006 to it). Such a client is told why by a close frame instead
+    // (docs/protocol.md, 2.2); header-authenticated clients keep the status.
+    let browser = query.token.is_some() && req.headers().get(header::AUTHORIZATION).is_none();
+    let admitted = match admit(&req, &query, &state).await {
+        Ok(admitted) => admitted,
+        Err(err) if browser => {
+            let (code, reason) = refusal_close(&err.body);
+            return ws::WsResponseBuilder::new(Refusal { code, reason }, &req, stream)
+                .frame_size(state.settings.limits.max_frame_bytes)
+                .start()
+                .map_err(|e| ApiError::bad_request(format!("WebSocket handshake failed: {e}")));
+        }
+        Err(err) => return Err(err),
+    };
+    let Admitted {
+        id,
+        identity,
+        shown,
+        slot,
+        registry_slot,
+    } = admitted;
+    let wire_id = id.to_string();
+    let socket = req.conn_data::<ConnSocket>().copied();
+    let info = ConnectionInfo {
+        connection_id: wire_id,
+        node_id: state.node_id.as_str().into(),
+        user_id: identity.user_id.clone(),
+        remote_addr: shown,
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(256).collect()),
+        connected_at: timestamp(Utc::now()),
+        rooms: Vec::new(),
+    };
+    let session = Session::new(
+        id,
+        identity,
+        state.sessions.clone(),
+        ConnHandle::new(socket, state.sessions.metrics.clone()),
+        info,
+        registry_slot,
+        slot,
+    );
+    let started = ws::WsResponseBuilder::new(session, &req, stream)
+        .frame_size(state.settings.limits.max_frame_bytes)
+        .start()
+        .map_err(|e| ApiError::bad_request(format!("WebSocket handshake failed: {e}")));
+    let metrics = &state.sessions.metrics;
+    metrics.handshake_seconds.observe(arrived.elapsed());
+    started
+}
+
+/// The admission checks of docs/protocol.md 2.2, in order (the upgrade
+/// check aside); the first that fails decides the refusal.
+async fn admit(req: &HttpRequest, query: &WsQuery, state: &AppState) -> Result<Admitted, ApiError> {
+    let settings = &state.settings;
     if !settings.server.origins.is_empty() {
         let origin = req
             .headers()
@@ -83,7 +158,7 @@ pub async fn upgrade(
             None => settings.server.allow_missing_origin,
         };
         if !allowed {
-            return Err(refuse(&state, ErrorCode::Forbidden, "origin not allowed"));
+            return Err(refuse(state, ErrorCode::Forbidden, "origin not allowed"));
         }
     }
     let client = client_addr(req.peer_addr(), req.headers(), &state.trusted_proxies);
@@ -117,13 +192,13 @@ pub async fn upgrade(
                     let from = client.as_ref().map_or("-", |c| c.shown.as_str());
                     log::info!("handshake refused (401) from {from}: {why}");
                 }
-                return Err(refuse(&state, ErrorCode::Unauthorized, e.to_string()));
+                return Err(refuse(state, ErrorCode::Unauthorized, e.to_string()));
             }
         },
         None if settings.server.anonymous => Identity::anonymous(&wire_id),
         None => {
             return Err(refuse(
-                &state,
+                state,
                 ErrorCode::Unauthorized,
                 AuthError::Missing.to_string(),
             ))
@@ -134,7 +209,7 @@ pub async fn upgrade(
     // on the way in and out: wait for room rather than have them dropped.
     if !state.sessions.records.wait_for_room(RECORDS_WAIT).await {
         return Err(busy(
-            &state,
+            state,
             "the server is behind with writing connection records; try again shortly",
         ));
     }
@@ -144,7 +219,7 @@ pub async fn upgrade(
         .map_err(|e| match e {
             AdmitError::UserFull(n) => {
                 let mut err = refuse(
-                    &state,
+                    state,
                     ErrorCode::RateLimited,
                     format!("this user already has {n} connections, the most allowed"),
                 );
@@ -153,7 +228,7 @@ pub async fn upgrade(
                 err
             }
             AdmitError::NodeFull(n) => refuse(
-                &state,
+                state,
                 ErrorCode::Unavailable,
                 format!("this node is at its limit of {n} connections"),
             ),
@@ -164,38 +239,38 @@ pub async fn upgrade(
     let registry_slot = state.registry().bound().slot();
     let Ok(registry_slot) = tokio::time::timeout(REGISTRY_WAIT, registry_slot).await else {
         return Err(busy(
-            &state,
+            state,
             "the server is too busy to take the connection; try again shortly",
         ));
     };
-    let socket = req.conn_data::<ConnSocket>().copied();
-    let info = ConnectionInfo {
-        connection_id: wire_id,
-        node_id: state.node_id.as_str().into(),
-        user_id: identity.user_id.clone(),
-        remote_addr: client.map(|c| c.shown),
-        user_agent: req
-            .headers()
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.chars().take(256).collect()),
-        connected_at: timestamp(Utc::now()),
-        rooms: Vec::new(),
-    };
-    let session = Session::new(
+    Ok(Admitted {
         id,
         identity,
-        state.sessions.clone(),
-        ConnHandle::new(socket, state.sessions.metrics.clone()),
-        info,
-        registry_slot,
+        shown: client.map(|c| c.shown),
         slot,
-    );
-    let started = ws::WsResponseBuilder::new(session, &req, stream)
-        .frame_size(settings.limits.max_frame_bytes)
-        .start()
-        .map_err(|e| ApiError::bad_request(format!("WebSocket handshake failed: {e}")));
-    let metrics = &state.sessions.metrics;
-    metrics.handshake_seconds.observe(arrived.elapsed());
-    started
+        registry_slot,
+    })
+}
+
+/// A refused browser handshake: the upgrade is accepted only to send the
+/// close frame that says why, and nothing the client sends is read.
+struct Refusal {
+    code: u16,
+    reason: String,
+}
+
+impl Actor for Refusal {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.close(Some(ws::CloseReason {
+            code: ws::CloseCode::Other(self.code),
+            description: Some(std::mem::take(&mut self.reason)),
+        }));
+        ctx.stop();
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Refusal {
+    fn handle(&mut self, _: Result<ws::Message, ws::ProtocolError>, _: &mut Self::Context) {}
 }

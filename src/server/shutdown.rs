@@ -22,9 +22,20 @@ pub async fn on_signal(registry: Mailbox<RoomRegistry>, handle: ServerHandle) {
     if let Ok(n) = registry.ask_in_turn(CloseAll).await {
         log::info!("asked {n} connections to close");
     }
+    // A client that reconnects at once (as the JavaScript client does after
+    // 1001) can be upgraded after that CloseAll, before the listener stops;
+    // such a connection would hold the stop for the whole shutdown timeout.
+    // Close the late ones too, until the server has stopped.
+    let sweeper = actix_web::rt::spawn(async move {
+        loop {
+            actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+            let _ = registry.ask_in_turn(CloseAll).await;
+        }
+    });
     // Let the close frames go out before the listener stops.
     actix_web::rt::time::sleep(Duration::from_millis(200)).await;
     handle.stop(true).await;
+    sweeper.abort();
 }
 
 /// After the server has stopped: writes the pending messages and background
