@@ -113,7 +113,9 @@ class Server:
         for line in text.splitlines():
             for name in ERROR_COUNTERS:
                 if line.startswith(f"realtime_{name}_total{{"):
-                    found[name] = int(float(line.split()[-1]))
+                    # A labelled family (handshakes refused, by reason)
+                    # has a line per label: add them up.
+                    found[name] = found.get(name, 0) + int(float(line.split()[-1]))
         return found
 
     def stop(self):

@@ -157,6 +157,56 @@ pub fn refusal_close(err: &CommandError) -> (u16, String) {
     (code, format!("{}{suffix}", &err.message[..end]))
 }
 
+/// Why a handshake was refused: the `reason` label of
+/// `realtime_handshakes_refused_total` and the word in the log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    NotWebSocket,
+    Origin,
+    AddressRate,
+    NoToken,
+    BadToken,
+    Revoked,
+    RecordsBehind,
+    UserLimit,
+    NodeFull,
+    RegistryBusy,
+}
+
+impl Refused {
+    pub const ALL: [Refused; 10] = {
+        use Refused::*;
+        [
+            NotWebSocket,
+            Origin,
+            AddressRate,
+            NoToken,
+            BadToken,
+            Revoked,
+            RecordsBehind,
+            UserLimit,
+            NodeFull,
+            RegistryBusy,
+        ]
+    };
+
+    pub const fn label(self) -> &'static str {
+        use Refused::*;
+        match self {
+            NotWebSocket => "not_websocket",
+            Origin => "origin",
+            AddressRate => "address_rate",
+            NoToken => "no_token",
+            BadToken => "bad_token",
+            Revoked => "revoked",
+            RecordsBehind => "records_behind",
+            UserLimit => "user_limit",
+            NodeFull => "node_full",
+            RegistryBusy => "registry_busy",
+        }
+    }
+}
+
 /// Every reason the server itself closes a connection, with the code and
 /// the reason text the client sees. (A kick carries the administrator's
 /// reason with [`close::KICKED`].)

@@ -227,9 +227,57 @@ impl Drop for ConnectionGuard {
     }
 }
 
+/// At most `per_second` log lines a second for a kind of event that can
+/// come in floods (refused handshakes): each second's first ones are
+/// logged, the rest counted and reported with the next line logged.
+pub struct LogBudget {
+    per_second: u32,
+    state: std::sync::Mutex<(Option<std::time::Instant>, u32, u64)>,
+}
+
+impl LogBudget {
+    pub fn new(per_second: u32) -> Self {
+        LogBudget {
+            per_second,
+            state: std::sync::Mutex::new((None, 0, 0)),
+        }
+    }
+
+    /// `Some(n)` when this event may be logged, `n` being how many were
+    /// not logged since the last one that was; `None` when over budget.
+    pub fn admit(&self, now: std::time::Instant) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (start, used, skipped) = &mut *state;
+        if start.is_none_or(|s| now.duration_since(s) >= std::time::Duration::from_secs(1)) {
+            *start = Some(now);
+            *used = 0;
+        }
+        if *used < self.per_second {
+            *used += 1;
+            Some(std::mem::take(skipped))
+        } else {
+            *skipped += 1;
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_budget_logs_the_first_of_each_second_and_counts_the_rest() {
+        let budget = LogBudget::new(2);
+        let t0 = std::time::Instant::now();
+        assert_eq!(budget.admit(t0), Some(0));
+        assert_eq!(budget.admit(t0), Some(0));
+        assert_eq!(budget.admit(t0), None);
+        assert_eq!(budget.admit(t0 + Duration::from_millis(500)), None);
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(budget.admit(t1), Some(2), "two were not logged");
+        assert_eq!(budget.admit(t1), Some(0));
+    }
     use crate::config::Settings;
 
     #[test]

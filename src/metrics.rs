@@ -15,7 +15,40 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
+use crate::errors::Refused;
 use crate::mailbox::Bound;
+
+/// Refused handshakes by reason.
+#[derive(Clone)]
+pub struct Refusals(Family<Vec<(String, String)>, Counter>);
+
+impl Default for Refusals {
+    fn default() -> Self {
+        let family = Family::default();
+        for reason in Refused::ALL {
+            let _ = family.get_or_create(&Self::labels(reason));
+        }
+        Refusals(family)
+    }
+}
+
+impl Refusals {
+    fn labels(reason: Refused) -> Vec<(String, String)> {
+        vec![("reason".to_string(), reason.label().to_string())]
+    }
+
+    pub fn count(&self, reason: Refused) {
+        self.0.get_or_create(&Self::labels(reason)).inc();
+    }
+
+    /// Every reason's count added up.
+    pub fn total(&self) -> u64 {
+        Refused::ALL
+            .iter()
+            .map(|r| self.0.get_or_create(&Self::labels(*r)).get())
+            .sum()
+    }
+}
 
 /// A latency histogram in seconds, with buckets from 0.5 ms to ~16 s.
 #[derive(Clone)]
@@ -63,7 +96,8 @@ impl MailboxGauge {
 pub struct Metrics {
     pub connections_opened: Counter,
     pub connections_closed: Counter,
-    pub handshakes_refused: Counter,
+    /// By reason (`errors::Refused`), every reason present from the start.
+    pub handshakes_refused: Refusals,
     pub messages_in: Counter,
     pub messages_out: Counter,
     pub commands: Counter,
@@ -157,7 +191,7 @@ impl Metrics {
             "Rooms with at least one member",
             gauge(g.rooms),
         );
-        let counters: [(&str, &str, &Counter); 24] = [
+        let counters: [(&str, &str, &Counter); 23] = [
             (
                 "connections_opened",
                 "WebSocket connections accepted.",
@@ -167,11 +201,6 @@ impl Metrics {
                 "connections_closed",
                 "WebSocket connections ended.",
                 (&self.connections_closed),
-            ),
-            (
-                "handshakes_refused",
-                "Upgrades refused (auth, origin, limits).",
-                (&self.handshakes_refused),
             ),
             (
                 "messages_in",
@@ -291,6 +320,11 @@ impl Metrics {
             "realtime_db_commit_seconds",
             "Time of one group-commit transaction of messages",
             self.db_commit_seconds.0.clone(),
+        );
+        reg.register(
+            "realtime_handshakes_refused",
+            "Upgrades refused, by reason",
+            self.handshakes_refused.0.clone(),
         );
         let mailboxes = self.mailboxes.lock().expect("metrics lock").clone();
         let per_actor = || Family::<Vec<(String, String)>, Gauge>::default();

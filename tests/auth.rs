@@ -358,3 +358,41 @@ async fn the_authorization_header_beats_the_query_token_and_post_gets_405() {
         )
     );
 }
+
+/// Every refused handshake is counted by reason and logged with it (at
+/// info), so an operator can tell a bad token from a foreign Origin.
+#[actix_rt::test]
+async fn refusals_are_counted_and_logged_by_reason() {
+    let server =
+        Server::start_with_env("", &[("REALTIME__SERVER__ORIGINS", "https://app.example")]);
+    let token = server.token("alice", &[]);
+    let origin = [("Origin", "https://app.example")];
+    let (status, _) = server.connect_with("garbage", &origin).await.err().unwrap();
+    assert_eq!(status, 401);
+    let (status, _) = server
+        .connect_with(&token, &[("Origin", "https://evil.example")])
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(status, 403);
+    let text = server.get_text("/metrics").await.1;
+    let count = |reason: &str| {
+        common::series(
+            &text,
+            "realtime_handshakes_refused_total",
+            &format!("reason=\"{reason}\""),
+        )
+    };
+    assert_eq!((count("bad_token"), count("origin")), (1, 1), "{text}");
+    assert_eq!(
+        count("node_full"),
+        0,
+        "every reason is there from the start"
+    );
+    let log = server.log();
+    assert!(log.contains("handshake refused (401, bad_token)"), "{log}");
+    assert!(
+        log.contains("handshake refused (403, origin)") && log.contains("origin not allowed"),
+        "{log}"
+    );
+}

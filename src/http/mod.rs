@@ -39,6 +39,8 @@ pub struct AppState {
     pub db: Db,
     /// Redis health, when this node is part of a cluster.
     pub redis: Option<Arc<BridgeHealth>>,
+    /// How many refused handshakes a second are logged.
+    pub refusal_log: crate::limits::LogBudget,
     /// `server.trusted_proxies`: whose `X-Forwarded-For` is believed.
     pub trusted_proxies: client_addr::TrustedProxies,
     /// Where token revocations are stored (the set in force is the auth's).

@@ -22,11 +22,10 @@ use crate::actors::conn::{ConnHandle, ConnSocket};
 use crate::actors::messages::ConnectionInfo;
 use crate::actors::session::Session;
 use crate::auth::{AuthError, Identity};
-use crate::errors::refusal_close;
+use crate::errors::{refusal_close, Refused};
 use crate::limits::{AdmitError, ConnectionGuard};
 use crate::mailbox::Slot;
-use crate::metrics::inc;
-use crate::protocol::{timestamp, CommandError, ErrorCode};
+use crate::protocol::{timestamp, ErrorCode};
 
 /// `HttpServer::on_connect` hook: notes where each connection's socket is.
 pub fn remember_socket(conn: &dyn Any, ext: &mut Extensions) {
@@ -51,15 +50,38 @@ pub struct WsQuery {
     token: Option<String>,
 }
 
-fn refuse(state: &AppState, code: ErrorCode, message: impl Into<String>) -> ApiError {
-    inc(&state.sessions.metrics.handshakes_refused);
+/// A refused handshake: counted by reason, logged (at info, at most a few
+/// lines a second: `refusal_log`), answered with `code` and `message`.
+fn refuse(
+    state: &AppState,
+    req: &HttpRequest,
+    reason: Refused,
+    code: ErrorCode,
+    message: impl Into<String>,
+) -> ApiError {
+    let message = message.into();
+    state.sessions.metrics.handshakes_refused.count(reason);
+    if let Some(suppressed) = state.refusal_log.admit(std::time::Instant::now()) {
+        let from = client_addr(req.peer_addr(), req.headers(), &state.trusted_proxies)
+            .map_or_else(|| "-".to_string(), |c| c.shown);
+        let more = if suppressed > 0 {
+            format!(" ({suppressed} more refusals not logged in the last second)")
+        } else {
+            String::new()
+        };
+        log::info!(
+            "handshake refused ({}, {}) from {from}: {message}{more}",
+            code.http_status(),
+            reason.label()
+        );
+    }
     ApiError::new(code, message)
 }
 
 /// 503 with `Retry-After: 1`: the server is behind, the client should
 /// come back shortly.
-fn busy(state: &AppState, message: &str) -> ApiError {
-    let mut err = refuse(state, ErrorCode::Unavailable, message);
+fn busy(state: &AppState, req: &HttpRequest, reason: Refused, message: &str) -> ApiError {
+    let mut err = refuse(state, req, reason, ErrorCode::Unavailable, message);
     err.body.retry_after_ms = Some(1000);
     err
 }
@@ -84,6 +106,8 @@ pub async fn upgrade(
     if ws::handshake(&req).is_err() {
         return Err(refuse(
             &state,
+            &req,
+            Refused::NotWebSocket,
             ErrorCode::BadRequest,
             "this endpoint speaks WebSocket: send a WebSocket upgrade request",
         ));
@@ -158,21 +182,28 @@ async fn admit(req: &HttpRequest, query: &WsQuery, state: &AppState) -> Result<A
             None => settings.server.allow_missing_origin,
         };
         if !allowed {
-            return Err(refuse(state, ErrorCode::Forbidden, "origin not allowed"));
+            let refused = refuse(
+                state,
+                req,
+                Refused::Origin,
+                ErrorCode::Forbidden,
+                "origin not allowed",
+            );
+            return Err(refused);
         }
     }
     let client = client_addr(req.peer_addr(), req.headers(), &state.trusted_proxies);
     if let Some(ip) = client.as_ref().map(|c| c.ip) {
         if let Err(wait) = state.sessions.limiters.check_connection(ip) {
-            inc(&state.sessions.metrics.handshakes_refused);
-            return Err(CommandError {
-                retry_after_ms: Some((wait.as_millis() as u64).max(1)),
-                ..CommandError::new(
-                    ErrorCode::RateLimited,
-                    "too many connections from this address",
-                )
-            }
-            .into());
+            let mut err = refuse(
+                state,
+                req,
+                Refused::AddressRate,
+                ErrorCode::RateLimited,
+                "too many connections from this address",
+            );
+            err.body.retry_after_ms = Some((wait.as_millis() as u64).max(1));
+            return Err(err);
         }
     }
 
@@ -188,17 +219,25 @@ async fn admit(req: &HttpRequest, query: &WsQuery, state: &AppState) -> Result<A
         Some(token) => match state.sessions.auth.verify(token) {
             Ok(claims) => Identity::from_claims(claims),
             Err(e) => {
-                if let AuthError::Revoked(why) = &e {
-                    let from = client.as_ref().map_or("-", |c| c.shown.as_str());
-                    log::info!("handshake refused (401) from {from}: {why}");
-                }
-                return Err(refuse(state, ErrorCode::Unauthorized, e.to_string()));
+                let reason = match e {
+                    AuthError::Revoked(_) => Refused::Revoked,
+                    _ => Refused::BadToken,
+                };
+                return Err(refuse(
+                    state,
+                    req,
+                    reason,
+                    ErrorCode::Unauthorized,
+                    e.to_string(),
+                ));
             }
         },
         None if settings.server.anonymous => Identity::anonymous(&wire_id),
         None => {
             return Err(refuse(
                 state,
+                req,
+                Refused::NoToken,
                 ErrorCode::Unauthorized,
                 AuthError::Missing.to_string(),
             ))
@@ -210,6 +249,8 @@ async fn admit(req: &HttpRequest, query: &WsQuery, state: &AppState) -> Result<A
     if !state.sessions.records.wait_for_room(RECORDS_WAIT).await {
         return Err(busy(
             state,
+            req,
+            Refused::RecordsBehind,
             "the server is behind with writing connection records; try again shortly",
         ));
     }
@@ -220,6 +261,8 @@ async fn admit(req: &HttpRequest, query: &WsQuery, state: &AppState) -> Result<A
             AdmitError::UserFull(n) => {
                 let mut err = refuse(
                     state,
+                    req,
+                    Refused::UserLimit,
                     ErrorCode::RateLimited,
                     format!("this user already has {n} connections, the most allowed"),
                 );
@@ -229,6 +272,8 @@ async fn admit(req: &HttpRequest, query: &WsQuery, state: &AppState) -> Result<A
             }
             AdmitError::NodeFull(n) => refuse(
                 state,
+                req,
+                Refused::NodeFull,
                 ErrorCode::Unavailable,
                 format!("this node is at its limit of {n} connections"),
             ),
@@ -240,6 +285,8 @@ async fn admit(req: &HttpRequest, query: &WsQuery, state: &AppState) -> Result<A
     let Ok(registry_slot) = tokio::time::timeout(REGISTRY_WAIT, registry_slot).await else {
         return Err(busy(
             state,
+            req,
+            Refused::RegistryBusy,
             "the server is too busy to take the connection; try again shortly",
         ));
     };

@@ -165,6 +165,7 @@ pub async fn run(settings: Settings, auth: Auth) -> anyhow::Result<()> {
         db,
         redis: bridge.as_ref().map(|_| bridge_health.clone()),
         revocations: revocation_store.clone(),
+        refusal_log: crate::limits::LogBudget::new(10),
         trusted_proxies: TrustedProxies::parse(&settings.server.trusted_proxies)
             .map_err(anyhow::Error::msg)?,
         sessions,
