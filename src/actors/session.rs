@@ -7,6 +7,7 @@
 //! `stopped()`, which runs the one cleanup: the registry forgets the
 //! connection and the connection slot is released.
 
+mod lifecycle;
 mod rooms;
 
 use std::sync::Arc;
@@ -178,7 +179,7 @@ impl Session {
     }
 
     /// Sends `msg` to the registry and answers the command when it replies.
-    fn ask<M, T>(
+    pub(super) fn ask<M, T>(
         &mut self,
         ctx: &mut ws::WebsocketContext<Self>,
         id: Option<CommandId>,
@@ -299,6 +300,8 @@ impl Session {
                 thread_id,
                 metadata,
                 client_msg_id,
+                reply_to,
+                kind,
             } => {
                 let msg = Publish {
                     id: conn,
@@ -307,6 +310,8 @@ impl Session {
                     thread_id,
                     metadata,
                     client_msg_id,
+                    reply_to,
+                    kind,
                 };
                 self.ask(ctx, id, msg, to_value);
             }
@@ -353,12 +358,14 @@ impl Session {
                 room,
                 before,
                 limit,
+                reply_to,
             } => {
                 let msg = History {
                     id: conn,
                     room,
                     before,
                     limit,
+                    reply_to,
                 };
                 self.ask(ctx, id, msg, |messages| json!({ "messages": messages }));
             }
@@ -378,6 +385,7 @@ impl Session {
                 }));
             }
             Command::Rooms(cmd) => self.room_command(ctx, id, cmd),
+            Command::Lifecycle(cmd) => self.lifecycle_command(ctx, id, cmd),
             Command::AuthRefresh { token } => {
                 let (result, revoked) = self.refresh(&token, ctx);
                 self.answer(ctx, id.as_ref(), result);

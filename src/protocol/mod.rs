@@ -28,10 +28,12 @@ pub const MAX_NAME_LEN: usize = 128;
 pub const MAX_STATUS_TEXT: usize = 128;
 
 pub use crate::errors::{close, Closing, CommandError, ErrorCode};
+pub use lifecycle::{LifecycleCommand, MessageKind};
 pub use rooms::{
     MemberObject, NewRoom, Role, RoomCommand, RoomObject, RoomPatch, RoomType, Visibility,
 };
 
+pub mod lifecycle;
 pub mod rooms;
 
 /// The `id` a client puts on a command: a number or a string, echoed exactly
@@ -115,6 +117,12 @@ struct Frame {
     thread_id: Option<String>,
     metadata: Option<RawJson>,
     client_msg_id: Option<String>,
+    // Message lifecycle (`lifecycle::command`): a message's kind is `kind`
+    // (`type` names the command).
+    reply_to: Option<String>,
+    #[serde(rename = "kind")]
+    message_kind: Option<String>,
+    message_id: Option<String>,
     status: Option<Status>,
     custom_status: Option<CustomStatus>,
     before: Option<u64>,
@@ -159,6 +167,8 @@ pub enum Command {
         thread_id: Option<String>,
         metadata: Option<RawJson>,
         client_msg_id: Option<String>,
+        reply_to: Option<String>,
+        kind: MessageKind,
     },
     Typing {
         room: String,
@@ -178,6 +188,8 @@ pub enum Command {
         room: String,
         before: Option<u64>,
         limit: usize,
+        /// Only the replies to this message.
+        reply_to: Option<String>,
     },
     NotificationRead {
         notification_id: String,
@@ -188,6 +200,8 @@ pub enum Command {
     Ping,
     /// Managed rooms: `room:create` … `dm:open`.
     Rooms(RoomCommand),
+    /// `message:edit`, `message:delete`.
+    Lifecycle(LifecycleCommand),
 }
 
 /// A JSON object kept as the client sent it (message `metadata`), so it is
@@ -308,6 +322,8 @@ fn command(mut f: Frame, limits: &DecodeLimits) -> Result<Command, CommandError>
         ("content", f.content.as_deref()),
         ("threadId", f.thread_id.as_deref()),
         ("clientMsgId", f.client_msg_id.as_deref()),
+        ("replyTo", f.reply_to.as_deref()),
+        ("messageId", f.message_id.as_deref()),
         ("notificationId", f.notification_id.as_deref()),
         (
             "customStatus.text",
@@ -334,6 +350,9 @@ fn command(mut f: Frame, limits: &DecodeLimits) -> Result<Command, CommandError>
     if let Some(cmd) = rooms::command(kind, &mut f, limits) {
         return cmd.map(Command::Rooms);
     }
+    if let Some(cmd) = lifecycle::command(kind, &mut f, limits) {
+        return cmd.map(Command::Lifecycle);
+    }
     let cmd = match kind {
         "room:join" => Command::Join {
             room: room(f.room)?,
@@ -344,37 +363,15 @@ fn command(mut f: Frame, limits: &DecodeLimits) -> Result<Command, CommandError>
         },
         "message:send" => {
             let content = required(f.content, "content")?;
-            let chars = content.chars().count();
-            if chars > limits.max_message_chars {
-                return Err(CommandError::new(
-                    ErrorCode::TooLarge,
-                    format!(
-                        "content is {chars} characters, the limit is {}",
-                        limits.max_message_chars
-                    ),
-                ));
-            }
-            if let Some(meta) = &f.metadata {
-                if !meta.get().starts_with('{') {
-                    return Err(CommandError::bad_request("`metadata` must be an object"));
-                }
-                if meta.get().len() > limits.max_metadata_bytes {
-                    return Err(CommandError::new(
-                        ErrorCode::TooLarge,
-                        format!(
-                            "metadata is {} bytes, the limit is {}",
-                            meta.get().len(),
-                            limits.max_metadata_bytes
-                        ),
-                    ));
-                }
-            }
+            lifecycle::check_content(&content, f.metadata.as_ref(), limits)?;
             Command::Send {
                 room: room(f.room)?,
                 content,
                 thread_id: name(f.thread_id, "threadId")?,
                 metadata: f.metadata,
                 client_msg_id: name(f.client_msg_id, "clientMsgId")?,
+                reply_to: name(f.reply_to, "replyTo")?,
+                kind: MessageKind::from_client(f.message_kind.as_deref())?,
             }
         }
         "typing:start" | "typing:stop" => Command::Typing {
@@ -419,6 +416,7 @@ fn command(mut f: Frame, limits: &DecodeLimits) -> Result<Command, CommandError>
                 room: room(f.room)?,
                 before: f.before,
                 limit,
+                reply_to: name(f.reply_to, "replyTo")?,
             }
         }
         "notification:read" => Command::NotificationRead {
@@ -490,7 +488,7 @@ pub fn validate_room(room: &str) -> Result<(), CommandError> {
     }
 }
 
-fn truncate(s: &str, max: usize) -> &str {
+pub(crate) fn truncate(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
         Some((i, _)) => &s[..i],
         None => s,
@@ -515,8 +513,15 @@ pub struct MessageRecord {
     pub user_id: Arc<str>,
     pub content: String,
     pub thread_id: Option<String>,
+    /// The message this one answers (same room), if any.
+    pub reply_to: Option<String>,
+    pub kind: MessageKind,
     pub metadata: Option<RawJson>,
     pub timestamp: String,
+    /// When the content was last edited; null unless edited.
+    pub edited_at: Option<String>,
+    /// A tombstone: empty `content`, null `metadata`.
+    pub deleted: bool,
     #[serde(skip)]
     pub client_msg_id: Option<String>,
 }
@@ -584,6 +589,23 @@ pub enum Event<'a> {
     },
     #[serde(rename = "message:new")]
     MessageNew(&'a MessageRecord),
+    #[serde(rename = "message:updated", rename_all = "camelCase")]
+    MessageUpdated {
+        room: &'a str,
+        message_id: &'a str,
+        seq: u64,
+        user_id: &'a str,
+        content: &'a str,
+        metadata: Option<&'a RawJson>,
+        edited_at: Option<&'a str>,
+    },
+    #[serde(rename = "message:deleted", rename_all = "camelCase")]
+    MessageDeleted {
+        room: &'a str,
+        message_id: &'a str,
+        seq: u64,
+        deleted_by: &'a str,
+    },
     #[serde(rename = "user:joined", rename_all = "camelCase")]
     UserJoined { room: &'a str, user_id: &'a str },
     #[serde(rename = "user:left", rename_all = "camelCase")]

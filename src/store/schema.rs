@@ -26,6 +26,9 @@ diesel::table! {
         created_at -> BigInt,
         edited_at -> Nullable<BigInt>,
         deleted_at -> Nullable<BigInt>,
+        reply_to -> Nullable<Text>,
+        kind -> Text,
+        changed_at_seq -> Nullable<BigInt>,
     }
 }
 

@@ -53,6 +53,8 @@ impl Handler<Publish> for RoomRegistry {
             thread_id: msg.thread_id,
             metadata: msg.metadata,
             client_msg_id: msg.client_msg_id,
+            reply_to: msg.reply_to,
+            kind: msg.kind,
         });
         // An append refused at once (the write queue is full) has no seq to
         // keep in order: answer it now, not after the appends queued before
@@ -208,7 +210,7 @@ impl RoomRegistry {
         before: u64,
         limit: usize,
     ) {
-        let history = self.log.history(room, Some(before), limit);
+        let history = self.log.history(room, Some(before), limit, None);
         let room = room.clone();
         ctx.spawn(history.into_actor(self).map(move |res, act, ctx| {
             let found = match res {

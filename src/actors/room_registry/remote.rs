@@ -21,6 +21,9 @@ impl Handler<FromCluster> for RoomRegistry {
         let node = msg.node;
         match msg.event {
             ClusterEvent::Message { record } => self.sequence(ctx, record),
+            ClusterEvent::Changed { record, deleted_by } => {
+                self.announce_change(&record, deleted_by.as_deref())
+            }
             ClusterEvent::Typing {
                 room,
                 thread_id,

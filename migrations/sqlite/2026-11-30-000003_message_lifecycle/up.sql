@@ -1,0 +1,14 @@
+-- Message lifecycle: replies, kinds, edits and deletions.
+-- `edited_at` and `deleted_at` exist since the first release; a deleted
+-- message keeps its row (seq, ids, author, times) with its content emptied
+-- and its metadata nulled (a tombstone).
+--
+-- `changed_at_seq` is the room's `last_seq` when the message was last edited
+-- or deleted (NULL: never changed): recovery with `since` returns the
+-- messages with `seq <= since` changed at `changed_at_seq >= since`.
+
+ALTER TABLE messages ADD COLUMN reply_to TEXT;
+ALTER TABLE messages ADD COLUMN kind TEXT NOT NULL DEFAULT 'text';
+ALTER TABLE messages ADD COLUMN changed_at_seq BIGINT;
+CREATE INDEX messages_reply ON messages (room, reply_to, seq) WHERE reply_to IS NOT NULL;
+CREATE INDEX messages_changed ON messages (room, changed_at_seq) WHERE changed_at_seq IS NOT NULL;

@@ -1,0 +1,81 @@
+//! `message:edit` and `message:delete`: the role table's check, the change
+//! in the log, and its event to the room's members on every node.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use super::{reply, store_down, Reply, RoomRegistry};
+use crate::actors::messages::ChangeMessage;
+use crate::broker::MessageChange;
+use crate::cluster::{Channel, ClusterEvent};
+use crate::protocol::{encode, CommandError, ErrorCode, Event, MessageRecord};
+use crate::rooms::rules;
+
+impl Handler<ChangeMessage> for RoomRegistry {
+    type Result = Reply<Arc<MessageRecord>>;
+    fn handle(&mut self, msg: ChangeMessage, _: &mut Context<Self>) -> Self::Result {
+        let conn = match self.conns.member_of(msg.id, &msg.room) {
+            Ok(conn) => conn,
+            Err(e) => return reply(Err(e)),
+        };
+        let user = conn.user().clone();
+        // Taken now: the role is the one the room had when asked.
+        let acting = self.managed.acting(&msg.room, &user, conn.identity.admin);
+        let room = self.rooms.name(&msg.room);
+        let log = self.log.clone();
+        let find = self.log.find(&room, &msg.message_id);
+        let (message_id, change) = (msg.message_id, msg.change);
+        let author = user.clone();
+        let change = async move {
+            let found = find.await.map_err(store_down)?;
+            let is_author = found.user_id == author;
+            let verdict = match change {
+                MessageChange::Edit { .. } => rules::may_edit_message(is_author),
+                MessageChange::Delete => rules::may_delete_message(acting, is_author),
+            };
+            verdict.map_err(|why| CommandError::new(ErrorCode::Forbidden, why))?;
+            log.change(&found.room, &message_id, change)
+                .await
+                .map_err(store_down)
+        };
+        Box::pin(change.into_actor(self).map(move |res, act, _| {
+            let record = res?;
+            let deleted_by = record.deleted.then_some(user);
+            act.announce_change(&record, deleted_by.as_deref());
+            act.relay(
+                Channel::Room(record.room.clone()),
+                ClusterEvent::Changed {
+                    record: record.clone(),
+                    deleted_by,
+                },
+            );
+            Ok(record)
+        }))
+    }
+}
+
+impl RoomRegistry {
+    /// `message:updated` or `message:deleted` to this node's members of
+    /// the room (from this node's command or another node's).
+    pub(super) fn announce_change(&self, record: &MessageRecord, deleted_by: Option<&str>) {
+        let frame = match deleted_by {
+            Some(by) => encode(&Event::MessageDeleted {
+                room: &record.room,
+                message_id: &record.message_id,
+                seq: record.seq,
+                deleted_by: by,
+            }),
+            None => encode(&Event::MessageUpdated {
+                room: &record.room,
+                message_id: &record.message_id,
+                seq: record.seq,
+                user_id: &record.user_id,
+                content: &record.content,
+                metadata: record.metadata.as_ref(),
+                edited_at: record.edited_at.as_deref(),
+            }),
+        };
+        self.fan_out(&record.room, None, &frame);
+    }
+}
