@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::rooms::{add, create, forbidden, refused, until};
-use common::{redis_prefix, redis_url, start_node, Backend, Client, Server, TestDb};
+use common::{redis_prefix, redis_url, start_node, Backend, Client, Server, TestDb, ADMIN_KEY};
 use serde_json::{json, Value};
 
 on_both_backends!(
@@ -18,6 +18,7 @@ on_both_backends!(
     the_author_edits_and_deletes_and_others_are_told,
     a_moderator_deletes_in_a_managed_room,
     a_client_that_was_away_gets_what_changed_also_after_a_restart,
+    the_server_publishes_durable_messages,
 );
 
 async fn send(client: &mut Client, room: &str, content: &str, extra: Value) -> Value {
@@ -382,4 +383,114 @@ async fn edits_and_deletions_on_one_node_reach_the_other() {
         .ok(json!({"type": "history:get", "room": "chat:n"}))
         .await;
     assert_eq!(history["messages"][0]["deleted"], true);
+}
+
+async fn the_server_publishes_durable_messages(backend: Backend) {
+    let db = TestDb::new(backend);
+    let server = Server::start_on(&db, "[limits]\nmax_message_chars = 100\n");
+    let mut alice = server.connect("alice", &["orders:*"]).await;
+    alice.join("orders:42").await;
+    send(&mut alice, "orders:42", "where is my order?", json!({})).await;
+    let path = "/admin/rooms/orders:42/messages";
+
+    let (status, published) = server
+        .post(
+            path,
+            Some(ADMIN_KEY),
+            json!({"content": "shipped", "metadata": {"carrier": "x"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{published}");
+    assert_eq!(published["seq"], 2);
+    assert!(published["messageId"].is_string() && published["timestamp"].is_string());
+    // Her own message comes back first (senders get theirs too).
+    assert_eq!(until(&mut alice, "message:new").await["seq"], 1);
+    let new = until(&mut alice, "message:new").await;
+    assert_eq!(
+        (
+            &new["messageId"],
+            &new["seq"],
+            &new["userId"],
+            &new["kind"],
+            &new["content"]
+        ),
+        (
+            &published["messageId"],
+            &json!(2),
+            &json!("system"),
+            &json!("system"),
+            &json!("shipped")
+        )
+    );
+    assert_eq!(new["metadata"], json!({"carrier": "x"}));
+
+    let (status, as_bot) = server
+        .post(
+            path,
+            Some(ADMIN_KEY),
+            json!({"content": "rate us", "kind": "text", "userId": "shop-bot"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{as_bot}");
+    assert_eq!(as_bot["seq"], 3);
+    // The room's seq goes on from there for everyone.
+    assert_eq!(
+        send(&mut alice, "orders:42", "thanks", json!({})).await["seq"],
+        4
+    );
+    let history = alice
+        .ok(json!({"type": "history:get", "room": "orders:42"}))
+        .await;
+    let by: Vec<(&str, &str)> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["userId"].as_str().unwrap(), m["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        by,
+        [
+            ("alice", "text"),
+            ("system", "system"),
+            ("shop-bot", "text"),
+            ("alice", "text")
+        ]
+    );
+    // Recovery includes it, like any message.
+    let mut again = server.connect("alice", &["orders:*"]).await;
+    let joined = again
+        .ok(json!({"type": "room:join", "room": "orders:42", "since": 1}))
+        .await;
+    assert_eq!(
+        contents(&joined["missed"]),
+        ["shipped", "rate us", "thanks"]
+    );
+
+    let bad = [
+        (json!({}), 400),
+        (json!({"content": "x", "kind": "sticker"}), 400),
+        (json!({"content": "x", "metadata": [1]}), 400),
+        (json!({"content": "x", "userId": ""}), 400),
+        (json!({"content": "x", "extra": 1}), 400),
+        (json!({"content": "x".repeat(101)}), 413),
+    ];
+    for (body, code) in bad {
+        let (status, answer) = server.post(path, Some(ADMIN_KEY), body.clone()).await;
+        assert_eq!(status, code, "{body}: {answer}");
+        assert!(answer["code"].is_string(), "{answer}");
+    }
+    let (status, _) = server
+        .post(
+            "/admin/rooms/bad%20room/messages",
+            Some(ADMIN_KEY),
+            json!({"content": "x"}),
+        )
+        .await;
+    assert_ne!(status, 201);
+    let (status, _) = server.post(path, None, json!({"content": "x"})).await;
+    assert_eq!(status, 401);
+    let history = alice
+        .ok(json!({"type": "history:get", "room": "orders:42"}))
+        .await;
+    assert_eq!(history["messages"].as_array().unwrap().len(), 4);
 }

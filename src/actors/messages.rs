@@ -143,6 +143,17 @@ pub struct Publish {
     pub kind: MessageKind,
 }
 
+/// A message stored and delivered on the server's behalf (admin API).
+#[derive(Message)]
+#[rtype(result = "Result<Published, CommandError>")]
+pub struct ServerPublish {
+    pub room: String,
+    pub user_id: String,
+    pub content: String,
+    pub kind: MessageKind,
+    pub metadata: Option<RawJson>,
+}
+
 /// `message:edit` / `message:delete` by a connection in the room; answers
 /// the message as the change left it.
 #[derive(Message)]

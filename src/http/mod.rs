@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod health;
+pub mod messages;
 pub mod revocations;
 pub mod rooms;
 pub mod ws;
@@ -167,6 +168,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(only(
         "/admin/rooms/{room}/members",
         web::get().to(rooms::members),
+    ))
+    .service(only(
+        "/admin/rooms/{room}/messages",
+        web::post().to(messages::publish),
     ))
     .service(methods(
         "/admin/rooms/{room}/members/{user_id}",

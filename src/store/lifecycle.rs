@@ -61,10 +61,12 @@ pub(super) async fn change(
             .map(|r| r.into_record())
             .filter(|r| !r.deleted)
             .ok_or_else(|| missing(room, message_id))?;
-        let stamp: i64 = rooms::table
-            .find(room)
-            .select(rooms::last_seq)
-            .first(conn)
+        // Taken with the room's row locked (a no-op update), so no message
+        // after `stamp` commits before this change does.
+        let stamp: i64 = diesel::update(rooms::table.find(room))
+            .set(rooms::last_seq.eq(rooms::last_seq))
+            .returning(rooms::last_seq)
+            .get_result(conn)
             .await?;
         let target = messages::table
             .filter(messages::room.eq(room))
