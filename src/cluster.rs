@@ -112,6 +112,13 @@ pub enum ClusterEvent {
         record: Arc<MessageRecord>,
         deleted_by: Option<Arc<str>>,
     },
+    /// A user's new read position (their personal room's channel), for
+    /// their connections on other nodes.
+    ReadPosition {
+        user: Arc<str>,
+        room: Arc<str>,
+        last_read_seq: u64,
+    },
     /// typing:start / typing:stop (room channel).
     Typing {
         room: Arc<str>,

@@ -19,6 +19,7 @@ on_both_backends!(
     a_moderator_deletes_in_a_managed_room,
     a_client_that_was_away_gets_what_changed_also_after_a_restart,
     the_server_publishes_durable_messages,
+    read_positions_never_go_back_and_reach_the_other_connections,
 );
 
 async fn send(client: &mut Client, room: &str, content: &str, extra: Value) -> Value {
@@ -493,4 +494,104 @@ async fn the_server_publishes_durable_messages(backend: Backend) {
         .ok(json!({"type": "history:get", "room": "orders:42"}))
         .await;
     assert_eq!(history["messages"].as_array().unwrap().len(), 4);
+}
+
+async fn read_positions_never_go_back_and_reach_the_other_connections(backend: Backend) {
+    let db = TestDb::new(backend);
+    let server = Server::start_on(&db, "");
+    let r = "team:reads";
+    let mut owner = server.connect("owner", &["team:*"]).await;
+    create(&mut owner, r, "group", "private").await;
+    add(&mut owner, r, "alice", "member").await;
+    owner.join(r).await;
+    for i in 1..=5 {
+        send(&mut owner, r, &format!("m{i}"), json!({})).await;
+    }
+    let mut phone = server.connect("alice", &[]).await;
+    let mut laptop = server.connect("alice", &[]).await;
+    let read = |seq: u64| json!({"type": "room:read", "room": r, "seq": seq});
+
+    // Reading needs access to the room, not a join.
+    assert_eq!(phone.ok(read(3)).await, json!({"lastReadSeq": 3}));
+    let synced = until(&mut laptop, "room:read").await;
+    assert_eq!(
+        synced,
+        json!({"type": "room:read", "room": r, "lastReadSeq": 3})
+    );
+    // Never back; never past the room's last seq.
+    assert_eq!(laptop.ok(read(2)).await, json!({"lastReadSeq": 3}));
+    let listed = phone.ok(json!({"type": "room:list"})).await;
+    let entry = &listed["rooms"][0];
+    assert_eq!(
+        (
+            &entry["room"],
+            &entry["lastSeq"],
+            &entry["lastReadSeq"],
+            &entry["unread"]
+        ),
+        (&json!(r), &json!(5), &json!(3), &json!(2))
+    );
+    let members = owner.ok(json!({"type": "member:list", "room": r})).await;
+    let alice = members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["userId"] == "alice")
+        .unwrap()
+        .clone();
+    assert_eq!(alice["lastReadSeq"], 3);
+    assert_eq!(laptop.ok(read(99)).await, json!({"lastReadSeq": 5}));
+    let listed = laptop.ok(json!({"type": "room:list"})).await;
+    assert_eq!(listed["rooms"][0]["unread"], 0);
+    // The other user's position is their own.
+    let listed = owner.ok(json!({"type": "room:list"})).await;
+    assert_eq!(listed["rooms"][0]["lastReadSeq"], 0);
+
+    // Ad hoc rooms keep positions too.
+    let mut carol = server.connect("carol", &["chat:*"]).await;
+    carol.join("chat:x").await;
+    send(&mut carol, "chat:x", "a", json!({})).await;
+    send(&mut carol, "chat:x", "b", json!({})).await;
+    let read_x = |seq: u64| json!({"type": "room:read", "room": "chat:x", "seq": seq});
+    assert_eq!(carol.ok(read_x(2)).await, json!({"lastReadSeq": 2}));
+    assert_eq!(carol.ok(read_x(1)).await, json!({"lastReadSeq": 2}));
+
+    // Refusals, and the connection goes on.
+    let (code, _) = refused(&mut carol, json!({"type": "room:read", "room": "chat:x"})).await;
+    assert_eq!(code, "BAD_REQUEST");
+    let (code, _) = refused(
+        &mut carol,
+        json!({"type": "room:read", "room": "chat:x", "seq": -1}),
+    )
+    .await;
+    assert_eq!(code, "BAD_REQUEST");
+    let (code, _) = refused(&mut carol, read(1)).await;
+    assert_eq!(code, "FORBIDDEN");
+    assert_eq!(carol.ok(read_x(2)).await, json!({"lastReadSeq": 2}));
+}
+
+#[actix_rt::test]
+async fn read_positions_reach_the_users_connections_on_the_other_node() {
+    let db = TestDb::new(Backend::Postgres);
+    let prefix = redis_prefix();
+    let a = start_node(&db, redis_url(), &prefix, "node-a", &[]);
+    a.wait_ready().await;
+    let b = start_node(&db, redis_url(), &prefix, "node-b", &[]);
+    b.wait_ready().await;
+    let mut on_a = a.connect("alice", &["chat:*"]).await;
+    let mut on_b = b.connect("alice", &["chat:*"]).await;
+    on_a.join("chat:r").await;
+    for i in 1..=3 {
+        send(&mut on_a, "chat:r", &format!("m{i}"), json!({})).await;
+    }
+    on_a.ok(json!({"type": "room:read", "room": "chat:r", "seq": 2}))
+        .await;
+    let synced = until(&mut on_b, "room:read").await;
+    assert_eq!(synced["lastReadSeq"], 2);
+    assert_eq!(synced["room"], "chat:r");
+    // Stored once for both nodes: node B sees the position.
+    let again = on_b
+        .ok(json!({"type": "room:read", "room": "chat:r", "seq": 1}))
+        .await;
+    assert_eq!(again["lastReadSeq"], 2);
 }

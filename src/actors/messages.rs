@@ -143,6 +143,16 @@ pub struct Publish {
     pub kind: MessageKind,
 }
 
+/// `room:read`: stores the user's read position (access to the room is
+/// needed, not a join) and tells their other connections; answers it.
+#[derive(Message)]
+#[rtype(result = "Result<u64, CommandError>")]
+pub struct MarkRead {
+    pub id: ConnId,
+    pub room: String,
+    pub seq: u64,
+}
+
 /// A message stored and delivered on the server's behalf (admin API).
 #[derive(Message)]
 #[rtype(result = "Result<Published, CommandError>")]

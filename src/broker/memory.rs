@@ -22,6 +22,8 @@ struct RoomLog {
     dedupe: HashMap<(Arc<str>, String), Arc<MessageRecord>>,
     /// seq -> the room's `last_seq` when that message last changed.
     changed_at: HashMap<u64, u64>,
+    /// user -> read position.
+    read: HashMap<Arc<str>, u64>,
 }
 
 /// Keeps the last `capacity` messages of every room. The `seq` counter of
@@ -225,6 +227,15 @@ impl MessageLog for MemoryLog {
         change: MessageChange,
     ) -> StoreFuture<Arc<MessageRecord>> {
         ready(self.change_now(room, message_id, change)).boxed()
+    }
+
+    fn mark_read(&self, room: &str, user: &str, seq: u64) -> StoreFuture<u64> {
+        let mut rooms = self.rooms.lock().expect("log lock");
+        let log = rooms.entry(room.into()).or_default();
+        let target = seq.min(log.last_seq);
+        let at = log.read.entry(user.into()).or_insert(0);
+        *at = (*at).max(target);
+        ready(Ok(*at)).boxed()
     }
 }
 

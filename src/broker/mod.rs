@@ -166,6 +166,9 @@ pub trait MessageLog: Send + Sync + 'static {
         message_id: &str,
         change: MessageChange,
     ) -> StoreFuture<Arc<MessageRecord>>;
+    /// `room:read`: moves `user`'s read position in `room` to `seq` (at
+    /// most the room's latest), never back; answers the position.
+    fn mark_read(&self, room: &str, user: &str, seq: u64) -> StoreFuture<u64>;
 }
 
 /// What is known of one connected user.

@@ -1,5 +1,6 @@
 //! The wire types of the message lifecycle (`docs/protocol.md` §14): message
-//! kinds, `message:edit`, `message:delete`, and the checks on their fields.
+//! kinds, `message:edit`, `message:delete`, `room:read`, and the checks on
+//! their fields.
 
 use serde::{Deserialize, Serialize};
 
@@ -79,6 +80,11 @@ pub enum LifecycleCommand {
         room: String,
         message_id: String,
     },
+    /// `room:read`: the user has read the room up to `seq`.
+    Read {
+        room: String,
+        seq: u64,
+    },
 }
 
 /// Checks a frame into a lifecycle command; `None` when `kind` is not one.
@@ -93,6 +99,12 @@ pub(super) fn command(
             Ok(LifecycleCommand::Delete {
                 room: room(f.room.take())?,
                 message_id: message_id(f.message_id.take())?,
+            })
+        })(),
+        "room:read" => (|| {
+            Ok(LifecycleCommand::Read {
+                room: room(f.room.take())?,
+                seq: required(f.seq, "seq")?,
             })
         })(),
         _ => return None,

@@ -123,6 +123,7 @@ struct Frame {
     #[serde(rename = "kind")]
     message_kind: Option<String>,
     message_id: Option<String>,
+    seq: Option<u64>,
     status: Option<Status>,
     custom_status: Option<CustomStatus>,
     before: Option<u64>,
@@ -606,6 +607,9 @@ pub enum Event<'a> {
         seq: u64,
         deleted_by: &'a str,
     },
+    /// `room:read` of another connection of the same user.
+    #[serde(rename = "room:read", rename_all = "camelCase")]
+    RoomRead { room: &'a str, last_read_seq: u64 },
     #[serde(rename = "user:joined", rename_all = "camelCase")]
     UserJoined { room: &'a str, user_id: &'a str },
     #[serde(rename = "user:left", rename_all = "camelCase")]

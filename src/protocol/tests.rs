@@ -476,6 +476,15 @@ fn lifecycle_commands_decode() {
     let e = err(r#"{"type":"message:delete","room":"x"}"#);
     assert_eq!(e.error.code, ErrorCode::BadRequest);
     assert_eq!(
+        ok(r#"{"type":"room:read","room":"x","seq":4}"#).command,
+        Command::Lifecycle(LifecycleCommand::Read {
+            room: "x".into(),
+            seq: 4
+        })
+    );
+    let e = err(r#"{"type":"room:read","room":"x"}"#);
+    assert_eq!(e.error.code, ErrorCode::BadRequest);
+    assert_eq!(
         ok(r#"{"type":"message:delete","room":"x","messageId":"m"}"#).command,
         Command::Lifecycle(LifecycleCommand::Delete {
             room: "x".into(),

@@ -14,8 +14,8 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use super::messages::MessageRow;
-use super::schema::{messages, rooms};
-use super::{ms_to_rfc3339, now_ms, Db, StoreError};
+use super::schema::{messages, read_positions, room_memberships, rooms};
+use super::{db_int, ms_to_rfc3339, now_ms, Db, StoreError};
 use crate::broker::MessageChange;
 use crate::protocol::MessageRecord;
 use crate::{with_conn, with_tx};
@@ -98,5 +98,74 @@ pub(super) async fn change(
         }
         change.apply(&mut record, &ms_to_rfc3339(now));
         Ok(Arc::new(record))
+    })
+}
+
+/// `room:read`: the user's position in the room becomes `seq` (at most the
+/// room's `last_seq`) unless it is further already; answers the position.
+/// A managed room's is its membership's `last_read_seq` (what `room:list`
+/// reads), any other room's a `read_positions` row.
+pub(super) async fn mark_read(
+    db: &Db,
+    room: &str,
+    user: &str,
+    seq: u64,
+) -> Result<u64, StoreError> {
+    let now = now_ms();
+    with_tx!(db, |conn| {
+        let last: Option<i64> = rooms::table
+            .find(room)
+            .select(rooms::last_seq)
+            .first(conn)
+            .await
+            .optional()?;
+        let target = db_int(seq).min(last.unwrap_or(0));
+        let member: Option<i64> = room_memberships::table
+            .find((room, user))
+            .select(room_memberships::last_read_seq)
+            .first(conn)
+            .await
+            .optional()?;
+        if let Some(current) = member {
+            if current >= target {
+                return Ok(current.max(0) as u64);
+            }
+            diesel::update(room_memberships::table.find((room, user)))
+                .set(room_memberships::last_read_seq.eq(target))
+                .execute(conn)
+                .await?;
+            return Ok(target as u64);
+        }
+        let current: Option<i64> = read_positions::table
+            .find((room, user))
+            .select(read_positions::last_read_seq)
+            .first(conn)
+            .await
+            .optional()?;
+        match current {
+            Some(current) if current >= target => Ok(current.max(0) as u64),
+            Some(_) => {
+                diesel::update(read_positions::table.find((room, user)))
+                    .set((
+                        read_positions::last_read_seq.eq(target),
+                        read_positions::updated_at.eq(now),
+                    ))
+                    .execute(conn)
+                    .await?;
+                Ok(target as u64)
+            }
+            None => {
+                diesel::insert_into(read_positions::table)
+                    .values((
+                        read_positions::room.eq(room),
+                        read_positions::user_id.eq(user),
+                        read_positions::last_read_seq.eq(target),
+                        read_positions::updated_at.eq(now),
+                    ))
+                    .execute(conn)
+                    .await?;
+                Ok(target as u64)
+            }
+        }
     })
 }

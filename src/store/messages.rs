@@ -186,6 +186,13 @@ impl MessageLog for DbLog {
             move |db: Db| async move { super::lifecycle::change(&db, &room, &id, change).await };
         async move { db.timed(op).await }.boxed()
     }
+
+    fn mark_read(&self, room: &str, user: &str, seq: u64) -> StoreFuture<u64> {
+        let (db, room, user) = (self.db.clone(), room.to_string(), user.to_string());
+        let op =
+            move |db: Db| async move { super::lifecycle::mark_read(&db, &room, &user, seq).await };
+        async move { db.timed(op).await }.boxed()
+    }
 }
 
 async fn recover(

@@ -133,6 +133,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    read_positions (room, user_id) {
+        room -> Text,
+        user_id -> Text,
+        last_read_seq -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
 diesel::joinable!(room_memberships -> managed_rooms (room));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -146,4 +155,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     revocations,
     managed_rooms,
     room_memberships,
+    read_positions,
 );

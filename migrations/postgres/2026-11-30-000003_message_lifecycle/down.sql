@@ -1,3 +1,4 @@
+DROP TABLE read_positions;
 DROP INDEX messages_changed;
 DROP INDEX messages_reply;
 ALTER TABLE messages DROP COLUMN changed_at_seq;

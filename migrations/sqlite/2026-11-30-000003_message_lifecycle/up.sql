@@ -12,3 +12,14 @@ ALTER TABLE messages ADD COLUMN kind TEXT NOT NULL DEFAULT 'text';
 ALTER TABLE messages ADD COLUMN changed_at_seq BIGINT;
 CREATE INDEX messages_reply ON messages (room, reply_to, seq) WHERE reply_to IS NOT NULL;
 CREATE INDEX messages_changed ON messages (room, changed_at_seq) WHERE changed_at_seq IS NOT NULL;
+
+-- Read positions in ad hoc rooms (a managed room's are in
+-- room_memberships.last_read_seq): the last seq the user has read; it never
+-- goes back.
+CREATE TABLE read_positions (
+    room           TEXT NOT NULL,
+    user_id        TEXT NOT NULL,
+    last_read_seq  BIGINT NOT NULL,
+    updated_at     BIGINT NOT NULL,
+    PRIMARY KEY (room, user_id)
+);

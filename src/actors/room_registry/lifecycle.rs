@@ -1,12 +1,14 @@
 //! `message:edit` and `message:delete`: the role table's check, the change
-//! in the log, and its event to the room's members on every node.
+//! in the log, and its event to the room's members on every node. And
+//! `room:read`: the stored position, told to the user's other connections.
 
 use std::sync::Arc;
 
 use actix::prelude::*;
 
 use super::{reply, store_down, Reply, RoomRegistry};
-use crate::actors::messages::ChangeMessage;
+use crate::actors::conn::ConnId;
+use crate::actors::messages::{ChangeMessage, MarkRead};
 use crate::broker::MessageChange;
 use crate::cluster::{Channel, ClusterEvent};
 use crate::protocol::{encode, CommandError, ErrorCode, Event, MessageRecord};
@@ -77,5 +79,62 @@ impl RoomRegistry {
             }),
         };
         self.fan_out(&record.room, None, &frame);
+    }
+}
+
+impl Handler<MarkRead> for RoomRegistry {
+    type Result = Reply<u64>;
+    fn handle(&mut self, msg: MarkRead, _: &mut Context<Self>) -> Self::Result {
+        match self.access_now(msg.id, &msg.room) {
+            Err(e) => reply(Err(e)),
+            Ok(true) => self.mark_read(msg),
+            Ok(false) => Box::pin(self.look_up(msg.id, &msg.room, false).then(
+                move |res, act, _| match res {
+                    Ok(()) => act.mark_read(msg),
+                    Err(e) => reply(Err(e)),
+                },
+            )),
+        }
+    }
+}
+
+impl RoomRegistry {
+    fn mark_read(&mut self, msg: MarkRead) -> Reply<u64> {
+        let user = match self.conns.get(msg.id) {
+            Ok(conn) => conn.user().clone(),
+            Err(e) => return reply(Err(e)),
+        };
+        let room = self.rooms.name(&msg.room);
+        let mark = self.log.mark_read(&room, &user, msg.seq);
+        let origin = msg.id;
+        Box::pin(mark.into_actor(self).map(move |res, act, _| {
+            let at = res.map_err(store_down)?;
+            act.announce_read(&user, &room, at, Some(origin));
+            act.relay(
+                Channel::Room(crate::auth::personal_room(&user).into()),
+                ClusterEvent::ReadPosition {
+                    user,
+                    room,
+                    last_read_seq: at,
+                },
+            );
+            Ok(at)
+        }))
+    }
+
+    /// `room:read` to the user's connections on this node (their personal
+    /// room), but the one that sent it.
+    pub(super) fn announce_read(
+        &self,
+        user: &str,
+        room: &str,
+        last_read_seq: u64,
+        except: Option<ConnId>,
+    ) {
+        let frame = encode(&Event::RoomRead {
+            room,
+            last_read_seq,
+        });
+        self.fan_out(&crate::auth::personal_room(user), except, &frame);
     }
 }

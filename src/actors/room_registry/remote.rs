@@ -21,6 +21,11 @@ impl Handler<FromCluster> for RoomRegistry {
         let node = msg.node;
         match msg.event {
             ClusterEvent::Message { record } => self.sequence(ctx, record),
+            ClusterEvent::ReadPosition {
+                user,
+                room,
+                last_read_seq,
+            } => self.announce_read(&user, &room, last_read_seq, None),
             ClusterEvent::Changed { record, deleted_by } => {
                 self.announce_change(&record, deleted_by.as_deref())
             }

@@ -5,7 +5,7 @@ use actix_web_actors::ws;
 use serde_json::json;
 
 use super::Session;
-use crate::actors::messages::ChangeMessage;
+use crate::actors::messages::{ChangeMessage, MarkRead};
 use crate::broker::MessageChange;
 use crate::protocol::{CommandId, LifecycleCommand};
 
@@ -32,6 +32,14 @@ impl Session {
                 self.ask(ctx, id, msg, |record| {
                     json!({ "messageId": record.message_id, "editedAt": record.edited_at })
                 });
+            }
+            LifecycleCommand::Read { room, seq } => {
+                let msg = MarkRead {
+                    id: self.id,
+                    room,
+                    seq,
+                };
+                self.ask(ctx, id, msg, |at| json!({ "lastReadSeq": at }));
             }
             LifecycleCommand::Delete { room, message_id } => {
                 let msg = ChangeMessage {
