@@ -20,6 +20,7 @@ on_both_backends!(
     a_client_that_was_away_gets_what_changed_also_after_a_restart,
     the_server_publishes_durable_messages,
     read_positions_never_go_back_and_reach_the_other_connections,
+    a_database_of_the_previous_release_is_migrated_and_read,
 );
 
 async fn send(client: &mut Client, room: &str, content: &str, extra: Value) -> Value {
@@ -351,6 +352,25 @@ async fn a_client_that_was_away_gets_what_changed_also_after_a_restart(backend: 
     // Nothing changed after seq 4: a client that has it gets none.
     let mut carol = server.connect("carol", &["chat:*"]).await;
     assert_eq!(changed_since(&mut carol, "chat:a", 4).await, vec![]);
+
+    // An edit with no new message after it: a client holding the latest
+    // seq gets it too.
+    let mut alice = server.connect("alice", &["chat:*"]).await;
+    alice.join("chat:a").await;
+    alice
+        .ok(json!({"type": "message:edit", "room": "chat:a", "messageId": ids[2], "content": "m3 fixed"}))
+        .await;
+    let mut dave = server.connect("dave", &["chat:*"]).await;
+    assert_eq!(
+        changed_since(&mut dave, "chat:a", 4).await,
+        vec![("m3 fixed".to_string(), false)]
+    );
+    // A `since` past the room's latest counts as the latest.
+    let mut erin = server.connect("erin", &["chat:*"]).await;
+    assert_eq!(
+        changed_since(&mut erin, "chat:a", 99).await,
+        vec![("m3 fixed".to_string(), false)]
+    );
 }
 
 #[actix_rt::test]
@@ -594,4 +614,87 @@ async fn read_positions_reach_the_users_connections_on_the_other_node() {
         .ok(json!({"type": "room:read", "room": "chat:r", "seq": 1}))
         .await;
     assert_eq!(again["lastReadSeq"], 2);
+}
+
+/// Builds the schema of the release before this one (its migrations, run
+/// as SQL, and diesel's record of them) holding two messages.
+fn previous_release(db: &TestDb) {
+    let dir = match db.backend {
+        Backend::Sqlite => "migrations/sqlite",
+        Backend::Postgres => "migrations/postgres",
+    };
+    let mut sql = String::from(
+        "CREATE TABLE __diesel_schema_migrations (version VARCHAR(50) PRIMARY KEY NOT NULL, \
+         run_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP);\n",
+    );
+    for (name, version) in [
+        ("2026-11-21-000001_init", "20261121000001"),
+        ("2026-11-30-000001_revocations", "20261130000001"),
+        ("2026-11-30-000002_managed_rooms", "20261130000002"),
+    ] {
+        let up = std::fs::read_to_string(format!("{dir}/{name}/up.sql")).unwrap();
+        sql.push_str(&up);
+        sql.push_str(&format!(
+            "\nINSERT INTO __diesel_schema_migrations (version) VALUES ('{version}');\n"
+        ));
+    }
+    sql.push_str(
+        "INSERT INTO rooms (name, last_seq, created_at) VALUES ('chat:old', 2, 0);\n\
+         INSERT INTO messages (room, seq, message_id, user_id, content, metadata, created_at) VALUES \
+         ('chat:old', 1, 'old-1', 'alice', 'from before', '{\"v\":1}', 1000), \
+         ('chat:old', 2, 'old-2', 'alice', 'second', NULL, 2000);\n",
+    );
+    match db.backend {
+        Backend::Postgres => {
+            db.query(&sql);
+        }
+        Backend::Sqlite => {
+            use diesel::connection::SimpleConnection;
+            use diesel::Connection;
+            let path = db.url.strip_prefix("sqlite://").unwrap();
+            let mut conn = diesel::SqliteConnection::establish(path).unwrap();
+            conn.batch_execute(&sql).unwrap();
+        }
+    }
+}
+
+async fn a_database_of_the_previous_release_is_migrated_and_read(backend: Backend) {
+    let db = TestDb::new(backend);
+    previous_release(&db);
+    let server = Server::start_on(&db, "");
+    let mut alice = server.connect("alice", &["chat:*"]).await;
+    assert_eq!(alice.join("chat:old").await["seq"], 2);
+    let history = alice
+        .ok(json!({"type": "history:get", "room": "chat:old"}))
+        .await;
+    let first = &history["messages"][0];
+    assert_eq!(
+        (
+            &first["content"],
+            &first["kind"],
+            &first["replyTo"],
+            &first["editedAt"],
+            &first["deleted"]
+        ),
+        (
+            &json!("from before"),
+            &json!("text"),
+            &Value::Null,
+            &Value::Null,
+            &json!(false)
+        )
+    );
+    assert_eq!(first["metadata"], json!({"v": 1}));
+    // Old messages take part in the lifecycle like new ones.
+    let reply = send(&mut alice, "chat:old", "re", json!({"replyTo": "old-1"})).await;
+    assert_eq!(reply["seq"], 3);
+    alice
+        .ok(json!({"type": "message:edit", "room": "chat:old", "messageId": "old-2", "content": "2nd"}))
+        .await;
+    let mut again = server.connect("alice", &["chat:*"]).await;
+    let joined = again
+        .ok(json!({"type": "room:join", "room": "chat:old", "since": 2}))
+        .await;
+    assert_eq!(contents(&joined["changed"]), ["2nd"]);
+    assert_eq!(contents(&joined["missed"]), ["re"]);
 }

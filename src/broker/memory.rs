@@ -151,11 +151,12 @@ impl MemoryLog {
             .collect();
         let complete = retained.len() == missed && missed <= max;
         let skip = retained.len().saturating_sub(max);
+        let stamp = since.min(log.last_seq);
         let changed = log
             .recent
             .iter()
-            .filter(|m| m.seq <= since)
-            .filter(|m| log.changed_at.get(&m.seq).is_some_and(|&at| at >= since))
+            .filter(|m| m.seq <= stamp)
+            .filter(|m| log.changed_at.get(&m.seq).is_some_and(|&at| at >= stamp))
             .take(max)
             .cloned()
             .collect();

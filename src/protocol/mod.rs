@@ -546,6 +546,39 @@ pub enum NotificationKind {
     Success,
 }
 
+/// How urgent a notification is (a label for clients).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    Low,
+    #[default]
+    Medium,
+    High,
+    Critical,
+}
+
+impl Priority {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Priority::Low => "low",
+            Priority::Medium => "medium",
+            Priority::High => "high",
+            Priority::Critical => "critical",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Priority::Low,
+            Priority::Medium,
+            Priority::High,
+            Priority::Critical,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == s)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Notification {
@@ -555,6 +588,15 @@ pub struct Notification {
     pub body: String,
     pub data: Value,
     pub created_at: String,
+    #[serde(default)]
+    pub priority: Priority,
+    #[serde(default)]
+    pub action_url: Option<String>,
+    #[serde(default)]
+    pub action_text: Option<String>,
+    /// Past it, not delivered on connect (nor listed).
+    #[serde(default)]
+    pub expires_at: Option<String>,
 }
 
 /// Every frame the server sends.

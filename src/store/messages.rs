@@ -209,8 +209,10 @@ async fn recover(
             .await
             .optional()?;
         let latest = latest.unwrap_or(0) as u64;
+        // A `since` past the latest seq (a client of a database since
+        // reset) recovers nothing, as if it were the latest.
         let since = match since {
-            Some(s) if s < latest => s,
+            Some(s) if latest > 0 => s.min(latest),
             _ => {
                 return Ok(Recovery {
                     latest,
@@ -220,15 +222,20 @@ async fn recover(
                 })
             }
         };
-        let mut rows: Vec<MessageRow> = messages::table
-            .filter(messages::room.eq(room))
-            .filter(messages::seq.gt(db_int(since)))
-            .order(messages::seq.desc())
-            .limit(max as i64)
-            .select(MessageRow::as_select())
-            .load(conn)
-            .await?;
+        let mut rows: Vec<MessageRow> = if since < latest {
+            messages::table
+                .filter(messages::room.eq(room))
+                .filter(messages::seq.gt(db_int(since)))
+                .order(messages::seq.desc())
+                .limit(max as i64)
+                .select(MessageRow::as_select())
+                .load(conn)
+                .await?
+        } else {
+            Vec::new()
+        };
         rows.reverse();
+        // Also when nothing new was sent: an edit alone is recovered.
         // Changes stamped at `since` or later (`lifecycle::change`).
         let changed: Vec<MessageRow> = messages::table
             .filter(messages::room.eq(room))

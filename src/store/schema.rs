@@ -91,6 +91,10 @@ diesel::table! {
         created_at -> BigInt,
         delivered_at -> Nullable<BigInt>,
         read_at -> Nullable<BigInt>,
+        priority -> Text,
+        action_url -> Nullable<Text>,
+        action_text -> Nullable<Text>,
+        expires_at -> Nullable<BigInt>,
     }
 }
 

@@ -23,3 +23,10 @@ CREATE TABLE read_positions (
     updated_at     BIGINT NOT NULL,
     PRIMARY KEY (room, user_id)
 );
+
+-- Notifications (v2): priority, an action, and an expiry after which a
+-- notification is neither delivered on connect nor listed.
+ALTER TABLE notifications ADD COLUMN priority TEXT NOT NULL DEFAULT 'medium';
+ALTER TABLE notifications ADD COLUMN action_url TEXT;
+ALTER TABLE notifications ADD COLUMN action_text TEXT;
+ALTER TABLE notifications ADD COLUMN expires_at BIGINT;
