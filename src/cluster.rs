@@ -119,6 +119,12 @@ pub enum ClusterEvent {
         room: Arc<str>,
         last_read_seq: u64,
     },
+    /// Notifications a user read (`None`: all), for their connections on
+    /// other nodes (their personal room's channel).
+    NotificationsRead {
+        user: Arc<str>,
+        ids: Option<Vec<String>>,
+    },
     /// typing:start / typing:stop (room channel).
     Typing {
         room: Arc<str>,

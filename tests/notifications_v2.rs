@@ -1,5 +1,6 @@
 //! Notifications' v2 fields (`docs/protocol.md` 9.2, `POST /admin/notify`):
-//! priority, an action, and an expiry, on both backends.
+//! priority, an action, and an expiry; `notification:read` of several or
+//! all, synced to the user's other connections; on both backends.
 
 #[macro_use]
 mod common;
@@ -10,6 +11,7 @@ use serde_json::{json, Value};
 on_both_backends!(
     priority_action_and_expiry_are_stored_and_delivered,
     expired_notifications_are_not_delivered_on_connect,
+    reading_several_or_all_is_synced_to_the_other_connections,
 );
 
 /// Runs `sql` on the test database, whichever backend.
@@ -118,4 +120,82 @@ async fn expired_notifications_are_not_delivered_on_connect(backend: Backend) {
     let n = bob.expect("notification").await;
     assert_eq!(n["notificationId"], fresh["notificationId"]);
     bob.expect_silence().await;
+}
+
+async fn reading_several_or_all_is_synced_to_the_other_connections(backend: Backend) {
+    let db = TestDb::new(backend);
+    let server = Server::start_on(&db, "");
+    let mut ids = Vec::new();
+    for title in ["a", "b", "c", "d"] {
+        let n = server
+            .admin("/admin/notify", json!({"userId": "alice", "title": title}))
+            .await;
+        ids.push(n["notificationId"].as_str().unwrap().to_string());
+    }
+    let mut phone = server.connect("alice", &[]).await;
+    let mut laptop = server.connect("alice", &[]).await;
+    for c in [&mut phone, &mut laptop] {
+        for _ in 0..4 {
+            c.expect("notification").await;
+        }
+    }
+    let other = server
+        .admin(
+            "/admin/notify",
+            json!({"userId": "bob", "title": "not hers"}),
+        )
+        .await;
+
+    // Several: those that are hers; others' and unknown ids are left alone.
+    let some = json!({"type": "notification:read",
+        "notificationIds": [ids[0], ids[1], "nope", other["notificationId"]]});
+    assert_eq!(phone.ok(some).await, json!({}));
+    let synced = laptop.expect("notification:read").await;
+    let mut got: Vec<&str> = synced["notificationIds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    got.sort();
+    let mut want = vec![ids[0].as_str(), ids[1].as_str()];
+    want.sort();
+    assert_eq!(got, want);
+    assert!(synced.get("all").is_none(), "{synced}");
+    phone.expect_silence().await;
+
+    // One, as before.
+    let one = json!({"type": "notification:read", "notificationId": ids[2]});
+    assert_eq!(laptop.ok(one).await, json!({}));
+    let synced = phone.expect("notification:read").await;
+    assert_eq!(synced["notificationIds"], json!([ids[2]]));
+
+    // A new connection gets only the one left unread.
+    let mut tablet = server.connect("alice", &[]).await;
+    assert_eq!(
+        tablet.expect("notification").await["notificationId"],
+        ids[3].as_str()
+    );
+    tablet.expect_silence().await;
+
+    // All.
+    let all = json!({"type": "notification:read", "all": true});
+    assert_eq!(tablet.ok(all).await, json!({}));
+    for c in [&mut phone, &mut laptop] {
+        let synced = c.expect("notification:read").await;
+        assert_eq!(synced, json!({"type": "notification:read", "all": true}));
+    }
+    let mut desk = server.connect("alice", &[]).await;
+    desk.expect_silence().await;
+    // Bob's stays unread.
+    let mut bob = server.connect("bob", &[]).await;
+    assert_eq!(bob.expect("notification").await["title"], "not hers");
+
+    for bad in [
+        json!({"type": "notification:read"}),
+        json!({"type": "notification:read", "notificationIds": []}),
+        json!({"type": "notification:read", "all": false}),
+    ] {
+        assert_eq!(desk.err(bad).await, "BAD_REQUEST");
+    }
 }

@@ -153,6 +153,16 @@ pub struct MarkRead {
     pub seq: u64,
 }
 
+/// Notifications `user` read on connection `origin` (`None`: all): the
+/// event to their other connections here and on every node.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct NotificationsRead {
+    pub origin: ConnId,
+    pub user: Arc<str>,
+    pub ids: Option<Vec<String>>,
+}
+
 /// A message stored and delivered on the server's behalf (admin API).
 #[derive(Message)]
 #[rtype(result = "Result<Published, CommandError>")]

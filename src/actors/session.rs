@@ -8,6 +8,7 @@
 //! connection and the connection slot is released.
 
 mod lifecycle;
+mod notifications;
 mod rooms;
 
 use std::sync::Arc;
@@ -37,7 +38,7 @@ use crate::protocol::{
     ErrorCode, Event, Request, PROTOCOL_VERSION,
 };
 use crate::rooms::RoomService;
-use crate::store::notifications::{Notifications, ReadOutcome};
+use crate::store::notifications::Notifications;
 use crate::store::now_ms;
 use crate::store::records::{Record, Records};
 
@@ -369,21 +370,7 @@ impl Session {
                 };
                 self.ask(ctx, id, msg, |messages| json!({ "messages": messages }));
             }
-            Command::NotificationRead { notification_id } => {
-                let store = self.deps.notifications.clone();
-                let user = self.identity.user_id.clone();
-                let read = async move { store.mark_read(&user, &notification_id).await };
-                ctx.spawn(read.into_actor(self).map(move |res, act, ctx| {
-                    let result = match res {
-                        Ok(ReadOutcome::Marked | ReadOutcome::AlreadyRead) => Ok(json!({})),
-                        Ok(ReadOutcome::Unknown) => Err(CommandError::bad_request(
-                            "no such notification for this user",
-                        )),
-                        Err(e) => Err(CommandError::new(ErrorCode::Unavailable, e.to_string())),
-                    };
-                    act.answer(ctx, id.as_ref(), result);
-                }));
-            }
+            Command::NotificationRead { read } => self.notification_read(ctx, id, read),
             Command::Rooms(cmd) => self.room_command(ctx, id, cmd),
             Command::Lifecycle(cmd) => self.lifecycle_command(ctx, id, cmd),
             Command::AuthRefresh { token } => {

@@ -124,6 +124,8 @@ struct Frame {
     message_kind: Option<String>,
     message_id: Option<String>,
     seq: Option<u64>,
+    notification_ids: Option<Vec<String>>,
+    all: Option<bool>,
     status: Option<Status>,
     custom_status: Option<CustomStatus>,
     before: Option<u64>,
@@ -193,7 +195,7 @@ pub enum Command {
         reply_to: Option<String>,
     },
     NotificationRead {
-        notification_id: String,
+        read: NotificationsToRead,
     },
     AuthRefresh {
         token: String,
@@ -421,10 +423,7 @@ fn command(mut f: Frame, limits: &DecodeLimits) -> Result<Command, CommandError>
             }
         }
         "notification:read" => Command::NotificationRead {
-            notification_id: required(
-                name(f.notification_id, "notificationId")?,
-                "notificationId",
-            )?,
+            read: notifications_to_read(f.notification_id, f.notification_ids, f.all)?,
         },
         "auth:refresh" => Command::AuthRefresh {
             token: required(f.token, "token")?,
@@ -438,6 +437,51 @@ fn command(mut f: Frame, limits: &DecodeLimits) -> Result<Command, CommandError>
         }
     };
     Ok(cmd)
+}
+
+/// What `notification:read` marks read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NotificationsToRead {
+    One(String),
+    /// 1 to [`MAX_NOTIFICATION_IDS`]; ids not the user's are left alone.
+    Some(Vec<String>),
+    All,
+}
+
+/// Most ids one `notification:read` takes.
+pub const MAX_NOTIFICATION_IDS: usize = 100;
+
+fn notifications_to_read(
+    one: Option<String>,
+    many: Option<Vec<String>>,
+    all: Option<bool>,
+) -> Result<NotificationsToRead, CommandError> {
+    match (one, many, all) {
+        (Some(id), None, None) => Ok(NotificationsToRead::One(required(
+            name(Some(id), "notificationId")?,
+            "notificationId",
+        )?)),
+        (None, Some(ids), None) => {
+            if ids.is_empty() || ids.len() > MAX_NOTIFICATION_IDS {
+                return Err(CommandError::bad_request(format!(
+                    "`notificationIds` must list 1 to {MAX_NOTIFICATION_IDS} ids"
+                )));
+            }
+            for id in &ids {
+                name(Some(id.clone()), "notificationIds")?;
+                if id.contains('\0') {
+                    return Err(CommandError::bad_request(
+                        "`notificationIds` must not contain NUL characters",
+                    ));
+                }
+            }
+            Ok(NotificationsToRead::Some(ids))
+        }
+        (None, None, Some(true)) => Ok(NotificationsToRead::All),
+        _ => Err(CommandError::bad_request(
+            "give one of `notificationId`, `notificationIds` or `all: true`",
+        )),
+    }
 }
 
 /// A page size: `default` when absent, 1 to `max` when given.
@@ -652,6 +696,14 @@ pub enum Event<'a> {
     /// `room:read` of another connection of the same user.
     #[serde(rename = "room:read", rename_all = "camelCase")]
     RoomRead { room: &'a str, last_read_seq: u64 },
+    /// Notifications read on another connection of the same user.
+    #[serde(rename = "notification:read", rename_all = "camelCase")]
+    NotificationsRead {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        notification_ids: Option<&'a [String]>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        all: Option<bool>,
+    },
     #[serde(rename = "user:joined", rename_all = "camelCase")]
     UserJoined { room: &'a str, user_id: &'a str },
     #[serde(rename = "user:left", rename_all = "camelCase")]

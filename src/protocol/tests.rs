@@ -98,6 +98,26 @@ fn decodes_every_command() {
         ok(r#"{"type":"notification:read","notificationId":"n"}"#).command,
         Command::NotificationRead { .. }
     ));
+    assert_eq!(
+        ok(r#"{"type":"notification:read","notificationIds":["a","b"]}"#).command,
+        Command::NotificationRead {
+            read: NotificationsToRead::Some(vec!["a".into(), "b".into()])
+        }
+    );
+    assert_eq!(
+        ok(r#"{"type":"notification:read","all":true}"#).command,
+        Command::NotificationRead {
+            read: NotificationsToRead::All
+        }
+    );
+    for bad in [
+        r#"{"type":"notification:read"}"#,
+        r#"{"type":"notification:read","all":false}"#,
+        r#"{"type":"notification:read","notificationIds":[]}"#,
+        r#"{"type":"notification:read","notificationId":"a","all":true}"#,
+    ] {
+        assert_eq!(err(bad).error.code, ErrorCode::BadRequest, "{bad}");
+    }
     assert!(matches!(
         ok(r#"{"type":"auth:refresh","token":"t"}"#).command,
         Command::AuthRefresh { .. }

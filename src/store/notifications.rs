@@ -136,6 +136,56 @@ impl Notifications {
             .await
     }
 
+    /// Marks those of `ids` that are the user's read; answers which are.
+    pub async fn mark_some_read(
+        &self,
+        user_id: &str,
+        ids: Vec<String>,
+    ) -> Result<Vec<String>, StoreError> {
+        let user_id = user_id.to_string();
+        self.db
+            .timed(|db| async move {
+                with_tx!(db, |conn| {
+                    let mine: Vec<String> = notifications::table
+                        .filter(notifications::user_id.eq(&user_id))
+                        .filter(notifications::notification_id.eq_any(&ids))
+                        .select(notifications::notification_id)
+                        .load(conn)
+                        .await?;
+                    diesel::update(
+                        notifications::table
+                            .filter(notifications::notification_id.eq_any(&mine))
+                            .filter(notifications::read_at.is_null()),
+                    )
+                    .set(notifications::read_at.eq(now_ms()))
+                    .execute(conn)
+                    .await?;
+                    Ok(mine)
+                })
+            })
+            .await
+    }
+
+    /// Marks every notification of the user read.
+    pub async fn mark_all_read(&self, user_id: &str) -> Result<(), StoreError> {
+        let user_id = user_id.to_string();
+        self.db
+            .timed(|db| async move {
+                with_conn!(db, |conn| {
+                    diesel::update(
+                        notifications::table
+                            .filter(notifications::user_id.eq(&user_id))
+                            .filter(notifications::read_at.is_null()),
+                    )
+                    .set(notifications::read_at.eq(now_ms()))
+                    .execute(conn)
+                    .await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
     /// Marks one of the user's notifications read.
     pub async fn mark_read(&self, user_id: &str, id: &str) -> Result<ReadOutcome, StoreError> {
         let (user_id, id) = (user_id.to_string(), id.to_string());

@@ -8,7 +8,7 @@ use actix::prelude::*;
 
 use super::{reply, store_down, Reply, RoomRegistry};
 use crate::actors::conn::ConnId;
-use crate::actors::messages::{ChangeMessage, MarkRead};
+use crate::actors::messages::{ChangeMessage, MarkRead, NotificationsRead};
 use crate::broker::MessageChange;
 use crate::cluster::{Channel, ClusterEvent};
 use crate::protocol::{encode, CommandError, ErrorCode, Event, MessageRecord};
@@ -134,6 +134,36 @@ impl RoomRegistry {
         let frame = encode(&Event::RoomRead {
             room,
             last_read_seq,
+        });
+        self.fan_out(&crate::auth::personal_room(user), except, &frame);
+    }
+}
+
+impl Handler<NotificationsRead> for RoomRegistry {
+    type Result = ();
+    fn handle(&mut self, msg: NotificationsRead, _: &mut Context<Self>) {
+        self.announce_notifications_read(&msg.user, msg.ids.as_deref(), Some(msg.origin));
+        self.relay(
+            Channel::Room(crate::auth::personal_room(&msg.user).into()),
+            ClusterEvent::NotificationsRead {
+                user: msg.user,
+                ids: msg.ids,
+            },
+        );
+    }
+}
+
+impl RoomRegistry {
+    /// `notification:read` to the user's connections here but `except`.
+    pub(super) fn announce_notifications_read(
+        &self,
+        user: &str,
+        ids: Option<&[String]>,
+        except: Option<ConnId>,
+    ) {
+        let frame = encode(&Event::NotificationsRead {
+            notification_ids: ids,
+            all: ids.is_none().then_some(true),
         });
         self.fan_out(&crate::auth::personal_room(user), except, &frame);
     }

@@ -21,6 +21,9 @@ impl Handler<FromCluster> for RoomRegistry {
         let node = msg.node;
         match msg.event {
             ClusterEvent::Message { record } => self.sequence(ctx, record),
+            ClusterEvent::NotificationsRead { user, ids } => {
+                self.announce_notifications_read(&user, ids.as_deref(), None)
+            }
             ClusterEvent::ReadPosition {
                 user,
                 room,
