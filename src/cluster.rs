@@ -2,7 +2,7 @@
 //! JSON in an [`Envelope`] that names the sending node and its boot.
 //!
 //! Channels (all under the configured prefix):
-//! - `<prefix>:room:<room>`: `Message` and `Typing` of one room; a node
+//! - `<prefix>:room:<room>`: `Message`, `Changed` and `Typing` of one room; a node
 //!   subscribes while it has local members there.
 //! - `<prefix>:all`: presence changes (`Track`, `Status`), `Hello`, admin
 //!   `Request`s and managed-room changes (`Room`); every node subscribes.
@@ -105,6 +105,25 @@ pub enum ClusterEvent {
     /// A committed message (room channel).
     Message {
         record: Arc<MessageRecord>,
+    },
+    /// An edit or deletion, committed (room channel): the message as it is
+    /// now; `deleted_by` for a deletion.
+    Changed {
+        record: Arc<MessageRecord>,
+        deleted_by: Option<Arc<str>>,
+    },
+    /// A user's new read position (their personal room's channel), for
+    /// their connections on other nodes.
+    ReadPosition {
+        user: Arc<str>,
+        room: Arc<str>,
+        last_read_seq: u64,
+    },
+    /// Notifications a user read (`None`: all), for their connections on
+    /// other nodes (their personal room's channel).
+    NotificationsRead {
+        user: Arc<str>,
+        ids: Option<Vec<String>>,
     },
     /// typing:start / typing:stop (room channel).
     Typing {

@@ -222,6 +222,11 @@ async fn offline_notifications_are_delivered_once_per_connection_until_read(back
         "BAD_REQUEST"
     );
 
+    // Her other connection is told (once: reading again changed nothing).
+    let synced = a1.expect("notification:read").await;
+    assert_eq!(synced["notificationIds"], json!([id]));
+    a1.expect_silence().await;
+
     // Read: not replayed any more.
     let mut a3 = server.connect("alice", &[]).await;
     a3.expect_silence().await;

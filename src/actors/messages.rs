@@ -25,10 +25,10 @@ use serde_json::Value;
 
 use super::conn::{ConnHandle, ConnId};
 use crate::auth::Identity;
-use crate::broker::{MemberPage, NodeSnapshot, UserPresence};
+use crate::broker::{MemberPage, MessageChange, NodeSnapshot, UserPresence};
 use crate::cluster::{AdminAnswer, AdminOp, Channel, ClusterEvent};
 use crate::protocol::{
-    CommandError, CustomStatus, Member, MessageRecord, Notification, RawJson, Status,
+    CommandError, CustomStatus, Member, MessageKind, MessageRecord, Notification, RawJson, Status,
 };
 use crate::revocation::{Revocation, RevocationChange};
 use crate::rooms::RoomChange;
@@ -102,6 +102,9 @@ pub struct JoinReply {
     pub member_count: usize,
     pub missed: Vec<Arc<MessageRecord>>,
     pub recovered: bool,
+    /// With `since`: messages up to `since` edited or deleted since.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changed: Option<Vec<Arc<MessageRecord>>>,
 }
 
 #[derive(Message)]
@@ -136,6 +139,50 @@ pub struct Publish {
     pub thread_id: Option<String>,
     pub metadata: Option<RawJson>,
     pub client_msg_id: Option<String>,
+    pub reply_to: Option<String>,
+    pub kind: MessageKind,
+}
+
+/// `room:read`: stores the user's read position (access to the room is
+/// needed, not a join) and tells their other connections; answers it.
+#[derive(Message)]
+#[rtype(result = "Result<u64, CommandError>")]
+pub struct MarkRead {
+    pub id: ConnId,
+    pub room: String,
+    pub seq: u64,
+}
+
+/// Notifications `user` read on connection `origin` (`None`: all): the
+/// event to their other connections here and on every node.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct NotificationsRead {
+    pub origin: ConnId,
+    pub user: Arc<str>,
+    pub ids: Option<Vec<String>>,
+}
+
+/// A message stored and delivered on the server's behalf (admin API).
+#[derive(Message)]
+#[rtype(result = "Result<Published, CommandError>")]
+pub struct ServerPublish {
+    pub room: String,
+    pub user_id: String,
+    pub content: String,
+    pub kind: MessageKind,
+    pub metadata: Option<RawJson>,
+}
+
+/// `message:edit` / `message:delete` by a connection in the room; answers
+/// the message as the change left it.
+#[derive(Message)]
+#[rtype(result = "Result<Arc<MessageRecord>, CommandError>")]
+pub struct ChangeMessage {
+    pub id: ConnId,
+    pub room: String,
+    pub message_id: String,
+    pub change: MessageChange,
 }
 
 #[derive(Message)]
@@ -172,6 +219,7 @@ pub struct History {
     pub room: String,
     pub before: Option<u64>,
     pub limit: usize,
+    pub reply_to: Option<String>,
 }
 
 // ---------------------------------------------------------------------------

@@ -7,6 +7,8 @@
 //! `stopped()`, which runs the one cleanup: the registry forgets the
 //! connection and the connection slot is released.
 
+mod lifecycle;
+mod notifications;
 mod rooms;
 
 use std::sync::Arc;
@@ -36,7 +38,7 @@ use crate::protocol::{
     ErrorCode, Event, Request, PROTOCOL_VERSION,
 };
 use crate::rooms::RoomService;
-use crate::store::notifications::{Notifications, ReadOutcome};
+use crate::store::notifications::Notifications;
 use crate::store::now_ms;
 use crate::store::records::{Record, Records};
 
@@ -178,7 +180,7 @@ impl Session {
     }
 
     /// Sends `msg` to the registry and answers the command when it replies.
-    fn ask<M, T>(
+    pub(super) fn ask<M, T>(
         &mut self,
         ctx: &mut ws::WebsocketContext<Self>,
         id: Option<CommandId>,
@@ -299,6 +301,8 @@ impl Session {
                 thread_id,
                 metadata,
                 client_msg_id,
+                reply_to,
+                kind,
             } => {
                 let msg = Publish {
                     id: conn,
@@ -307,6 +311,8 @@ impl Session {
                     thread_id,
                     metadata,
                     client_msg_id,
+                    reply_to,
+                    kind,
                 };
                 self.ask(ctx, id, msg, to_value);
             }
@@ -353,31 +359,20 @@ impl Session {
                 room,
                 before,
                 limit,
+                reply_to,
             } => {
                 let msg = History {
                     id: conn,
                     room,
                     before,
                     limit,
+                    reply_to,
                 };
                 self.ask(ctx, id, msg, |messages| json!({ "messages": messages }));
             }
-            Command::NotificationRead { notification_id } => {
-                let store = self.deps.notifications.clone();
-                let user = self.identity.user_id.clone();
-                let read = async move { store.mark_read(&user, &notification_id).await };
-                ctx.spawn(read.into_actor(self).map(move |res, act, ctx| {
-                    let result = match res {
-                        Ok(ReadOutcome::Marked | ReadOutcome::AlreadyRead) => Ok(json!({})),
-                        Ok(ReadOutcome::Unknown) => Err(CommandError::bad_request(
-                            "no such notification for this user",
-                        )),
-                        Err(e) => Err(CommandError::new(ErrorCode::Unavailable, e.to_string())),
-                    };
-                    act.answer(ctx, id.as_ref(), result);
-                }));
-            }
+            Command::NotificationRead { read } => self.notification_read(ctx, id, read),
             Command::Rooms(cmd) => self.room_command(ctx, id, cmd),
+            Command::Lifecycle(cmd) => self.lifecycle_command(ctx, id, cmd),
             Command::AuthRefresh { token } => {
                 let (result, revoked) = self.refresh(&token, ctx);
                 self.answer(ctx, id.as_ref(), result);

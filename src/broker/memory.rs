@@ -9,8 +9,8 @@ use chrono::Utc;
 use futures_util::future::{ready, FutureExt};
 
 use super::{
-    Appended, MemberPage, MessageLog, NewMessage, NodeSnapshot, PresenceStore, Recovery,
-    SnapshotUser, StoreFuture, UserPresence,
+    Appended, MemberPage, MessageChange, MessageLog, NewMessage, NodeSnapshot, PresenceStore,
+    Recovery, SnapshotUser, StoreError, StoreFuture, UserPresence,
 };
 use crate::protocol::{timestamp, CustomStatus, Member, MessageRecord, Status};
 
@@ -20,6 +20,10 @@ struct RoomLog {
     recent: VecDeque<Arc<MessageRecord>>,
     /// (user, clientMsgId) of messages still in `recent`.
     dedupe: HashMap<(Arc<str>, String), Arc<MessageRecord>>,
+    /// seq -> the room's `last_seq` when that message last changed.
+    changed_at: HashMap<u64, u64>,
+    /// user -> read position.
+    read: HashMap<Arc<str>, u64>,
 }
 
 /// Keeps the last `capacity` messages of every room. The `seq` counter of
@@ -37,15 +41,23 @@ impl MemoryLog {
         }
     }
 
-    fn append_now(&self, msg: NewMessage) -> Appended {
+    fn append_now(&self, msg: NewMessage) -> Result<Appended, StoreError> {
         let mut rooms = self.rooms.lock().expect("log lock");
         let log = rooms.entry(msg.room.clone()).or_default();
         if let Some(key) = &msg.client_msg_id {
             if let Some(prev) = log.dedupe.get(&(msg.user_id.clone(), key.clone())) {
-                return Appended {
+                return Ok(Appended {
                     record: prev.clone(),
                     duplicate: true,
-                };
+                });
+            }
+        }
+        if let Some(parent) = &msg.reply_to {
+            if !log.recent.iter().any(|m| &m.message_id == parent) {
+                return Err(StoreError::Missing(format!(
+                    "replyTo: no message {parent} in room {}",
+                    msg.room
+                )));
             }
         }
         log.last_seq += 1;
@@ -56,8 +68,12 @@ impl MemoryLog {
             user_id: msg.user_id,
             content: msg.content,
             thread_id: msg.thread_id,
+            reply_to: msg.reply_to,
+            kind: msg.kind,
             metadata: msg.metadata,
             timestamp: timestamp(Utc::now()),
+            edited_at: None,
+            deleted: false,
             client_msg_id: msg.client_msg_id,
         });
         if let Some(key) = &record.client_msg_id {
@@ -70,12 +86,42 @@ impl MemoryLog {
                 if let Some(key) = &old.client_msg_id {
                     log.dedupe.remove(&(old.user_id.clone(), key.clone()));
                 }
+                log.changed_at.remove(&old.seq);
             }
         }
-        Appended {
+        Ok(Appended {
             record,
             duplicate: false,
-        }
+        })
+    }
+
+    fn change_now(
+        &self,
+        room: &str,
+        message_id: &str,
+        change: MessageChange,
+    ) -> Result<Arc<MessageRecord>, StoreError> {
+        let mut rooms = self.rooms.lock().expect("log lock");
+        let log = rooms.get_mut(room);
+        let slot = log.and_then(|log| {
+            let stamp = log.last_seq;
+            let i = log
+                .recent
+                .iter()
+                .position(|m| m.message_id == message_id && !m.deleted)?;
+            Some((log, i, stamp))
+        });
+        let Some((log, i, stamp)) = slot else {
+            return Err(StoreError::Missing(format!(
+                "no message {message_id} in room {room}"
+            )));
+        };
+        let mut record = (*log.recent[i]).clone();
+        change.apply(&mut record, &timestamp(Utc::now()));
+        let record = Arc::new(record);
+        log.changed_at.insert(record.seq, stamp);
+        log.recent[i] = record.clone();
+        Ok(record)
     }
 
     fn recover_now(&self, room: &str, since: Option<u64>, max: usize) -> Recovery {
@@ -85,6 +131,7 @@ impl MemoryLog {
                 latest: 0,
                 messages: Vec::new(),
                 complete: true,
+                changed: Vec::new(),
             };
         };
         let Some(since) = since else {
@@ -92,6 +139,7 @@ impl MemoryLog {
                 latest: log.last_seq,
                 messages: Vec::new(),
                 complete: true,
+                changed: Vec::new(),
             };
         };
         let missed = log.last_seq.saturating_sub(since) as usize;
@@ -103,7 +151,17 @@ impl MemoryLog {
             .collect();
         let complete = retained.len() == missed && missed <= max;
         let skip = retained.len().saturating_sub(max);
+        let stamp = since.min(log.last_seq);
+        let changed = log
+            .recent
+            .iter()
+            .filter(|m| m.seq <= stamp)
+            .filter(|m| log.changed_at.get(&m.seq).is_some_and(|&at| at >= stamp))
+            .take(max)
+            .cloned()
+            .collect();
         Recovery {
+            changed,
             latest: log.last_seq,
             messages: retained.into_iter().skip(skip).collect(),
             complete,
@@ -115,6 +173,7 @@ impl MemoryLog {
         room: &str,
         before: Option<u64>,
         limit: usize,
+        reply_to: Option<&str>,
     ) -> Vec<Arc<MessageRecord>> {
         let rooms = self.rooms.lock().expect("log lock");
         let Some(log) = rooms.get(room) else {
@@ -125,6 +184,7 @@ impl MemoryLog {
             .recent
             .iter()
             .filter(|m| m.seq < before)
+            .filter(|m| reply_to.is_none() || m.reply_to.as_deref() == reply_to)
             .cloned()
             .collect();
         let skip = older.len().saturating_sub(limit);
@@ -134,7 +194,7 @@ impl MemoryLog {
 
 impl MessageLog for MemoryLog {
     fn append(&self, msg: NewMessage) -> StoreFuture<Appended> {
-        ready(Ok(self.append_now(msg))).boxed()
+        ready(self.append_now(msg)).boxed()
     }
 
     fn recover(&self, room: &str, since: Option<u64>, max: usize) -> StoreFuture<Recovery> {
@@ -146,8 +206,37 @@ impl MessageLog for MemoryLog {
         room: &str,
         before: Option<u64>,
         limit: usize,
+        reply_to: Option<&str>,
     ) -> StoreFuture<Vec<Arc<MessageRecord>>> {
-        ready(Ok(self.history_now(room, before, limit))).boxed()
+        ready(Ok(self.history_now(room, before, limit, reply_to))).boxed()
+    }
+
+    fn find(&self, room: &str, message_id: &str) -> StoreFuture<Arc<MessageRecord>> {
+        let rooms = self.rooms.lock().expect("log lock");
+        let found = rooms
+            .get(room)
+            .and_then(|log| log.recent.iter().find(|m| m.message_id == message_id))
+            .cloned()
+            .ok_or_else(|| StoreError::Missing(format!("no message {message_id} in room {room}")));
+        ready(found).boxed()
+    }
+
+    fn change(
+        &self,
+        room: &str,
+        message_id: &str,
+        change: MessageChange,
+    ) -> StoreFuture<Arc<MessageRecord>> {
+        ready(self.change_now(room, message_id, change)).boxed()
+    }
+
+    fn mark_read(&self, room: &str, user: &str, seq: u64) -> StoreFuture<u64> {
+        let mut rooms = self.rooms.lock().expect("log lock");
+        let log = rooms.entry(room.into()).or_default();
+        let target = seq.min(log.last_seq);
+        let at = log.read.entry(user.into()).or_insert(0);
+        *at = (*at).max(target);
+        ready(Ok(*at)).boxed()
     }
 }
 
@@ -373,26 +462,28 @@ mod tests {
             thread_id: None,
             metadata: None,
             client_msg_id: key.map(String::from),
+            reply_to: None,
+            kind: Default::default(),
         }
     }
 
     #[test]
     fn seq_is_per_room_and_consecutive() {
         let log = MemoryLog::new(10);
-        assert_eq!(log.append_now(msg("a", "u", None)).record.seq, 1);
-        assert_eq!(log.append_now(msg("a", "u", None)).record.seq, 2);
-        assert_eq!(log.append_now(msg("b", "u", None)).record.seq, 1);
+        assert_eq!(log.append_now(msg("a", "u", None)).unwrap().record.seq, 1);
+        assert_eq!(log.append_now(msg("a", "u", None)).unwrap().record.seq, 2);
+        assert_eq!(log.append_now(msg("b", "u", None)).unwrap().record.seq, 1);
     }
 
     #[test]
     fn client_msg_id_dedupes_per_user() {
         let log = MemoryLog::new(10);
-        let first = log.append_now(msg("a", "u", Some("k")));
-        let again = log.append_now(msg("a", "u", Some("k")));
+        let first = log.append_now(msg("a", "u", Some("k"))).unwrap();
+        let again = log.append_now(msg("a", "u", Some("k"))).unwrap();
         assert!(again.duplicate);
         assert_eq!(again.record.seq, first.record.seq);
         assert_eq!(again.record.message_id, first.record.message_id);
-        let other = log.append_now(msg("a", "v", Some("k")));
+        let other = log.append_now(msg("a", "v", Some("k"))).unwrap();
         assert!(!other.duplicate);
         assert_eq!(other.record.seq, 2);
     }
@@ -401,7 +492,7 @@ mod tests {
     fn recovery_with_and_without_overflow() {
         let log = MemoryLog::new(5);
         for _ in 0..8 {
-            log.append_now(msg("a", "u", None));
+            log.append_now(msg("a", "u", None)).unwrap();
         }
         let r = log.recover_now("a", Some(6), 10);
         assert_eq!((r.latest, r.complete), (8, true));
@@ -429,19 +520,19 @@ mod tests {
     fn history_pages_backwards() {
         let log = MemoryLog::new(100);
         for _ in 0..10 {
-            log.append_now(msg("a", "u", None));
+            log.append_now(msg("a", "u", None)).unwrap();
         }
-        let page = log.history_now("a", None, 3);
+        let page = log.history_now("a", None, 3, None);
         assert_eq!(
             page.iter().map(|m| m.seq).collect::<Vec<_>>(),
             vec![8, 9, 10]
         );
-        let page = log.history_now("a", Some(8), 3);
+        let page = log.history_now("a", Some(8), 3, None);
         assert_eq!(
             page.iter().map(|m| m.seq).collect::<Vec<_>>(),
             vec![5, 6, 7]
         );
-        assert!(log.history_now("a", Some(1), 3).is_empty());
+        assert!(log.history_now("a", Some(1), 3, None).is_empty());
     }
 
     #[test]

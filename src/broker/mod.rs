@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
-use crate::protocol::{CustomStatus, Member, MessageRecord, RawJson, Status};
+use crate::protocol::{CustomStatus, Member, MessageKind, MessageRecord, RawJson, Status};
 
 /// Why a database operation failed. Clients get every kind as
 /// `UNAVAILABLE` with this text ([`StoreError::to_command_error`]); the kind
@@ -38,21 +38,29 @@ pub enum StoreError {
     /// A unique key is taken already.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// What the operation names does not exist (a `replyTo`, the message
+    /// to edit): `NOT_FOUND` to the client.
+    #[error("{0}")]
+    Missing(String),
 }
 
 impl StoreError {
     /// True when the operation itself is at fault, so retrying it as it is
     /// cannot succeed.
     pub fn is_refusal(&self) -> bool {
-        matches!(self, StoreError::Refused(_) | StoreError::Conflict(_))
+        matches!(
+            self,
+            StoreError::Refused(_) | StoreError::Conflict(_) | StoreError::Missing(_)
+        )
     }
 
     /// The answer a client gets: the command could not be honoured now.
     pub fn to_command_error(&self) -> crate::protocol::CommandError {
-        crate::protocol::CommandError::new(
-            crate::protocol::ErrorCode::Unavailable,
-            self.to_string(),
-        )
+        use crate::protocol::{CommandError, ErrorCode};
+        match self {
+            StoreError::Missing(what) => CommandError::new(ErrorCode::NotFound, what.clone()),
+            _ => CommandError::new(ErrorCode::Unavailable, self.to_string()),
+        }
     }
 }
 
@@ -67,6 +75,37 @@ pub struct NewMessage {
     pub thread_id: Option<String>,
     pub metadata: Option<RawJson>,
     pub client_msg_id: Option<String>,
+    /// Checked by the log: a message of the same room, else `Missing`.
+    pub reply_to: Option<String>,
+    pub kind: MessageKind,
+}
+
+/// An edit or a deletion of a stored message, by `by`.
+#[derive(Debug, Clone)]
+pub enum MessageChange {
+    Edit {
+        content: String,
+        metadata: Option<RawJson>,
+    },
+    Delete,
+}
+
+impl MessageChange {
+    /// The record as this change leaves it (`now` is the edit's time).
+    pub fn apply(self, record: &mut MessageRecord, now: &str) {
+        match self {
+            MessageChange::Edit { content, metadata } => {
+                record.content = content;
+                record.metadata = metadata;
+                record.edited_at = Some(now.to_string());
+            }
+            MessageChange::Delete => {
+                record.content = String::new();
+                record.metadata = None;
+                record.deleted = true;
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -85,6 +124,10 @@ pub struct Recovery {
     pub messages: Vec<Arc<MessageRecord>>,
     /// True when `messages` holds every message after `since`.
     pub complete: bool,
+    /// The current state of the messages with `seq <= since` edited or
+    /// deleted since the client can have seen them, oldest first, at most
+    /// the cap (`docs/protocol.md`, recovery of changes).
+    pub changed: Vec<Arc<MessageRecord>>,
 }
 
 impl PartialEq for MessageRecord {
@@ -102,13 +145,30 @@ pub trait MessageLog: Send + Sync + 'static {
     /// is absent), up to `max`. When more than `max` were missed, the
     /// newest `max` are returned and `complete` is false.
     fn recover(&self, room: &str, since: Option<u64>, max: usize) -> StoreFuture<Recovery>;
-    /// Up to `limit` messages before `before` (or the newest), oldest first.
+    /// Up to `limit` messages before `before` (or the newest), oldest first;
+    /// with `reply_to`, only the replies to that message.
     fn history(
         &self,
         room: &str,
         before: Option<u64>,
         limit: usize,
+        reply_to: Option<&str>,
     ) -> StoreFuture<Vec<Arc<MessageRecord>>>;
+    /// One stored message of the room, as it is now (`Missing` if none).
+    fn find(&self, room: &str, message_id: &str) -> StoreFuture<Arc<MessageRecord>>;
+    /// Edits or deletes a stored message (a deleted one is `Missing`);
+    /// answers its new state. A deletion empties the content and metadata
+    /// in the store. Both mark the message changed at the room's current
+    /// `seq`, so that recovery returns it (`Recovery::changed`).
+    fn change(
+        &self,
+        room: &str,
+        message_id: &str,
+        change: MessageChange,
+    ) -> StoreFuture<Arc<MessageRecord>>;
+    /// `room:read`: moves `user`'s read position in `room` to `seq` (at
+    /// most the room's latest), never back; answers the position.
+    fn mark_read(&self, room: &str, user: &str, seq: u64) -> StoreFuture<u64>;
 }
 
 /// What is known of one connected user.

@@ -15,7 +15,7 @@ use crate::actors::messages::{
 };
 use crate::auth::now_secs;
 use crate::protocol::{
-    validate_room, ErrorCode, Notification, NotificationKind, PRESENCE_MAX_LIMIT,
+    validate_room, ErrorCode, Notification, NotificationKind, Priority, PRESENCE_MAX_LIMIT,
 };
 use crate::store::records::{audit_events, Record};
 use crate::store::{ms_to_rfc3339, now_ms, StoreError};
@@ -173,6 +173,32 @@ pub struct NotifyBody {
     body: String,
     #[serde(default)]
     data: Value,
+    #[serde(default)]
+    priority: Priority,
+    #[serde(default)]
+    action_url: Option<String>,
+    #[serde(default)]
+    action_text: Option<String>,
+    /// RFC 3339.
+    #[serde(default)]
+    expires_at: Option<String>,
+}
+
+/// Longest `actionUrl` of a notification, in bytes.
+const MAX_ACTION_URL: usize = 2048;
+/// Longest `actionText` of a notification, in characters.
+const MAX_ACTION_TEXT: usize = 200;
+
+/// `expiresAt` in milliseconds; it must be in the future.
+fn expiry(at: Option<&str>, now: i64) -> Result<Option<i64>, ApiError> {
+    let Some(at) = at else { return Ok(None) };
+    let ms = chrono::DateTime::parse_from_rfc3339(at)
+        .map_err(|e| ApiError::bad_request(format!("`expiresAt` is not an RFC 3339 time: {e}")))?
+        .timestamp_millis();
+    if ms <= now {
+        return Err(ApiError::bad_request("`expiresAt` is in the past"));
+    }
+    Ok(Some(ms))
 }
 
 fn default_kind() -> NotificationKind {
@@ -189,6 +215,21 @@ pub async fn notify(
     no_nul(&body.title, "title")?;
     no_nul(&body.body, "body")?;
     let created_ms = now_ms();
+    let expires_ms = expiry(body.expires_at.as_deref(), created_ms)?;
+    if let Some(url) = &body.action_url {
+        no_nul(url, "actionUrl")?;
+        if url.is_empty() || url.len() > MAX_ACTION_URL {
+            let why = format!("`actionUrl` must be 1 to {MAX_ACTION_URL} bytes");
+            return Err(ApiError::bad_request(why));
+        }
+    }
+    if let Some(text) = &body.action_text {
+        no_nul(text, "actionText")?;
+        if text.chars().count() > MAX_ACTION_TEXT {
+            let why = format!("`actionText` is limited to {MAX_ACTION_TEXT} characters");
+            return Err(ApiError::bad_request(why));
+        }
+    }
     let notification = Notification {
         notification_id: uuid::Uuid::new_v4().to_string(),
         kind: body.kind,
@@ -196,6 +237,10 @@ pub async fn notify(
         body: body.body,
         data: body.data,
         created_at: ms_to_rfc3339(created_ms),
+        priority: body.priority,
+        action_url: body.action_url,
+        action_text: body.action_text,
+        expires_at: expires_ms.map(ms_to_rfc3339),
     };
     let notification_id = notification.notification_id.clone();
     // Stored first: an offline user gets it on their next connection, and
@@ -203,7 +248,7 @@ pub async fn notify(
     state
         .sessions
         .notifications
-        .save(&body.user_id, &notification, created_ms)
+        .save(&body.user_id, &notification, created_ms, expires_ms)
         .await
         .map_err(store_down)?;
     let delivered = ask(

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod client_addr;
 pub mod demo;
 pub mod health;
+pub mod messages;
 pub mod revocations;
 pub mod rooms;
 pub mod ws;
@@ -190,6 +191,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(only(
         "/admin/rooms/{room}/members",
         web::get().to(rooms::members),
+    ))
+    .service(only(
+        "/admin/rooms/{room}/messages",
+        web::post().to(messages::publish),
     ))
     .service(methods(
         "/admin/rooms/{room}/members/{user_id}",

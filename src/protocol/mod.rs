@@ -28,10 +28,12 @@ pub const MAX_NAME_LEN: usize = 128;
 pub const MAX_STATUS_TEXT: usize = 128;
 
 pub use crate::errors::{close, Closing, CommandError, ErrorCode};
+pub use lifecycle::{LifecycleCommand, MessageKind};
 pub use rooms::{
     MemberObject, NewRoom, Role, RoomCommand, RoomObject, RoomPatch, RoomType, Visibility,
 };
 
+pub mod lifecycle;
 pub mod rooms;
 
 /// The `id` a client puts on a command: a number or a string, echoed exactly
@@ -115,6 +117,15 @@ struct Frame {
     thread_id: Option<String>,
     metadata: Option<RawJson>,
     client_msg_id: Option<String>,
+    // Message lifecycle (`lifecycle::command`): a message's kind is `kind`
+    // (`type` names the command).
+    reply_to: Option<String>,
+    #[serde(rename = "kind")]
+    message_kind: Option<String>,
+    message_id: Option<String>,
+    seq: Option<u64>,
+    notification_ids: Option<Vec<String>>,
+    all: Option<bool>,
     status: Option<Status>,
     custom_status: Option<CustomStatus>,
     before: Option<u64>,
@@ -159,6 +170,8 @@ pub enum Command {
         thread_id: Option<String>,
         metadata: Option<RawJson>,
         client_msg_id: Option<String>,
+        reply_to: Option<String>,
+        kind: MessageKind,
     },
     Typing {
         room: String,
@@ -178,9 +191,11 @@ pub enum Command {
         room: String,
         before: Option<u64>,
         limit: usize,
+        /// Only the replies to this message.
+        reply_to: Option<String>,
     },
     NotificationRead {
-        notification_id: String,
+        read: NotificationsToRead,
     },
     AuthRefresh {
         token: String,
@@ -188,6 +203,8 @@ pub enum Command {
     Ping,
     /// Managed rooms: `room:create` … `dm:open`.
     Rooms(RoomCommand),
+    /// `message:edit`, `message:delete`.
+    Lifecycle(LifecycleCommand),
 }
 
 /// A JSON object kept as the client sent it (message `metadata`), so it is
@@ -308,6 +325,8 @@ fn command(mut f: Frame, limits: &DecodeLimits) -> Result<Command, CommandError>
         ("content", f.content.as_deref()),
         ("threadId", f.thread_id.as_deref()),
         ("clientMsgId", f.client_msg_id.as_deref()),
+        ("replyTo", f.reply_to.as_deref()),
+        ("messageId", f.message_id.as_deref()),
         ("notificationId", f.notification_id.as_deref()),
         (
             "customStatus.text",
@@ -334,6 +353,9 @@ fn command(mut f: Frame, limits: &DecodeLimits) -> Result<Command, CommandError>
     if let Some(cmd) = rooms::command(kind, &mut f, limits) {
         return cmd.map(Command::Rooms);
     }
+    if let Some(cmd) = lifecycle::command(kind, &mut f, limits) {
+        return cmd.map(Command::Lifecycle);
+    }
     let cmd = match kind {
         "room:join" => Command::Join {
             room: room(f.room)?,
@@ -344,37 +366,15 @@ fn command(mut f: Frame, limits: &DecodeLimits) -> Result<Command, CommandError>
         },
         "message:send" => {
             let content = required(f.content, "content")?;
-            let chars = content.chars().count();
-            if chars > limits.max_message_chars {
-                return Err(CommandError::new(
-                    ErrorCode::TooLarge,
-                    format!(
-                        "content is {chars} characters, the limit is {}",
-                        limits.max_message_chars
-                    ),
-                ));
-            }
-            if let Some(meta) = &f.metadata {
-                if !meta.get().starts_with('{') {
-                    return Err(CommandError::bad_request("`metadata` must be an object"));
-                }
-                if meta.get().len() > limits.max_metadata_bytes {
-                    return Err(CommandError::new(
-                        ErrorCode::TooLarge,
-                        format!(
-                            "metadata is {} bytes, the limit is {}",
-                            meta.get().len(),
-                            limits.max_metadata_bytes
-                        ),
-                    ));
-                }
-            }
+            lifecycle::check_content(&content, f.metadata.as_ref(), limits)?;
             Command::Send {
                 room: room(f.room)?,
                 content,
                 thread_id: name(f.thread_id, "threadId")?,
                 metadata: f.metadata,
                 client_msg_id: name(f.client_msg_id, "clientMsgId")?,
+                reply_to: name(f.reply_to, "replyTo")?,
+                kind: MessageKind::from_client(f.message_kind.as_deref())?,
             }
         }
         "typing:start" | "typing:stop" => Command::Typing {
@@ -419,13 +419,11 @@ fn command(mut f: Frame, limits: &DecodeLimits) -> Result<Command, CommandError>
                 room: room(f.room)?,
                 before: f.before,
                 limit,
+                reply_to: name(f.reply_to, "replyTo")?,
             }
         }
         "notification:read" => Command::NotificationRead {
-            notification_id: required(
-                name(f.notification_id, "notificationId")?,
-                "notificationId",
-            )?,
+            read: notifications_to_read(f.notification_id, f.notification_ids, f.all)?,
         },
         "auth:refresh" => Command::AuthRefresh {
             token: required(f.token, "token")?,
@@ -439,6 +437,51 @@ fn command(mut f: Frame, limits: &DecodeLimits) -> Result<Command, CommandError>
         }
     };
     Ok(cmd)
+}
+
+/// What `notification:read` marks read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NotificationsToRead {
+    One(String),
+    /// 1 to [`MAX_NOTIFICATION_IDS`]; ids not the user's are left alone.
+    Some(Vec<String>),
+    All,
+}
+
+/// Most ids one `notification:read` takes.
+pub const MAX_NOTIFICATION_IDS: usize = 100;
+
+fn notifications_to_read(
+    one: Option<String>,
+    many: Option<Vec<String>>,
+    all: Option<bool>,
+) -> Result<NotificationsToRead, CommandError> {
+    match (one, many, all) {
+        (Some(id), None, None) => Ok(NotificationsToRead::One(required(
+            name(Some(id), "notificationId")?,
+            "notificationId",
+        )?)),
+        (None, Some(ids), None) => {
+            if ids.is_empty() || ids.len() > MAX_NOTIFICATION_IDS {
+                return Err(CommandError::bad_request(format!(
+                    "`notificationIds` must list 1 to {MAX_NOTIFICATION_IDS} ids"
+                )));
+            }
+            for id in &ids {
+                name(Some(id.clone()), "notificationIds")?;
+                if id.contains('\0') {
+                    return Err(CommandError::bad_request(
+                        "`notificationIds` must not contain NUL characters",
+                    ));
+                }
+            }
+            Ok(NotificationsToRead::Some(ids))
+        }
+        (None, None, Some(true)) => Ok(NotificationsToRead::All),
+        _ => Err(CommandError::bad_request(
+            "give one of `notificationId`, `notificationIds` or `all: true`",
+        )),
+    }
 }
 
 /// A page size: `default` when absent, 1 to `max` when given.
@@ -490,7 +533,7 @@ pub fn validate_room(room: &str) -> Result<(), CommandError> {
     }
 }
 
-fn truncate(s: &str, max: usize) -> &str {
+pub(crate) fn truncate(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
         Some((i, _)) => &s[..i],
         None => s,
@@ -515,8 +558,15 @@ pub struct MessageRecord {
     pub user_id: Arc<str>,
     pub content: String,
     pub thread_id: Option<String>,
+    /// The message this one answers (same room), if any.
+    pub reply_to: Option<String>,
+    pub kind: MessageKind,
     pub metadata: Option<RawJson>,
     pub timestamp: String,
+    /// When the content was last edited; null unless edited.
+    pub edited_at: Option<String>,
+    /// A tombstone: empty `content`, null `metadata`.
+    pub deleted: bool,
     #[serde(skip)]
     pub client_msg_id: Option<String>,
 }
@@ -540,6 +590,39 @@ pub enum NotificationKind {
     Success,
 }
 
+/// How urgent a notification is (a label for clients).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    Low,
+    #[default]
+    Medium,
+    High,
+    Critical,
+}
+
+impl Priority {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Priority::Low => "low",
+            Priority::Medium => "medium",
+            Priority::High => "high",
+            Priority::Critical => "critical",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Priority::Low,
+            Priority::Medium,
+            Priority::High,
+            Priority::Critical,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == s)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Notification {
@@ -549,6 +632,15 @@ pub struct Notification {
     pub body: String,
     pub data: Value,
     pub created_at: String,
+    #[serde(default)]
+    pub priority: Priority,
+    #[serde(default)]
+    pub action_url: Option<String>,
+    #[serde(default)]
+    pub action_text: Option<String>,
+    /// Past it, not delivered on connect (nor listed).
+    #[serde(default)]
+    pub expires_at: Option<String>,
 }
 
 /// Every frame the server sends.
@@ -584,6 +676,34 @@ pub enum Event<'a> {
     },
     #[serde(rename = "message:new")]
     MessageNew(&'a MessageRecord),
+    #[serde(rename = "message:updated", rename_all = "camelCase")]
+    MessageUpdated {
+        room: &'a str,
+        message_id: &'a str,
+        seq: u64,
+        user_id: &'a str,
+        content: &'a str,
+        metadata: Option<&'a RawJson>,
+        edited_at: Option<&'a str>,
+    },
+    #[serde(rename = "message:deleted", rename_all = "camelCase")]
+    MessageDeleted {
+        room: &'a str,
+        message_id: &'a str,
+        seq: u64,
+        deleted_by: &'a str,
+    },
+    /// `room:read` of another connection of the same user.
+    #[serde(rename = "room:read", rename_all = "camelCase")]
+    RoomRead { room: &'a str, last_read_seq: u64 },
+    /// Notifications read on another connection of the same user.
+    #[serde(rename = "notification:read", rename_all = "camelCase")]
+    NotificationsRead {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        notification_ids: Option<&'a [String]>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        all: Option<bool>,
+    },
     #[serde(rename = "user:joined", rename_all = "camelCase")]
     UserJoined { room: &'a str, user_id: &'a str },
     #[serde(rename = "user:left", rename_all = "camelCase")]

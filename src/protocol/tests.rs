@@ -90,13 +90,34 @@ fn decodes_every_command() {
         Command::HistoryGet {
             room: "x".into(),
             before: Some(9),
-            limit: HISTORY_DEFAULT_LIMIT
+            limit: HISTORY_DEFAULT_LIMIT,
+            reply_to: None,
         }
     );
     assert!(matches!(
         ok(r#"{"type":"notification:read","notificationId":"n"}"#).command,
         Command::NotificationRead { .. }
     ));
+    assert_eq!(
+        ok(r#"{"type":"notification:read","notificationIds":["a","b"]}"#).command,
+        Command::NotificationRead {
+            read: NotificationsToRead::Some(vec!["a".into(), "b".into()])
+        }
+    );
+    assert_eq!(
+        ok(r#"{"type":"notification:read","all":true}"#).command,
+        Command::NotificationRead {
+            read: NotificationsToRead::All
+        }
+    );
+    for bad in [
+        r#"{"type":"notification:read"}"#,
+        r#"{"type":"notification:read","all":false}"#,
+        r#"{"type":"notification:read","notificationIds":[]}"#,
+        r#"{"type":"notification:read","notificationId":"a","all":true}"#,
+    ] {
+        assert_eq!(err(bad).error.code, ErrorCode::BadRequest, "{bad}");
+    }
     assert!(matches!(
         ok(r#"{"type":"auth:refresh","token":"t"}"#).command,
         Command::AuthRefresh { .. }
@@ -443,5 +464,51 @@ fn room_events_keep_the_event_type_on_top() {
     assert_eq!(
         &*text,
         r#"{"type":"member:removed","room":"r","userId":"u","by":"o"}"#
+    );
+}
+
+#[test]
+fn lifecycle_commands_decode() {
+    let r =
+        ok(r#"{"type":"message:send","room":"x","content":"hi","replyTo":"m1","kind":"image"}"#);
+    match r.command {
+        Command::Send { reply_to, kind, .. } => {
+            assert_eq!(reply_to.as_deref(), Some("m1"));
+            assert_eq!(kind, MessageKind::Image);
+        }
+        other => panic!("{other:?}"),
+    }
+    let e = err(r#"{"type":"message:send","room":"x","content":"hi","kind":"system"}"#);
+    assert_eq!(e.error.code, ErrorCode::Forbidden);
+    let e = err(r#"{"type":"message:send","room":"x","content":"hi","replyTo":""}"#);
+    assert_eq!(e.error.code, ErrorCode::BadRequest);
+    assert_eq!(
+        ok(r#"{"type":"message:edit","room":"x","messageId":"m","content":"new"}"#).command,
+        Command::Lifecycle(LifecycleCommand::Edit {
+            room: "x".into(),
+            message_id: "m".into(),
+            content: "new".into(),
+            metadata: None,
+        })
+    );
+    let e = err(r#"{"type":"message:edit","room":"x","messageId":"m"}"#);
+    assert_eq!(e.error.code, ErrorCode::BadRequest);
+    let e = err(r#"{"type":"message:delete","room":"x"}"#);
+    assert_eq!(e.error.code, ErrorCode::BadRequest);
+    assert_eq!(
+        ok(r#"{"type":"room:read","room":"x","seq":4}"#).command,
+        Command::Lifecycle(LifecycleCommand::Read {
+            room: "x".into(),
+            seq: 4
+        })
+    );
+    let e = err(r#"{"type":"room:read","room":"x"}"#);
+    assert_eq!(e.error.code, ErrorCode::BadRequest);
+    assert_eq!(
+        ok(r#"{"type":"message:delete","room":"x","messageId":"m"}"#).command,
+        Command::Lifecycle(LifecycleCommand::Delete {
+            room: "x".into(),
+            message_id: "m".into(),
+        })
     );
 }

@@ -9,6 +9,8 @@
 //! | remove, mute / unmute | `moderator`, on members of a lower role; anyone on themselves (removing or muting, not unmuting) |
 //! | change a role, update the room | `admin`, on members of a lower role (making an `owner`: `owner`) |
 //! | delete the room | `owner` |
+//! | edit a message | its author only |
+//! | delete a message | its author, or `moderator` |
 //!
 //! A token with `role: "admin"` (and the admin HTTP API) acts above every
 //! role ([`Acting::Operator`]).
@@ -158,6 +160,25 @@ pub fn may_delete_room(acting: Acting) -> Verdict {
     }
 }
 
+/// `message:edit`: the author's words stay the author's.
+pub fn may_edit_message(author: bool) -> Verdict {
+    if author {
+        Ok(())
+    } else {
+        Err("only the author may edit a message")
+    }
+}
+
+/// `message:delete`. In an ad hoc room nobody has a role, so besides the
+/// author only an operator (token role admin) may.
+pub fn may_delete_message(acting: Acting, author: bool) -> Verdict {
+    if author || acting.at_least(Role::Moderator) {
+        Ok(())
+    } else {
+        Err("deleting another user's message needs role moderator")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,5 +267,21 @@ mod tests {
         }
         assert!(may_update_room(Acting::Outsider).is_err());
         assert!(may_delete_room(Acting::Operator).is_ok());
+    }
+
+    #[test]
+    fn messages_are_edited_by_their_author_and_deleted_by_moderators() {
+        assert!(may_edit_message(true).is_ok());
+        assert!(may_edit_message(false).is_err());
+        for role in ALL {
+            assert!(may_delete_message(m(role), true).is_ok());
+            assert_eq!(
+                may_delete_message(m(role), false).is_ok(),
+                role >= Moderator
+            );
+        }
+        assert!(may_delete_message(Acting::Outsider, true).is_ok());
+        assert!(may_delete_message(Acting::Outsider, false).is_err());
+        assert!(may_delete_message(Acting::Operator, false).is_ok());
     }
 }

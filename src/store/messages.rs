@@ -21,15 +21,15 @@ use tokio::sync::{mpsc, oneshot};
 use super::db_int;
 use super::schema::{messages, rooms};
 use super::{ms_to_rfc3339, now_ms, Db, StoreError};
-use crate::broker::{Appended, MessageLog, NewMessage, Recovery, StoreFuture};
+use crate::broker::{Appended, MessageChange, MessageLog, NewMessage, Recovery, StoreFuture};
 use crate::config::DatabaseSettings;
 use crate::metrics::{add, inc, Metrics};
-use crate::protocol::{MessageRecord, RawJson};
+use crate::protocol::{MessageKind, MessageRecord, RawJson};
 use crate::{with_conn, with_tx};
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = messages)]
-struct MessageRow {
+pub(super) struct MessageRow {
     room: String,
     seq: i64,
     message_id: String,
@@ -39,10 +39,14 @@ struct MessageRow {
     metadata: Option<String>,
     client_msg_id: Option<String>,
     created_at: i64,
+    reply_to: Option<String>,
+    kind: String,
+    edited_at: Option<i64>,
+    deleted_at: Option<i64>,
 }
 
 impl MessageRow {
-    fn into_record(self) -> MessageRecord {
+    pub(super) fn into_record(self) -> MessageRecord {
         MessageRecord {
             room: self.room.into(),
             message_id: self.message_id,
@@ -50,11 +54,16 @@ impl MessageRow {
             user_id: self.user_id.into(),
             content: self.content,
             thread_id: self.thread_id,
+            reply_to: self.reply_to,
+            // Rows of earlier releases have the column's default, `text`.
+            kind: MessageKind::parse(&self.kind).unwrap_or_default(),
             metadata: self
                 .metadata
                 .and_then(|m| RawValue::from_string(m).ok())
                 .map(RawJson),
             timestamp: ms_to_rfc3339(self.created_at),
+            edited_at: self.edited_at.map(ms_to_rfc3339),
+            deleted: self.deleted_at.is_some(),
             client_msg_id: self.client_msg_id,
         }
     }
@@ -72,6 +81,8 @@ struct NewRow<'a> {
     metadata: Option<&'a str>,
     client_msg_id: Option<&'a str>,
     created_at: i64,
+    reply_to: Option<&'a str>,
+    kind: &'a str,
 }
 
 enum Job {
@@ -148,9 +159,38 @@ impl MessageLog for DbLog {
         room: &str,
         before: Option<u64>,
         limit: usize,
+        reply_to: Option<&str>,
     ) -> StoreFuture<Vec<Arc<MessageRecord>>> {
         let (db, room) = (self.db.clone(), room.to_string());
-        let op = move |db: Db| async move { history(&db, &room, before, limit).await };
+        let reply_to = reply_to.map(str::to_string);
+        let op = move |db: Db| async move {
+            history(&db, &room, before, limit, reply_to.as_deref()).await
+        };
+        async move { db.timed(op).await }.boxed()
+    }
+
+    fn find(&self, room: &str, message_id: &str) -> StoreFuture<Arc<MessageRecord>> {
+        let (db, room, id) = (self.db.clone(), room.to_string(), message_id.to_string());
+        let op = move |db: Db| async move { super::lifecycle::find(&db, &room, &id).await };
+        async move { db.timed(op).await }.boxed()
+    }
+
+    fn change(
+        &self,
+        room: &str,
+        message_id: &str,
+        change: MessageChange,
+    ) -> StoreFuture<Arc<MessageRecord>> {
+        let (db, room, id) = (self.db.clone(), room.to_string(), message_id.to_string());
+        let op =
+            move |db: Db| async move { super::lifecycle::change(&db, &room, &id, change).await };
+        async move { db.timed(op).await }.boxed()
+    }
+
+    fn mark_read(&self, room: &str, user: &str, seq: u64) -> StoreFuture<u64> {
+        let (db, room, user) = (self.db.clone(), room.to_string(), user.to_string());
+        let op =
+            move |db: Db| async move { super::lifecycle::mark_read(&db, &room, &user, seq).await };
         async move { db.timed(op).await }.boxed()
     }
 }
@@ -169,28 +209,51 @@ async fn recover(
             .await
             .optional()?;
         let latest = latest.unwrap_or(0) as u64;
+        // A `since` past the latest seq (a client of a database since
+        // reset) recovers nothing, as if it were the latest.
         let since = match since {
-            Some(s) if s < latest => s,
+            Some(s) if latest > 0 => s.min(latest),
             _ => {
                 return Ok(Recovery {
                     latest,
                     messages: Vec::new(),
                     complete: true,
+                    changed: Vec::new(),
                 })
             }
         };
-        let mut rows: Vec<MessageRow> = messages::table
+        let mut rows: Vec<MessageRow> = if since < latest {
+            messages::table
+                .filter(messages::room.eq(room))
+                .filter(messages::seq.gt(db_int(since)))
+                .order(messages::seq.desc())
+                .limit(max as i64)
+                .select(MessageRow::as_select())
+                .load(conn)
+                .await?
+        } else {
+            Vec::new()
+        };
+        rows.reverse();
+        // Also when nothing new was sent: an edit alone is recovered.
+        // Changes stamped at `since` or later (`lifecycle::change`).
+        let changed: Vec<MessageRow> = messages::table
             .filter(messages::room.eq(room))
-            .filter(messages::seq.gt(db_int(since)))
-            .order(messages::seq.desc())
+            .filter(messages::seq.le(db_int(since)))
+            .filter(messages::changed_at_seq.ge(db_int(since)))
+            .order(messages::seq.asc())
             .limit(max as i64)
             .select(MessageRow::as_select())
             .load(conn)
             .await?;
-        rows.reverse();
+        let changed = changed
+            .into_iter()
+            .map(|r| Arc::new(r.into_record()))
+            .collect();
         let missed = (latest - since) as usize;
         Ok(Recovery {
             latest,
+            changed,
             complete: missed <= max && rows.len() == missed,
             messages: rows
                 .into_iter()
@@ -205,12 +268,18 @@ async fn history(
     room: &str,
     before: Option<u64>,
     limit: usize,
+    reply_to: Option<&str>,
 ) -> Result<Vec<Arc<MessageRecord>>, StoreError> {
     with_conn!(db, |conn| {
         let before = before.map_or(i64::MAX, db_int);
-        let mut rows: Vec<MessageRow> = messages::table
+        let mut query = messages::table
             .filter(messages::room.eq(room))
             .filter(messages::seq.lt(before))
+            .into_boxed();
+        if let Some(parent) = reply_to {
+            query = query.filter(messages::reply_to.eq(parent));
+        }
+        let mut rows: Vec<MessageRow> = query
             .order(messages::seq.desc())
             .limit(limit as i64)
             .select(MessageRow::as_select())
@@ -272,10 +341,13 @@ impl Writer {
             inc(&self.metrics.db_write_batches);
             match result {
                 Ok(appended) => {
-                    let written = appended.iter().filter(|a| !a.duplicate).count();
+                    let written = appended
+                        .iter()
+                        .filter(|a| a.as_ref().is_ok_and(|a| !a.duplicate))
+                        .count();
                     add(&self.metrics.db_written_messages, written as u64);
                     for (reply, a) in replies.into_iter().zip(appended) {
-                        let _ = reply.send(Ok(a));
+                        let _ = reply.send(a);
                     }
                 }
                 Err(e) => {
@@ -300,6 +372,8 @@ enum Slot {
     Existing(Arc<MessageRecord>),
     /// A repeat of the batch's message at this index.
     SameAs(usize),
+    /// Refused: its `replyTo` is not a message of its room.
+    NoParent,
 }
 
 /// Writes one batch in one transaction; answers in the batch's order.
@@ -311,7 +385,12 @@ enum Slot {
 /// database, and on a busy core each round trip also waits for the store's
 /// thread to be scheduled, so statements per message, not rows, decided
 /// the throughput (docs/benchmarks.md).
-async fn write_batch(db: &Db, msgs: &[NewMessage]) -> Result<Vec<Appended>, StoreError> {
+/// A reply costs one more statement per batch holding replies: the query
+/// that checks every `replyTo` of the batch names a message of its room.
+async fn write_batch(
+    db: &Db,
+    msgs: &[NewMessage],
+) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
     let now = now_ms();
     with_tx!(db, |conn| {
         let (rooms, users, keys) = dedupe_keys(msgs);
@@ -354,6 +433,31 @@ async fn write_batch(db: &Db, msgs: &[NewMessage]) -> Result<Vec<Appended>, Stor
             });
         }
 
+        let parents: Vec<&str> = msgs
+            .iter()
+            .zip(&slots)
+            .filter(|(_, slot)| matches!(slot, Slot::New))
+            .filter_map(|(m, _)| m.reply_to.as_deref())
+            .collect();
+        if !parents.is_empty() {
+            let found: Vec<(String, String)> = messages::table
+                .filter(messages::message_id.eq_any(&parents))
+                .select((messages::message_id, messages::room))
+                .load(conn)
+                .await?;
+            for (m, slot) in msgs.iter().zip(slots.iter_mut()) {
+                let Some(parent) = m.reply_to.as_deref() else {
+                    continue;
+                };
+                let in_room = found
+                    .iter()
+                    .any(|(id, room)| id == parent && *room == *m.room);
+                if matches!(slot, Slot::New) && !in_room {
+                    *slot = Slot::NoParent;
+                }
+            }
+        }
+
         // Rooms in name order, so that nodes sharing the database lock them
         // in the same order.
         let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
@@ -371,7 +475,7 @@ async fn write_batch(db: &Db, msgs: &[NewMessage]) -> Result<Vec<Appended>, Stor
         }
 
         let timestamp = ms_to_rfc3339(now);
-        let mut out: Vec<Appended> = Vec::with_capacity(msgs.len());
+        let mut out: Vec<Result<Appended, StoreError>> = Vec::with_capacity(msgs.len());
         for (m, slot) in msgs.iter().zip(&slots) {
             let appended = match slot {
                 Slot::New => {
@@ -385,30 +489,40 @@ async fn write_batch(db: &Db, msgs: &[NewMessage]) -> Result<Vec<Appended>, Stor
                         user_id: m.user_id.clone(),
                         content: m.content.clone(),
                         thread_id: m.thread_id.clone(),
+                        reply_to: m.reply_to.clone(),
+                        kind: m.kind,
                         metadata: m.metadata.clone(),
                         timestamp: timestamp.clone(),
+                        edited_at: None,
+                        deleted: false,
                         client_msg_id: m.client_msg_id.clone(),
                     };
                     *seq += 1;
-                    Appended {
+                    Ok(Appended {
                         record: Arc::new(record),
                         duplicate: false,
-                    }
+                    })
                 }
-                Slot::Existing(record) => Appended {
+                Slot::Existing(record) => Ok(Appended {
                     record: record.clone(),
                     duplicate: true,
-                },
-                Slot::SameAs(j) => Appended {
-                    record: out[*j].record.clone(),
+                }),
+                Slot::SameAs(j) => out[*j].clone().map(|a| Appended {
+                    record: a.record,
                     duplicate: true,
-                },
+                }),
+                Slot::NoParent => Err(StoreError::Missing(format!(
+                    "replyTo: no message {} in room {}",
+                    m.reply_to.as_deref().unwrap_or_default(),
+                    m.room
+                ))),
             };
             out.push(appended);
         }
 
         let new: Vec<Arc<MessageRecord>> = out
             .iter()
+            .filter_map(|a| a.as_ref().ok())
             .filter(|a| !a.duplicate)
             .map(|a| a.record.clone())
             .collect();
@@ -447,11 +561,13 @@ impl<'a> NewRow<'a> {
             metadata: r.metadata.as_ref().map(|m| m.get()),
             client_msg_id: r.client_msg_id.as_deref(),
             created_at: now,
+            reply_to: r.reply_to.as_deref(),
+            kind: r.kind.as_str(),
         }
     }
 }
 
-/// Messages per `INSERT`: 9 bound parameters each, well under both
+/// Messages per `INSERT`: 11 bound parameters each, well under both
 /// backends' limits per statement (PostgreSQL 65535, SQLite 32766).
 const ROWS_PER_INSERT: usize = 1000;
 

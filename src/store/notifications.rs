@@ -6,7 +6,7 @@ use diesel_async::RunQueryDsl;
 
 use super::schema::notifications;
 use super::{ms_to_rfc3339, now_ms, Db, StoreError};
-use crate::protocol::{Notification, NotificationKind};
+use crate::protocol::{Notification, NotificationKind, Priority};
 use crate::{with_conn, with_tx};
 
 #[derive(Queryable, Selectable)]
@@ -18,6 +18,10 @@ struct Row {
     body: String,
     data: String,
     created_at: i64,
+    priority: String,
+    action_url: Option<String>,
+    action_text: Option<String>,
+    expires_at: Option<i64>,
 }
 
 impl Row {
@@ -30,6 +34,11 @@ impl Row {
             body: self.body,
             data: serde_json::from_str(&self.data).unwrap_or(serde_json::Value::Null),
             created_at: ms_to_rfc3339(self.created_at),
+            // Rows of earlier releases have the column's default, `medium`.
+            priority: Priority::parse(&self.priority).unwrap_or_default(),
+            action_url: self.action_url,
+            action_text: self.action_text,
+            expires_at: self.expires_at.map(ms_to_rfc3339),
         }
     }
 }
@@ -62,12 +71,13 @@ impl Notifications {
     }
 
     /// Stores a new notification for `user_id`, created at `created_ms`
-    /// (the same instant as its `createdAt`).
+    /// (the same instant as its `createdAt`), expiring at `expires_ms`.
     pub async fn save(
         &self,
         user_id: &str,
         n: &Notification,
         created_ms: i64,
+        expires_ms: Option<i64>,
     ) -> Result<(), StoreError> {
         let data = n.data.to_string();
         let (user_id, n) = (user_id.to_string(), n.clone());
@@ -83,6 +93,10 @@ impl Notifications {
                             notifications::body.eq(&n.body),
                             notifications::data.eq(&data),
                             notifications::created_at.eq(created_ms),
+                            notifications::priority.eq(n.priority.as_str()),
+                            notifications::action_url.eq(&n.action_url),
+                            notifications::action_text.eq(&n.action_text),
+                            notifications::expires_at.eq(expires_ms),
                         ))
                         .execute(conn)
                         .await?;
@@ -92,7 +106,8 @@ impl Notifications {
             .await
     }
 
-    /// The user's unread notifications, oldest first, at most `limit`.
+    /// The user's unread notifications that have not expired, oldest
+    /// first, at most `limit`.
     pub async fn unread(
         &self,
         user_id: &str,
@@ -105,12 +120,67 @@ impl Notifications {
                     let rows: Vec<Row> = notifications::table
                         .filter(notifications::user_id.eq(user_id))
                         .filter(notifications::read_at.is_null())
+                        .filter(
+                            notifications::expires_at
+                                .is_null()
+                                .or(notifications::expires_at.gt(now_ms())),
+                        )
                         .order(notifications::created_at.asc())
                         .limit(limit as i64)
                         .select(Row::as_select())
                         .load(conn)
                         .await?;
                     Ok(rows.into_iter().map(Row::into_notification).collect())
+                })
+            })
+            .await
+    }
+
+    /// Marks those of `ids` that are the user's read; answers which are.
+    pub async fn mark_some_read(
+        &self,
+        user_id: &str,
+        ids: Vec<String>,
+    ) -> Result<Vec<String>, StoreError> {
+        let user_id = user_id.to_string();
+        self.db
+            .timed(|db| async move {
+                with_tx!(db, |conn| {
+                    let mine: Vec<String> = notifications::table
+                        .filter(notifications::user_id.eq(&user_id))
+                        .filter(notifications::notification_id.eq_any(&ids))
+                        .select(notifications::notification_id)
+                        .load(conn)
+                        .await?;
+                    diesel::update(
+                        notifications::table
+                            .filter(notifications::notification_id.eq_any(&mine))
+                            .filter(notifications::read_at.is_null()),
+                    )
+                    .set(notifications::read_at.eq(now_ms()))
+                    .execute(conn)
+                    .await?;
+                    Ok(mine)
+                })
+            })
+            .await
+    }
+
+    /// Marks every notification of the user read.
+    pub async fn mark_all_read(&self, user_id: &str) -> Result<(), StoreError> {
+        let user_id = user_id.to_string();
+        self.db
+            .timed(|db| async move {
+                with_conn!(db, |conn| {
+                    diesel::update(
+                        notifications::table
+                            .filter(notifications::user_id.eq(&user_id))
+                            .filter(notifications::read_at.is_null()),
+                    )
+                    .set(notifications::read_at.eq(now_ms()))
+                    .execute(conn)
+                    .await?;
+                    Ok(())
                 })
             })
             .await

@@ -26,6 +26,9 @@ diesel::table! {
         created_at -> BigInt,
         edited_at -> Nullable<BigInt>,
         deleted_at -> Nullable<BigInt>,
+        reply_to -> Nullable<Text>,
+        kind -> Text,
+        changed_at_seq -> Nullable<BigInt>,
     }
 }
 
@@ -88,6 +91,10 @@ diesel::table! {
         created_at -> BigInt,
         delivered_at -> Nullable<BigInt>,
         read_at -> Nullable<BigInt>,
+        priority -> Text,
+        action_url -> Nullable<Text>,
+        action_text -> Nullable<Text>,
+        expires_at -> Nullable<BigInt>,
     }
 }
 
@@ -130,6 +137,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    read_positions (room, user_id) {
+        room -> Text,
+        user_id -> Text,
+        last_read_seq -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
 diesel::joinable!(room_memberships -> managed_rooms (room));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -143,4 +159,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     revocations,
     managed_rooms,
     room_memberships,
+    read_positions,
 );

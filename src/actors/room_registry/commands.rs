@@ -184,7 +184,7 @@ impl RoomRegistry {
                 }),
             );
         }
-        let id = msg.id;
+        let (id, since) = (msg.id, msg.since);
         let recover = async move {
             if let Some(follow) = follow {
                 follow.await;
@@ -211,6 +211,7 @@ impl RoomRegistry {
                             latest: act.rooms.get(&room).map_or(0, |r| r.seq.last_seq()),
                             messages: Vec::new(),
                             complete: false,
+                            changed: Vec::new(),
                         }
                     });
                     if !already && !is_personal(&room) {
@@ -234,6 +235,7 @@ impl RoomRegistry {
                         member_count: members.count,
                         missed: recovery.messages,
                         recovered: recovery.complete,
+                        changed: since.map(|_| recovery.changed),
                     })
                 }),
         )
@@ -422,7 +424,9 @@ impl Handler<History> for RoomRegistry {
 
 impl RoomRegistry {
     fn history(&mut self, msg: History) -> Reply<Vec<Arc<MessageRecord>>> {
-        let history = self.log.history(&msg.room, msg.before, msg.limit);
+        let history = self
+            .log
+            .history(&msg.room, msg.before, msg.limit, msg.reply_to.as_deref());
         Box::pin(
             history
                 .into_actor(self)

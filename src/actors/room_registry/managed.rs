@@ -148,6 +148,17 @@ impl ManagedRooms {
             .map_err(|why| CommandError::new(ErrorCode::Forbidden, why))
     }
 
+    /// Who `user` is in `room` for the role table: a managed room's member
+    /// by role; in an ad hoc room nobody but an operator.
+    pub fn acting(&self, room: &str, user: &str, operator: bool) -> Acting {
+        let role = self
+            .rooms
+            .get(room)
+            .and_then(|e| e.members.get(user))
+            .map(|m| m.role);
+        Acting::of(role, operator)
+    }
+
     /// Applies a change; `local`: the room has members on this node.
     pub fn apply(&mut self, change: &RoomChange, local: bool) -> Evict {
         match change {

@@ -26,6 +26,7 @@ mod admin;
 mod commands;
 pub mod directory;
 pub mod fanout;
+mod lifecycle;
 pub mod managed;
 mod membership;
 mod publish;

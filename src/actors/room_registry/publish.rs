@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::sequencer::Action;
 use super::{store_down, RoomRegistry};
-use crate::actors::messages::{Publish, Published};
+use crate::actors::messages::{Publish, Published, ServerPublish};
 use crate::broker::{Appended, NewMessage, StoreError, StoreFuture};
 use crate::cluster::{Channel, ClusterEvent};
 use crate::metrics::inc;
@@ -46,14 +46,45 @@ impl Handler<Publish> for RoomRegistry {
         if let Err(e) = self.room_rate(&room, &user) {
             return Box::pin(async move { Err(e) });
         }
-        let mut append = self.log.append(NewMessage {
+        self.append_in_order(NewMessage {
             room,
             user_id: user,
             content: msg.content,
             thread_id: msg.thread_id,
             metadata: msg.metadata,
             client_msg_id: msg.client_msg_id,
-        });
+            reply_to: msg.reply_to,
+            kind: msg.kind,
+        })
+    }
+}
+
+/// `POST /admin/rooms/{room}/messages`: the same path as `message:send`
+/// (seq, storage, delivery on every node), without a sender's checks.
+impl Handler<ServerPublish> for RoomRegistry {
+    type Result = ResponseFuture<Result<Published, CommandError>>;
+    fn handle(&mut self, msg: ServerPublish, _: &mut Context<Self>) -> Self::Result {
+        self.append_in_order(NewMessage {
+            room: self.rooms.name(&msg.room),
+            user_id: msg.user_id.into(),
+            content: msg.content,
+            thread_id: None,
+            metadata: msg.metadata,
+            client_msg_id: None,
+            reply_to: None,
+            kind: msg.kind,
+        })
+    }
+}
+
+impl RoomRegistry {
+    /// Appends `msg` now and answers once it committed; delivery follows
+    /// in seq order (`StreamHandler<Committed>`).
+    fn append_in_order(
+        &mut self,
+        msg: NewMessage,
+    ) -> ResponseFuture<Result<Published, CommandError>> {
+        let mut append = self.log.append(msg);
         // An append refused at once (the write queue is full) has no seq to
         // keep in order: answer it now, not after the appends queued before
         // it have committed or timed out.
@@ -208,7 +239,7 @@ impl RoomRegistry {
         before: u64,
         limit: usize,
     ) {
-        let history = self.log.history(room, Some(before), limit);
+        let history = self.log.history(room, Some(before), limit, None);
         let room = room.clone();
         ctx.spawn(history.into_actor(self).map(move |res, act, ctx| {
             let found = match res {

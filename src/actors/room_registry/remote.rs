@@ -21,6 +21,17 @@ impl Handler<FromCluster> for RoomRegistry {
         let node = msg.node;
         match msg.event {
             ClusterEvent::Message { record } => self.sequence(ctx, record),
+            ClusterEvent::NotificationsRead { user, ids } => {
+                self.announce_notifications_read(&user, ids.as_deref(), None)
+            }
+            ClusterEvent::ReadPosition {
+                user,
+                room,
+                last_read_seq,
+            } => self.announce_read(&user, &room, last_read_seq, None),
+            ClusterEvent::Changed { record, deleted_by } => {
+                self.announce_change(&record, deleted_by.as_deref())
+            }
             ClusterEvent::Typing {
                 room,
                 thread_id,

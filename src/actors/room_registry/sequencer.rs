@@ -243,9 +243,13 @@ mod tests {
             user_id: "u".into(),
             content: format!("#{seq}"),
             thread_id: None,
+            reply_to: None,
+            kind: Default::default(),
             metadata: None,
             client_msg_id: None,
             timestamp: String::new(),
+            edited_at: None,
+            deleted: false,
         })
     }
 

@@ -1,0 +1,10 @@
+ALTER TABLE notifications DROP COLUMN expires_at;
+ALTER TABLE notifications DROP COLUMN action_text;
+ALTER TABLE notifications DROP COLUMN action_url;
+ALTER TABLE notifications DROP COLUMN priority;
+DROP TABLE read_positions;
+DROP INDEX messages_changed;
+DROP INDEX messages_reply;
+ALTER TABLE messages DROP COLUMN changed_at_seq;
+ALTER TABLE messages DROP COLUMN kind;
+ALTER TABLE messages DROP COLUMN reply_to;
