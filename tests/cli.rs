@@ -205,7 +205,7 @@ async fn log_format_json_writes_one_json_object_per_line() {
         lines.iter().any(|l| l["message"]
             .as_str()
             .unwrap()
-            .contains("handshake refused (401)")),
+            .contains("handshake refused (401, revoked)")),
         "{log}"
     );
 }
