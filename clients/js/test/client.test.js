@@ -130,14 +130,34 @@ test("notifications: unread ones after connect, live ones, each once", async () 
   await dora.close();
 });
 
-test("commands of the message lifecycle (issue 17) are sent per the contract", async () => {
-  // The server does not implement them yet: it answers UNKNOWN_TYPE, which
-  // shows the frames go out and their errors come back as RealtimeError.
+test("the message lifecycle: edit, delete and read, seen by another member", async () => {
   const erin = client("erin");
-  const room = await erin.join("public:v2");
-  const { messageId, seq } = await room.send("v2");
-  for (const call of [() => room.edit(messageId, "edited"), () => room.delete(messageId), () => room.read(seq)]) {
-    await assert.rejects(call(), (e) => e instanceof RealtimeError && e.code === "UNKNOWN_TYPE");
+  const fay = client("fay");
+  try {
+    await erin.connect();
+    await fay.connect();
+    const room = await erin.join("public:v2");
+    const other = await fay.join("public:v2");
+    const updates = [];
+    const deletes = [];
+    other.on("update", (u) => updates.push(u));
+    other.on("delete", (d) => deletes.push(d));
+    const { messageId, seq } = await room.send("v2");
+    const edited = await room.edit(messageId, "edited");
+    assert.equal(edited.messageId, messageId);
+    assert.ok(edited.editedAt, "editedAt");
+    await until(() => updates.length === 1, "the update");
+    assert.equal(updates[0].messageId, messageId);
+    assert.equal(updates[0].content, "edited");
+    // Only the author may edit: another member is refused, with the code.
+    await assert.rejects(other.edit(messageId, "mine now"), (e) => e instanceof RealtimeError && e.code === "FORBIDDEN");
+    await room.delete(messageId);
+    await until(() => deletes.length === 1, "the delete");
+    assert.equal(deletes[0].messageId, messageId);
+    const read = await room.read(seq);
+    assert.equal(read.lastReadSeq, seq);
+  } finally {
+    await erin.close();
+    await fay.close();
   }
-  await erin.close();
 });
