@@ -40,14 +40,6 @@ impl Refusals {
     pub fn count(&self, reason: Refused) {
         self.0.get_or_create(&Self::labels(reason)).inc();
     }
-
-    /// Every reason's count added up.
-    pub fn total(&self) -> u64 {
-        Refused::ALL
-            .iter()
-            .map(|r| self.0.get_or_create(&Self::labels(*r)).get())
-            .sum()
-    }
 }
 
 /// A latency histogram in seconds, with buckets from 0.5 ms to ~16 s.

@@ -99,10 +99,6 @@ impl RevocationSet {
         self.entries.is_empty()
     }
 
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
     /// Adds (or replaces) an entry. A lifted id stays lifted.
     pub fn add(&mut self, r: Revocation) {
         if self.lifted.contains_key(&r.id) {
@@ -241,14 +237,6 @@ impl Revocations {
 
     pub fn list(&self, now: u64) -> Vec<Revocation> {
         self.read().list(now)
-    }
-
-    pub fn len(&self) -> usize {
-        self.read().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, RevocationSet> {
