@@ -650,10 +650,7 @@ fn previous_release(db: &TestDb) {
         }
         Backend::Sqlite => {
             use diesel::connection::SimpleConnection;
-            use diesel::Connection;
-            let path = db.url.strip_prefix("sqlite://").unwrap();
-            let mut conn = diesel::SqliteConnection::establish(path).unwrap();
-            conn.batch_execute(&sql).unwrap();
+            db.sqlite().batch_execute(&sql).unwrap();
         }
     }
 }

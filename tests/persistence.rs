@@ -469,14 +469,13 @@ fn schema(db: &TestDb) -> Vec<String> {
         .map(|sql| db.query(sql))
         .join("\n"),
         Backend::Sqlite => {
-            use diesel::{Connection, RunQueryDsl};
+            use diesel::RunQueryDsl;
             #[derive(diesel::QueryableByName)]
             struct Line {
                 #[diesel(sql_type = diesel::sql_types::Text)]
                 line: String,
             }
-            let path = db.url.strip_prefix("sqlite://").unwrap();
-            let mut conn = diesel::SqliteConnection::establish(path).unwrap();
+            let mut conn = db.sqlite();
             let lines: Vec<Line> = diesel::sql_query(
                 "SELECT type || ' ' || name || ' ' || coalesce(sql, '') AS line FROM sqlite_master \
                  UNION ALL SELECT 'migration ' || version FROM __diesel_schema_migrations",

@@ -71,8 +71,7 @@ fn count(db: &TestDb, sql: &str) -> i64 {
                 #[diesel(sql_type = diesel::sql_types::BigInt)]
                 n: i64,
             }
-            let path = db.url.strip_prefix("sqlite://").expect("a sqlite URL");
-            let mut conn = diesel::SqliteConnection::establish(path).expect("open the database");
+            let mut conn = db.sqlite();
             let sql = sql.replacen("COUNT(*)", "COUNT(*) AS n", 1);
             let rows: Vec<Count> = diesel::sql_query(&sql).load(&mut conn).expect(&sql);
             rows[0].n

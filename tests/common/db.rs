@@ -73,6 +73,20 @@ impl TestDb {
         psql(self.pg_name.as_deref().expect("PostgreSQL only"), sql)
     }
 
+    /// A connection to this SQLite test database that waits (up to 10 s)
+    /// for the running server's write lock instead of failing with
+    /// "database is locked".
+    pub fn sqlite(&self) -> diesel::SqliteConnection {
+        use diesel::connection::SimpleConnection;
+        use diesel::Connection;
+        let path = self.url.strip_prefix("sqlite://").expect("SQLite only");
+        let mut conn = diesel::SqliteConnection::establish(path)
+            .unwrap_or_else(|e| panic!("open the SQLite test database {path}: {e}"));
+        conn.batch_execute("PRAGMA busy_timeout = 10000;")
+            .expect("set busy_timeout");
+        conn
+    }
+
     /// The same database reached through `host:port` (a proxy).
     pub fn url_via(&self, addr: SocketAddr) -> String {
         let name = self
