@@ -104,11 +104,13 @@ pub enum TrackOp {
 pub enum ClusterEvent {
     /// A committed message (room channel).
     Message {
+        #[serde(with = "record_wire")]
         record: Arc<MessageRecord>,
     },
     /// An edit or deletion, committed (room channel): the message as it is
     /// now; `deleted_by` for a deletion.
     Changed {
+        #[serde(with = "record_wire")]
         record: Arc<MessageRecord>,
         deleted_by: Option<Arc<str>>,
     },
@@ -206,6 +208,41 @@ pub enum AdminOp {
     Rooms,
 }
 
+/// A message record inside a [`ClusterEvent`]. The enum is internally
+/// tagged, so serde buffers its fields before reading them, and a buffered
+/// `metadata` (kept as raw JSON text) cannot be read back: a record with
+/// metadata travels as its own JSON text in a string, read by serde_json
+/// directly. One without travels inline, as before, so nodes of the previous
+/// release still read those.
+mod record_wire {
+    use std::sync::Arc;
+
+    use serde::{de::Error as _, ser::Error as _, Deserialize, Deserializer, Serializer};
+
+    use crate::protocol::MessageRecord;
+
+    pub fn serialize<S: Serializer>(record: &Arc<MessageRecord>, s: S) -> Result<S::Ok, S::Error> {
+        if record.metadata.is_none() {
+            return serde::Serialize::serialize(&**record, s);
+        }
+        s.serialize_str(&serde_json::to_string(&**record).map_err(S::Error::custom)?)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<MessageRecord>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Wire {
+            Text(String),
+            Inline(MessageRecord),
+        }
+        match Wire::deserialize(d)? {
+            Wire::Text(text) => serde_json::from_str(&text).map_err(D::Error::custom),
+            Wire::Inline(record) => Ok(record),
+        }
+        .map(Arc::new)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,6 +269,64 @@ mod tests {
         ));
         assert_eq!(Channel::Room("a:b".into()).name("p"), "p:room:a:b");
         assert_eq!(Channel::Node("n".into()).name("p"), "p:node:n");
+    }
+
+    fn record(metadata: Option<&str>) -> Arc<MessageRecord> {
+        Arc::new(MessageRecord {
+            room: "r".into(),
+            message_id: "m1".into(),
+            seq: 3,
+            user_id: "u".into(),
+            content: "hi".into(),
+            thread_id: None,
+            reply_to: None,
+            kind: crate::protocol::MessageKind::Text,
+            metadata: metadata.map(|m| {
+                crate::protocol::RawJson(
+                    serde_json::value::RawValue::from_string(m.into()).unwrap(),
+                )
+            }),
+            timestamp: "2026-11-30T00:00:00.000Z".into(),
+            edited_at: None,
+            deleted: false,
+            client_msg_id: None,
+        })
+    }
+
+    #[test]
+    fn messages_with_and_without_metadata_cross_nodes() {
+        for metadata in [None, Some(r#"{"b": [1, 2.50], "a": "x"}"#)] {
+            for event in [
+                ClusterEvent::Message {
+                    record: record(metadata),
+                },
+                ClusterEvent::Changed {
+                    record: record(metadata),
+                    deleted_by: Some("mod".into()),
+                },
+            ] {
+                let text = serde_json::to_string(&event).unwrap();
+                let back: ClusterEvent =
+                    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+                let (ClusterEvent::Message { record: got }
+                | ClusterEvent::Changed { record: got, .. }) = back
+                else {
+                    panic!("{text} came back as another event");
+                };
+                assert_eq!(got.seq, 3);
+                // The metadata's text is kept as sent, spaces and order too.
+                assert_eq!(got.metadata.as_ref().map(|m| m.get()), metadata);
+            }
+        }
+        // Without metadata, inline as before (what the previous release reads).
+        let text = serde_json::to_string(&ClusterEvent::Message {
+            record: record(None),
+        })
+        .unwrap();
+        assert!(
+            text.starts_with(r#"{"t":"message","record":{"room":"r""#),
+            "{text}"
+        );
     }
 
     #[test]

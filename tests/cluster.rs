@@ -127,6 +127,42 @@ async fn the_first_messages_of_new_rooms_race_across_nodes_without_loss() {
     on_b.expect_silence().await;
 }
 
+/// A message's metadata crosses nodes as sent, in `message:new` and in an
+/// edit's `message:updated` (it was once unreadable on the other node: the
+/// event was logged as unreadable and never delivered there).
+#[actix_rt::test]
+async fn metadata_crosses_nodes_with_the_message_and_its_edit() {
+    let (_db, _prefix, a, b) = two_nodes().await;
+    let mut alice = a.connect("alice", &["meta"]).await;
+    let mut bob = b.connect("bob", &["meta"]).await;
+    alice.join("meta").await;
+    bob.join("meta").await;
+    wait_members(&a, "meta", &["alice", "bob"]).await;
+    alice.drain().await;
+    let metadata = json!({"mentions": ["bob"], "ratio": 2.5, "nested": {"a": [1, {"b": null}]}});
+    alice
+        .send(json!({"type": "message:send", "room": "meta", "content": "hi", "metadata": metadata, "id": 1}))
+        .await;
+    let got = bob.expect("message:new").await;
+    assert_eq!(
+        (&got["content"], &got["metadata"]),
+        (&json!("hi"), &metadata)
+    );
+    let edited = json!({"mentions": [], "edited": true});
+    alice
+        .send(
+            json!({"type": "message:edit", "room": "meta", "messageId": got["messageId"],
+                     "content": "hi!", "metadata": edited, "id": 2}),
+        )
+        .await;
+    let update = bob.expect("message:updated").await;
+    assert_eq!(
+        (&update["content"], &update["metadata"]),
+        (&json!("hi!"), &edited)
+    );
+    bob.expect_silence().await;
+}
+
 #[actix_rt::test]
 async fn presence_join_leave_and_typing_span_nodes() {
     let (_db, _prefix, a, b) = two_nodes().await;
