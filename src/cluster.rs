@@ -233,13 +233,14 @@ mod record_wire {
         #[serde(untagged)]
         enum Wire {
             Text(String),
-            Inline(MessageRecord),
+            Inline(Box<MessageRecord>),
         }
         match Wire::deserialize(d)? {
-            Wire::Text(text) => serde_json::from_str(&text).map_err(D::Error::custom),
-            Wire::Inline(record) => Ok(record),
+            Wire::Text(text) => serde_json::from_str(&text)
+                .map(Arc::new)
+                .map_err(D::Error::custom),
+            Wire::Inline(record) => Ok(Arc::from(record)),
         }
-        .map(Arc::new)
     }
 }
 
