@@ -202,6 +202,11 @@ pub enum AdminOp {
     Announce {
         announcement: Announcement,
         target_roles: Vec<String>,
+        starts_ms: Option<i64>,
+        ends_ms: Option<i64>,
+    },
+    EndAnnouncement {
+        announcement_id: String,
     },
     Stats,
     Connections {

@@ -6,6 +6,8 @@
 #[macro_use]
 mod common;
 
+use std::collections::HashSet;
+
 use common::{
     claims, redis_prefix, redis_url, start_node, Backend, Client, Server, TestDb, ADMIN_KEY,
 };
@@ -16,6 +18,7 @@ on_both_backends!(
     announcements_reach_the_targeted_connections_on_every_node,
     later_connections_get_the_active_ones_after_connected,
     bad_announcements_are_refused_and_change_nothing,
+    a_scheduled_one_reaches_open_connections_when_it_starts,
 );
 
 /// On PostgreSQL, two nodes sharing `db` and a Redis prefix of their own;
@@ -37,13 +40,46 @@ fn other(nodes: &(Server, Option<Server>)) -> &Server {
     nodes.1.as_ref().unwrap_or(&nodes.0)
 }
 
+/// A connection and the announcements it got. An announcement posted while
+/// a connection opens can come twice (live, and read after `connected`):
+/// repeats are dropped by `announcementId`, as docs/protocol.md §2.3 tells
+/// clients to.
+struct Watched {
+    client: Client,
+    seen: HashSet<String>,
+}
+
+impl Watched {
+    /// The next announcement not seen before (the object under `data`).
+    async fn next(&mut self) -> Value {
+        loop {
+            let event = self.client.expect("announcement").await;
+            let id = event["data"]["announcementId"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            if self.seen.insert(id) {
+                return event["data"].clone();
+            }
+        }
+    }
+
+    async fn silent(&mut self) {
+        self.client.expect_silence().await;
+    }
+}
+
 /// A connection of `user` whose token's `roles` claim is `roles`.
-async fn with_roles(node: &Server, user: &str, roles: &[&str]) -> Client {
+async fn with_roles(node: &Server, user: &str, roles: &[&str]) -> Watched {
     let token = node.mint(Claims {
         roles: Some(roles.iter().map(|r| r.to_string()).collect()),
         ..claims(user, 3600)
     });
-    node.connect_with(&token, &[]).await.expect("connect")
+    let client = node.connect_with(&token, &[]).await.expect("connect");
+    Watched {
+        client,
+        seen: HashSet::new(),
+    }
 }
 
 async fn announce(node: &Server, body: Value) -> Value {
@@ -52,12 +88,6 @@ async fn announce(node: &Server, body: Value) -> Value {
         .await;
     assert_eq!(status, 201, "{answer}");
     answer
-}
-
-/// The announcement object of an `announcement` event.
-async fn announcement(client: &mut Client) -> Value {
-    let event = client.expect("announcement").await;
-    event["data"].clone()
 }
 
 async fn announcements_reach_the_targeted_connections_on_every_node(backend: Backend) {
@@ -78,15 +108,15 @@ async fn announcements_reach_the_targeted_connections_on_every_node(backend: Bac
     assert_eq!(answer["delivered"], 2, "{answer}");
     let id = answer["announcementId"].as_str().unwrap();
     for client in [&mut staff_a, &mut staff_b] {
-        let got = announcement(client).await;
+        let got = client.next().await;
         assert_eq!(
             got,
             json!({"announcementId": id, "title": "Staff meeting", "message": "at 3",
                    "type": "feature", "startsAt": null, "endsAt": null})
         );
     }
-    plain_b.expect_silence().await;
-    beta_a.expect_silence().await;
+    plain_b.silent().await;
+    beta_a.silent().await;
 
     // Either of two roles; then everyone, posted on the other node.
     let either = announce(
@@ -95,8 +125,8 @@ async fn announcements_reach_the_targeted_connections_on_every_node(backend: Bac
     )
     .await;
     assert_eq!(either["delivered"], 2, "{either}");
-    assert_eq!(announcement(&mut staff_b).await["type"], "warning");
-    assert_eq!(announcement(&mut beta_a).await["type"], "warning");
+    assert_eq!(staff_b.next().await["type"], "warning");
+    assert_eq!(beta_a.next().await["type"], "warning");
     let all = announce(
         b,
         json!({"title": "Maintenance", "message": "tonight", "type": "maintenance",
@@ -105,10 +135,10 @@ async fn announcements_reach_the_targeted_connections_on_every_node(backend: Bac
     .await;
     assert_eq!(all["delivered"], 4, "{all}");
     for client in [&mut staff_a, &mut staff_b, &mut plain_b, &mut beta_a] {
-        let got = announcement(client).await;
+        let got = client.next().await;
         assert_eq!(got["announcementId"], all["announcementId"]);
         assert_eq!(got["endsAt"], "2999-01-01T00:00:00.000Z");
-        client.expect_silence().await;
+        client.silent().await;
     }
 }
 
@@ -152,22 +182,19 @@ async fn later_connections_get_the_active_ones_after_connected(backend: Backend)
 
     // Right after `connected`, oldest first, on either node.
     let mut plain = with_roles(b, "pat", &[]).await;
-    let got = announcement(&mut plain).await;
+    let got = plain.next().await;
     assert_eq!(got["announcementId"], everyone["announcementId"]);
     assert_eq!(got["startsAt"], "2001-01-01T00:00:00.000Z");
-    plain.expect_silence().await;
+    plain.silent().await;
     let mut oncall = with_roles(a, "olga", &["ops"]).await;
     assert_eq!(
-        announcement(&mut oncall).await["announcementId"],
+        oncall.next().await["announcementId"],
         everyone["announcementId"]
     );
-    assert_eq!(
-        announcement(&mut oncall).await["announcementId"],
-        ops["announcementId"]
-    );
-    oncall.expect_silence().await;
+    assert_eq!(oncall.next().await["announcementId"], ops["announcementId"]);
+    oncall.silent().await;
     // Commands work as usual after them.
-    oncall.ok(json!({"type": "notification:list"})).await;
+    oncall.client.ok(json!({"type": "notification:list"})).await;
 
     // Listed newest first, with what only admins see.
     let listing = a.admin_get("/admin/announcements").await;
@@ -208,7 +235,7 @@ async fn later_connections_get_the_active_ones_after_connected(backend: Backend)
         .await;
     assert_eq!(status, 200);
     let mut last = with_roles(b, "pat", &[]).await;
-    last.expect_silence().await;
+    last.silent().await;
 
     // Not for anyone else than admins.
     let user = a.token("pat", &[]);
@@ -259,10 +286,52 @@ async fn bad_announcements_are_refused_and_change_nothing(backend: Backend) {
     }
     let (status, _) = server.post("/admin/announcements", None, ok.clone()).await;
     assert_eq!(status, 401);
-    live.expect_silence().await;
+    live.silent().await;
     let listing = server.admin_get("/admin/announcements").await;
     assert_eq!(listing["announcements"], json!([]));
     // And a good one still goes through.
     assert_eq!(announce(&server, ok).await["delivered"], 1);
-    assert_eq!(announcement(&mut live).await["title"], "t");
+    assert_eq!(live.next().await["title"], "t");
+}
+
+/// RFC 3339 of `secs` seconds from now.
+fn in_secs(secs: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::seconds(secs))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+async fn a_scheduled_one_reaches_open_connections_when_it_starts(backend: Backend) {
+    let db = TestDb::new(backend);
+    let nodes = nodes(&db).await;
+    let (a, b) = (&nodes.0, other(&nodes));
+    let mut on_a = with_roles(a, "sam", &["staff"]).await;
+    let mut on_b = with_roles(b, "sue", &["staff"]).await;
+    let mut other_role = with_roles(b, "pat", &["beta"]).await;
+    // Ended before it starts: never sent.
+    let cancelled = announce(
+        a,
+        json!({"title": "Cancelled", "message": "m", "type": "maintenance", "startsAt": in_secs(2)}),
+    )
+    .await;
+    assert_eq!(cancelled["delivered"], 0);
+    let id = cancelled["announcementId"].as_str().unwrap();
+    let (status, _) = b
+        .delete(&format!("/admin/announcements/{id}"), Some(ADMIN_KEY))
+        .await;
+    assert_eq!(status, 200);
+    // Starts a little later: every open connection it targets gets it then,
+    // on both nodes (the tests waits for the event, it does not time it).
+    let later = announce(
+        b,
+        json!({"title": "Starting", "message": "now", "type": "feature",
+               "targetRoles": ["staff"], "startsAt": in_secs(3)}),
+    )
+    .await;
+    assert_eq!(later["delivered"], 0);
+    for client in [&mut on_a, &mut on_b] {
+        let got = client.next().await;
+        assert_eq!(got["announcementId"], later["announcementId"], "{got}");
+        client.silent().await;
+    }
+    other_role.silent().await;
 }

@@ -272,6 +272,17 @@ pub struct Notify {
 pub struct Announce {
     pub announcement: Announcement,
     pub target_roles: Vec<String>,
+    /// Later than now: sent by each node when it comes (0 answered now).
+    pub starts_ms: Option<i64>,
+    pub ends_ms: Option<i64>,
+}
+
+/// An announcement ended: every node drops its timer for it, if it has
+/// one; answers how many nodes heard it.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct EndAnnouncement {
+    pub announcement_id: String,
 }
 
 /// Sends a `broadcast` event to a room, or to every connection, on every

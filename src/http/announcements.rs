@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::admin::{store_down, Admin, REGISTRY};
 use super::{ask, ApiError, AppState};
-use crate::actors::messages::Announce;
+use crate::actors::messages::{Announce, EndAnnouncement};
 use crate::protocol::{Announcement, AnnouncementType, ErrorCode, MAX_NAME_LEN};
 use crate::store::announcements::StoredAnnouncement;
 use crate::store::{ms_to_rfc3339, now_ms};
@@ -139,16 +139,14 @@ pub async fn create(
         .save(&stored)
         .await
         .map_err(store_down)?;
-    // One that starts later reaches the connections opened from then on.
-    let delivered = if stored.active_at(now) {
-        let msg = Announce {
-            announcement: stored.announcement.clone(),
-            target_roles: stored.target_roles.clone(),
-        };
-        ask(state.registry(), REGISTRY, msg).await?
-    } else {
-        0
+    // One that starts later is sent by every node when it starts.
+    let msg = Announce {
+        announcement: stored.announcement.clone(),
+        target_roles: stored.target_roles.clone(),
+        starts_ms: stored.starts_ms,
+        ends_ms: stored.ends_ms,
     };
+    let delivered = ask(state.registry(), REGISTRY, msg).await?;
     let detail = json!({ "announcementId": id, "delivered": delivered });
     state.sessions.records.audit("announce", None, None, detail);
     Ok(HttpResponse::Created().json(json!({ "announcementId": id, "delivered": delivered })))
@@ -185,6 +183,11 @@ pub async fn end(
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no announcement {id:?}")))?;
     let detail = json!({ "ended": id });
     state.sessions.records.audit("announce", None, None, detail);
+    // Every node drops its timer for it, if it had not started.
+    let msg = EndAnnouncement {
+        announcement_id: id,
+    };
+    ask(state.registry(), REGISTRY, msg).await?;
     Ok(HttpResponse::Ok().json(listed(&ended, now)))
 }
 

@@ -12,14 +12,13 @@ use serde_json::Value;
 
 use super::RoomRegistry;
 use crate::actors::messages::{
-    Announce, Broadcast, CloseAll, ClusterStats, ConnectionInfo, Kick, ListConnections, ListRooms,
+    Broadcast, CloseAll, ClusterStats, ConnectionInfo, Kick, ListConnections, ListRooms,
     MailboxDepths, NodeFigures, Notify, RegistryStats, Revoke, RoomInfo, Stats,
 };
 use crate::auth::now_secs;
 use crate::cluster::{AdminAnswer, AdminOp};
 use crate::metrics::{add, get, inc};
-use crate::protocol::notifications::roles_meet;
-use crate::protocol::{close, encode, timestamp, Announcement, Closing, Event, Notification};
+use crate::protocol::{close, encode, timestamp, Closing, Event, Notification};
 
 /// The sum of the nodes' counts.
 fn sum_counts(answers: &[AdminAnswer]) -> usize {
@@ -128,18 +127,6 @@ impl Handler<Broadcast> for RoomRegistry {
     }
 }
 
-impl Handler<Announce> for RoomRegistry {
-    type Result = ResponseFuture<usize>;
-    fn handle(&mut self, msg: Announce, _: &mut Context<Self>) -> Self::Result {
-        let local = self.announce_local(&msg.announcement, &msg.target_roles);
-        let op = AdminOp::Announce {
-            announcement: msg.announcement,
-            target_roles: msg.target_roles,
-        };
-        self.counted_everywhere(local, op)
-    }
-}
-
 impl Handler<ListRooms> for RoomRegistry {
     type Result = ResponseFuture<Vec<RoomInfo>>;
     fn handle(&mut self, _: ListRooms, _: &mut Context<Self>) -> Self::Result {
@@ -199,7 +186,7 @@ impl Handler<CloseAll> for RoomRegistry {
 
 impl RoomRegistry {
     /// `local` plus what every other node counts for `op`.
-    fn counted_everywhere(&self, local: usize, op: AdminOp) -> ResponseFuture<usize> {
+    pub(super) fn counted_everywhere(&self, local: usize, op: AdminOp) -> ResponseFuture<usize> {
         Box::pin(
             self.cluster
                 .gather(op)
@@ -247,19 +234,6 @@ impl RoomRegistry {
         }
     }
 
-    /// To every connection here whose token's `roles` meet `targets`.
-    fn announce_local(&self, announcement: &Announcement, targets: &[String]) -> usize {
-        let frame = encode(&Event::Announcement { data: announcement });
-        let delivered = self
-            .conns
-            .iter()
-            .filter(|(_, conn)| roles_meet(&conn.identity.roles, targets))
-            .filter(|(id, conn)| self.deliver(*id, &conn.target, &frame))
-            .count();
-        add(&self.metrics.messages_out, delivered as u64);
-        delivered
-    }
-
     fn stats_local(&self) -> RegistryStats {
         RegistryStats {
             connections: self.conns.len(),
@@ -292,7 +266,7 @@ impl RoomRegistry {
     }
 
     /// What another node's admin request asks of this one.
-    pub(super) fn run_admin(&self, op: AdminOp) -> AdminAnswer {
+    pub(super) fn run_admin(&mut self, op: AdminOp, ctx: &mut Context<Self>) -> AdminAnswer {
         match op {
             AdminOp::Kick {
                 user_id,
@@ -318,7 +292,19 @@ impl RoomRegistry {
             AdminOp::Announce {
                 announcement,
                 target_roles,
-            } => AdminAnswer::Count(self.announce_local(&announcement, &target_roles)),
+                starts_ms,
+                ends_ms,
+            } => AdminAnswer::Count(self.announce(
+                ctx,
+                announcement,
+                target_roles,
+                starts_ms,
+                ends_ms,
+            )),
+            AdminOp::EndAnnouncement { announcement_id } => {
+                self.end_announcement(ctx, &announcement_id);
+                AdminAnswer::Count(1)
+            }
             AdminOp::Stats => AdminAnswer::Stats(self.node_figures()),
             AdminOp::Connections { user_id } => {
                 AdminAnswer::Connections(self.conns.listing(user_id.as_deref()))
