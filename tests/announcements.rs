@@ -19,6 +19,7 @@ on_both_backends!(
     later_connections_get_the_active_ones_after_connected,
     bad_announcements_are_refused_and_change_nothing,
     a_scheduled_one_reaches_open_connections_when_it_starts,
+    a_node_started_later_sends_a_scheduled_one_when_it_starts,
 );
 
 /// On PostgreSQL, two nodes sharing `db` and a Redis prefix of their own;
@@ -334,4 +335,33 @@ async fn a_scheduled_one_reaches_open_connections_when_it_starts(backend: Backen
         client.silent().await;
     }
     other_role.silent().await;
+}
+
+async fn a_node_started_later_sends_a_scheduled_one_when_it_starts(backend: Backend) {
+    let db = TestDb::new(backend);
+    let mut first = Server::start_on(&db, "");
+    let starts = in_secs(8);
+    let made = announce(
+        &first,
+        json!({"title": "After the restart", "message": "m", "type": "feature", "startsAt": starts}),
+    )
+    .await;
+    first.terminate();
+    assert!(first
+        .wait_exit(std::time::Duration::from_secs(20))
+        .success());
+    // The new process holds its own timer, loaded at start-up.
+    let server = Server::start_on(&db, "");
+    let mut open = with_roles(&server, "pat", &[]).await;
+    let opened = open.client.connected["serverTime"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        opened < starts,
+        "the machine is too slow for this test: connected at {opened}, the announcement starts at {starts}"
+    );
+    let got = open.next().await;
+    assert_eq!(got["announcementId"], made["announcementId"]);
+    open.silent().await;
 }

@@ -277,6 +277,17 @@ pub struct Announce {
     pub ends_ms: Option<i64>,
 }
 
+/// An announcement that starts later, loaded at start-up: this node's
+/// timer for it (the other nodes have theirs).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ScheduleAnnouncement {
+    pub announcement: Announcement,
+    pub target_roles: Vec<String>,
+    pub starts_ms: Option<i64>,
+    pub ends_ms: Option<i64>,
+}
+
 /// An announcement ended: every node drops its timer for it, if it has
 /// one; answers how many nodes heard it.
 #[derive(Message)]

@@ -155,6 +155,30 @@ impl Announcements {
             .await
     }
 
+    /// Those not ended that start after `now` (ms), soonest first, at most
+    /// `limit`.
+    pub async fn upcoming(
+        &self,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredAnnouncement>, StoreError> {
+        self.db
+            .timed(|db| async move {
+                with_conn!(db, |conn| {
+                    let rows: Vec<Row> = announcements::table
+                        .filter(announcements::ended_at.is_null())
+                        .filter(announcements::starts_at.gt(now))
+                        .order(announcements::starts_at.asc())
+                        .limit(limit as i64)
+                        .select(Row::as_select())
+                        .load(conn)
+                        .await?;
+                    Ok(rows.into_iter().map(Row::into_stored).collect())
+                })
+            })
+            .await
+    }
+
     /// Ends announcement `id` at `now` (ms) unless it was ended before;
     /// answers it as it is now, or `None` when there is no such one.
     pub async fn end(&self, id: &str, now: i64) -> Result<Option<StoredAnnouncement>, StoreError> {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use super::RoomRegistry;
-use crate::actors::messages::{Announce, EndAnnouncement};
+use crate::actors::messages::{Announce, EndAnnouncement, ScheduleAnnouncement};
 use crate::cluster::AdminOp;
 use crate::metrics::add;
 use crate::protocol::notifications::roles_meet;
@@ -43,6 +43,19 @@ impl Handler<Announce> for RoomRegistry {
             msg.ends_ms,
         );
         self.counted_everywhere(local, op)
+    }
+}
+
+impl Handler<ScheduleAnnouncement> for RoomRegistry {
+    type Result = ();
+    fn handle(&mut self, msg: ScheduleAnnouncement, ctx: &mut Context<Self>) {
+        self.announce(
+            ctx,
+            msg.announcement,
+            msg.target_roles,
+            msg.starts_ms,
+            msg.ends_ms,
+        );
     }
 }
 
