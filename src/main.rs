@@ -41,6 +41,9 @@ enum Cmd {
         /// Give the token `role: admin`.
         #[arg(long)]
         admin: bool,
+        /// The `roles` claim (what announcements target), comma separated.
+        #[arg(long, value_delimiter = ',')]
+        roles: Vec<String>,
         /// Display name (`name`).
         #[arg(long)]
         name: Option<String>,
@@ -145,8 +148,9 @@ fn main() {
             rooms,
             ttl,
             admin,
+            roles,
             name,
-        } => token(&settings, user_id, rooms, ttl.into(), admin, name),
+        } => token(&settings, user_id, rooms, ttl.into(), admin, roles, name),
         Cmd::Rooms(remote) => operate(&settings, remote, Call::Rooms),
         Cmd::CreateRoom {
             name,
@@ -266,6 +270,7 @@ fn token(
     rooms: Vec<String>,
     ttl: Duration,
     admin: bool,
+    roles: Vec<String>,
     name: Option<String>,
 ) -> anyhow::Result<()> {
     let auth = Auth::from_settings(&settings.auth, settings.server.environment)?;
@@ -282,6 +287,7 @@ fn token(
         rooms: (!rooms.is_empty()).then_some(rooms),
         role: admin.then(|| "admin".to_string()),
         iss: (!settings.auth.issuer.is_empty()).then(|| settings.auth.issuer.clone()),
+        roles: (!roles.is_empty()).then_some(roles),
         aud: (!settings.auth.audience.is_empty())
             .then(|| Audience::One(settings.auth.audience.clone())),
     };

@@ -200,7 +200,16 @@ async fn insecure_mode_is_loud_and_refused_in_production() {
     assert!(server.log().contains("INSECURE DEVELOPMENT MODE"));
     let cwd = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_realtime-server"))
-        .args(["token", "alice", "--rooms", "team:*", "--ttl", "10m"])
+        .args([
+            "token",
+            "alice",
+            "--rooms",
+            "team:*",
+            "--ttl",
+            "10m",
+            "--roles",
+            "staff,beta",
+        ])
         .env_clear()
         .current_dir(cwd.path())
         .output()
@@ -209,6 +218,15 @@ async fn insecure_mode_is_loud_and_refused_in_production() {
     let token = String::from_utf8(out.stdout).unwrap();
     let client = server.connect_with(token.trim(), &[]).await.unwrap();
     assert_eq!(client.user_id(), "alice");
+    // Its `roles` claim (`--roles`) is what announcements target.
+    let (status, answer) = server
+        .post(
+            "/admin/announcements",
+            Some(ADMIN_KEY),
+            json!({"title": "t", "message": "m", "type": "feature", "targetRoles": ["beta"]}),
+        )
+        .await;
+    assert_eq!((status, &answer["delivered"]), (201, &json!(1)), "{answer}");
 
     // Production without a key refuses to start, saying why: run with a
     // clean environment, in a directory of its own, and a deadline (a

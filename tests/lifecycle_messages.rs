@@ -617,7 +617,8 @@ async fn read_positions_reach_the_users_connections_on_the_other_node() {
 }
 
 /// Builds the schema of the release before this one (its migrations, run
-/// as SQL, and diesel's record of them) holding two messages.
+/// as SQL, and diesel's record of them) holding two messages and a read
+/// notification.
 fn previous_release(db: &TestDb) {
     let dir = match db.backend {
         Backend::Sqlite => "migrations/sqlite",
@@ -642,7 +643,9 @@ fn previous_release(db: &TestDb) {
         "INSERT INTO rooms (name, last_seq, created_at) VALUES ('chat:old', 2, 0);\n\
          INSERT INTO messages (room, seq, message_id, user_id, content, metadata, created_at) VALUES \
          ('chat:old', 1, 'old-1', 'alice', 'from before', '{\"v\":1}', 1000), \
-         ('chat:old', 2, 'old-2', 'alice', 'second', NULL, 2000);\n",
+         ('chat:old', 2, 'old-2', 'alice', 'second', NULL, 2000);\n\
+         INSERT INTO notifications (notification_id, user_id, kind, title, body, data, created_at, read_at) VALUES \
+         ('old-n', 'alice', 'warning', 'Old news', 'b', '{\"x\":1}', 5000, 6000);\n",
     );
     match db.backend {
         Backend::Postgres => {
@@ -694,4 +697,37 @@ async fn a_database_of_the_previous_release_is_migrated_and_read(backend: Backen
         .await;
     assert_eq!(contents(&joined["changed"]), ["2nd"]);
     assert_eq!(contents(&joined["missed"]), ["re"]);
+
+    // The old notification is listed with the new fields' defaults, and
+    // announcements (a table added since) work.
+    let listed = again.ok(json!({"type": "notification:list"})).await;
+    let old = &listed["notifications"][0];
+    assert_eq!(
+        (
+            &old["notificationId"],
+            &old["kind"],
+            &old["priority"],
+            &old["data"]
+        ),
+        (
+            &json!("old-n"),
+            &json!("warning"),
+            &json!("medium"),
+            &json!({"x": 1})
+        )
+    );
+    assert_eq!(old["readAt"], "1970-01-01T00:00:06.000Z");
+    assert_eq!(listed["notifications"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        server.admin_get("/admin/announcements").await,
+        json!({"announcements": []})
+    );
+    let (status, made) = server
+        .post(
+            "/admin/announcements",
+            Some(ADMIN_KEY),
+            json!({"title": "Upgraded", "message": "welcome back", "type": "feature"}),
+        )
+        .await;
+    assert_eq!((status, &made["delivered"]), (201, &json!(2)), "{made}");
 }

@@ -1,6 +1,7 @@
 //! Notifications' v2 fields (`docs/protocol.md` 9.2, `POST /admin/notify`):
 //! priority, an action, and an expiry; `notification:read` of several or
-//! all, synced to the user's other connections; on both backends.
+//! all, synced to the user's other connections; `notification:list`; on
+//! both backends.
 
 #[macro_use]
 mod common;
@@ -12,6 +13,7 @@ on_both_backends!(
     priority_action_and_expiry_are_stored_and_delivered,
     expired_notifications_are_not_delivered_on_connect,
     reading_several_or_all_is_synced_to_the_other_connections,
+    notification_list_pages_newest_first_without_expired_ones,
 );
 
 /// Runs `sql` on the test database, whichever backend.
@@ -195,4 +197,126 @@ async fn reading_several_or_all_is_synced_to_the_other_connections(backend: Back
     ] {
         assert_eq!(desk.err(bad).await, "BAD_REQUEST");
     }
+}
+
+/// The `notificationId`s of a `notification:list` answer.
+fn listed(page: &Value) -> Vec<String> {
+    page["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["notificationId"].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn notification_list_pages_newest_first_without_expired_ones(backend: Backend) {
+    let db = TestDb::new(backend);
+    let server = Server::start_on(&db, "");
+    let mut ids = Vec::new();
+    for title in ["n1", "n2", "n3", "n4", "expired"] {
+        let n = server
+            .admin("/admin/notify", json!({"userId": "alice", "title": title}))
+            .await;
+        ids.push(n["notificationId"].as_str().unwrap().to_string());
+    }
+    // Creation times set in the database, so the order is known: n2 and n3
+    // at the same instant (the id breaks the tie).
+    for (id, at) in ids.iter().zip([1000, 2000, 2000, 3000, 4000]) {
+        execute(
+            &db,
+            &format!("UPDATE notifications SET created_at = {at} WHERE notification_id = '{id}'"),
+        );
+    }
+    execute(
+        &db,
+        &format!(
+            "UPDATE notifications SET expires_at = 1 WHERE notification_id = '{}'",
+            ids[4]
+        ),
+    );
+    let (tied_high, tied_low) = if ids[1] > ids[2] {
+        (ids[1].clone(), ids[2].clone())
+    } else {
+        (ids[2].clone(), ids[1].clone())
+    };
+    server
+        .admin(
+            "/admin/notify",
+            json!({"userId": "bob", "title": "not hers"}),
+        )
+        .await;
+    let mut alice = server.connect("alice", &[]).await;
+    for _ in 0..4 {
+        alice.expect("notification").await;
+    }
+    alice
+        .ok(json!({"type": "notification:read", "notificationId": tied_low}))
+        .await;
+
+    // Everything, newest first, expired left out.
+    let all = alice.ok(json!({"type": "notification:list"})).await;
+    assert_eq!(
+        listed(&all),
+        [&ids[3], &tied_high, &tied_low, &ids[0]].map(String::clone)
+    );
+    assert_eq!(all["next"], Value::Null);
+    let first = &all["notifications"][0];
+    assert_eq!(
+        (&first["title"], &first["readAt"]),
+        (&json!("n4"), &Value::Null)
+    );
+    assert_eq!(first["createdAt"], "1970-01-01T00:00:03.000Z");
+    assert_eq!(first["priority"], "medium");
+    assert!(all["notifications"][2]["readAt"].is_string(), "{all}");
+
+    // Pages of two: the cursor passes the tie.
+    let page = alice
+        .ok(json!({"type": "notification:list", "limit": 2}))
+        .await;
+    assert_eq!(listed(&page), [ids[3].clone(), tied_high.clone()]);
+    assert_eq!(page["next"], tied_high.as_str());
+    let rest = alice
+        .ok(json!({"type": "notification:list", "limit": 2, "before": page["next"]}))
+        .await;
+    assert_eq!(listed(&rest), [tied_low.clone(), ids[0].clone()]);
+    assert_eq!(rest["next"], Value::Null);
+
+    // Unread only.
+    let unread = alice
+        .ok(json!({"type": "notification:list", "unreadOnly": true, "limit": 1}))
+        .await;
+    assert_eq!(listed(&unread), [ids[3].clone()]);
+    let more = alice
+        .ok(json!({"type": "notification:list", "unreadOnly": true, "before": unread["next"]}))
+        .await;
+    assert_eq!(listed(&more), [tied_high.clone(), ids[0].clone()]);
+
+    // Refusals, and the connection keeps working.
+    let bobs = {
+        let mut bob = server.connect("bob", &[]).await;
+        let n = bob.expect("notification").await;
+        n["notificationId"].as_str().unwrap().to_string()
+    };
+    for bad in [
+        json!({"type": "notification:list", "before": "no-such-id"}),
+        json!({"type": "notification:list", "before": bobs}),
+        json!({"type": "notification:list", "before": ""}),
+        json!({"type": "notification:list", "before": 3}),
+        json!({"type": "notification:list", "before": -1}),
+        json!({"type": "notification:list", "limit": 0}),
+        json!({"type": "notification:list", "limit": 101}),
+        json!({"type": "notification:list", "unreadOnly": "yes"}),
+        json!({"type": "history:get", "room": "user:alice", "before": "abc"}),
+    ] {
+        assert_eq!(alice.err(bad.clone()).await, "BAD_REQUEST", "{bad}");
+    }
+    let max = alice
+        .ok(json!({"type": "notification:list", "limit": 100}))
+        .await;
+    assert_eq!(listed(&max).len(), 4);
+    // Bob lists only his.
+    let mut bob = server.connect("bob", &[]).await;
+    bob.expect("notification").await;
+    let his = bob.ok(json!({"type": "notification:list"})).await;
+    assert_eq!(his["notifications"].as_array().unwrap().len(), 1);
 }

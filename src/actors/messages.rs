@@ -28,7 +28,8 @@ use crate::auth::Identity;
 use crate::broker::{MemberPage, MessageChange, NodeSnapshot, UserPresence};
 use crate::cluster::{AdminAnswer, AdminOp, Channel, ClusterEvent};
 use crate::protocol::{
-    CommandError, CustomStatus, Member, MessageKind, MessageRecord, Notification, RawJson, Status,
+    Announcement, CommandError, CustomStatus, Member, MessageKind, MessageRecord, Notification,
+    RawJson, Status,
 };
 use crate::revocation::{Revocation, RevocationChange};
 use crate::rooms::RoomChange;
@@ -262,6 +263,37 @@ pub struct Revoke(pub RevocationChange);
 pub struct Notify {
     pub user_id: String,
     pub notification: Notification,
+}
+
+/// Sends an `announcement` event to every connection whose token's `roles`
+/// meet `target_roles` (empty: all), on every node; answers how many.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Announce {
+    pub announcement: Announcement,
+    pub target_roles: Vec<String>,
+    /// Later than now: sent by each node when it comes (0 answered now).
+    pub starts_ms: Option<i64>,
+    pub ends_ms: Option<i64>,
+}
+
+/// An announcement that starts later, loaded at start-up: this node's
+/// timer for it (the other nodes have theirs).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ScheduleAnnouncement {
+    pub announcement: Announcement,
+    pub target_roles: Vec<String>,
+    pub starts_ms: Option<i64>,
+    pub ends_ms: Option<i64>,
+}
+
+/// An announcement ended: every node drops its timer for it, if it has
+/// one; answers how many nodes heard it.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct EndAnnouncement {
+    pub announcement_id: String,
 }
 
 /// Sends a `broadcast` event to a room, or to every connection, on every

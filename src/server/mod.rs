@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpServer};
 
+use crate::actors::messages::ScheduleAnnouncement;
 use crate::actors::presence::PresenceTracker;
 use crate::actors::redis_bridge::{BridgeConfig, BridgeHealth, BridgeLink, Inbox, RedisBridge};
 use crate::actors::room_registry::{RegistryConfig, RegistryDeps, RoomRegistry};
@@ -26,6 +27,7 @@ use crate::metrics::Metrics;
 use crate::protocol::DecodeLimits;
 use crate::revocation::Revocations;
 use crate::rooms::RoomService;
+use crate::store::announcements::Announcements;
 use crate::store::messages::DbLog;
 use crate::store::notifications::Notifications;
 use crate::store::records::Records;
@@ -139,6 +141,7 @@ pub async fn run(settings: Settings, auth: Auth) -> anyhow::Result<()> {
         limiters: limiters.clone(),
         metrics,
         notifications: Notifications::new(db.clone()),
+        announcements: Announcements::new(db.clone()),
         records: records.clone(),
         rooms,
         cfg: SessionConfig {
@@ -156,6 +159,7 @@ pub async fn run(settings: Settings, auth: Auth) -> anyhow::Result<()> {
             notifications_on_connect: db_cfg.notifications_on_connect,
         },
     });
+    schedule_announcements(&sessions.announcements, &registry).await;
     let state = web::Data::new(AppState {
         settings: settings.clone(),
         node_id: node_id.clone(),
@@ -248,4 +252,33 @@ async fn reload_revocations(
     let stored = store.active(read_at).await?;
     set.reload(stored, read_at, now_secs());
     Ok(())
+}
+
+/// Most scheduled announcements a node loads at start-up.
+const SCHEDULED_ANNOUNCEMENTS_MAX: usize = 1000;
+
+/// The announcements that start later, made before this node started: it
+/// holds its own timer for each (the running nodes have theirs).
+async fn schedule_announcements(store: &Announcements, registry: &Mailbox<RoomRegistry>) {
+    let upcoming = match store
+        .upcoming(crate::store::now_ms(), SCHEDULED_ANNOUNCEMENTS_MAX)
+        .await
+    {
+        Ok(list) => list,
+        Err(e) => {
+            log::error!("scheduled announcements not loaded: {e}");
+            return;
+        }
+    };
+    for a in upcoming {
+        let msg = ScheduleAnnouncement {
+            announcement: a.announcement,
+            target_roles: a.target_roles,
+            starts_ms: a.starts_ms,
+            ends_ms: a.ends_ms,
+        };
+        if let Ok(sent) = registry.ask(msg) {
+            let _ = sent.await;
+        }
+    }
 }

@@ -186,7 +186,7 @@ impl Handler<CloseAll> for RoomRegistry {
 
 impl RoomRegistry {
     /// `local` plus what every other node counts for `op`.
-    fn counted_everywhere(&self, local: usize, op: AdminOp) -> ResponseFuture<usize> {
+    pub(super) fn counted_everywhere(&self, local: usize, op: AdminOp) -> ResponseFuture<usize> {
         Box::pin(
             self.cluster
                 .gather(op)
@@ -266,7 +266,7 @@ impl RoomRegistry {
     }
 
     /// What another node's admin request asks of this one.
-    pub(super) fn run_admin(&self, op: AdminOp) -> AdminAnswer {
+    pub(super) fn run_admin(&mut self, op: AdminOp, ctx: &mut Context<Self>) -> AdminAnswer {
         match op {
             AdminOp::Kick {
                 user_id,
@@ -288,6 +288,22 @@ impl RoomRegistry {
             } => AdminAnswer::Count(self.notify_local(&user_id, &notification)),
             AdminOp::Broadcast { room, event, data } => {
                 AdminAnswer::Count(self.broadcast_local(room.as_deref(), &event, &data))
+            }
+            AdminOp::Announce {
+                announcement,
+                target_roles,
+                starts_ms,
+                ends_ms,
+            } => AdminAnswer::Count(self.announce(
+                ctx,
+                announcement,
+                target_roles,
+                starts_ms,
+                ends_ms,
+            )),
+            AdminOp::EndAnnouncement { announcement_id } => {
+                self.end_announcement(ctx, &announcement_id);
+                AdminAnswer::Count(1)
             }
             AdminOp::Stats => AdminAnswer::Stats(self.node_figures()),
             AdminOp::Connections { user_id } => {

@@ -23,6 +23,7 @@
 //! session nor the bridge (see `actors::messages`).
 
 mod admin;
+mod announcements;
 mod commands;
 pub mod directory;
 pub mod fanout;
@@ -136,6 +137,9 @@ pub struct RoomRegistry {
     managed: ManagedRooms,
     service: RoomService,
     rates: RoomRates,
+    /// Announcements that start later, by id: delivered by a timer then,
+    /// unless ended first (`announcements.rs`).
+    scheduled: std::collections::HashMap<String, SpawnHandle>,
 }
 
 impl Actor for RoomRegistry {
@@ -200,6 +204,7 @@ impl RoomRegistry {
             conns: Directory::default(),
             managed: ManagedRooms::default(),
             rates,
+            scheduled: Default::default(),
             service: deps.rooms,
         }
     }

@@ -95,7 +95,7 @@ impl Handler<FromCluster> for RoomRegistry {
                 }));
             }
             ClusterEvent::Request { id, op } => {
-                let answer = self.run_admin(op);
+                let answer = self.run_admin(op, ctx);
                 self.relay(Channel::Node(node), ClusterEvent::Reply { id, answer });
             }
             ClusterEvent::Room { change } => self.apply_room_change(ctx, &change),
