@@ -41,7 +41,7 @@ import { ManagedRooms } from "./managed.js";
  * @property {string} announcementId
  * @property {string} title
  * @property {string} message
- * @property {string} type
+ * @property {"maintenance" | "feature" | "warning"} type
  * @property {string | null} startsAt
  * @property {string | null} endsAt
  */
@@ -335,10 +335,14 @@ export class RealtimeClient extends Emitter {
         return this.emit("notification", stripType(f));
       case "notification:read":
         return this.emit("notification:read", stripType(f));
-      case "announcement":
-        // Active ones come again after every connect: each once.
-        if (!firstSight(this._seenAnnouncements, f.announcementId)) return;
-        return this.emit("announcement", stripType(f));
+      case "announcement": {
+        // The announcement is under `data` (its `type` would clash with the
+        // frame's, as for `room:updated`). Active ones come again after
+        // every connect: each once.
+        const a = f.data && typeof f.data === "object" ? f.data : stripType(f);
+        if (!firstSight(this._seenAnnouncements, a.announcementId)) return;
+        return this.emit("announcement", a);
+      }
       case "presence:changed":
         for (const room of this._rooms.values()) room._presence(f);
         return;
