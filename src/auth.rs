@@ -33,6 +33,9 @@ pub struct Claims {
     pub rooms: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// What announcements target (`targetRoles`); unrelated to `role`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -90,6 +93,8 @@ pub struct Identity {
     pub user_id: Arc<str>,
     pub name: Option<Arc<str>>,
     pub rooms: Vec<String>,
+    /// The token's `roles` claim: which announcements reach this user.
+    pub roles: Vec<String>,
     pub admin: bool,
     /// Unix seconds; `None` for anonymous users.
     pub expires_at: Option<u64>,
@@ -102,6 +107,7 @@ impl Identity {
             user_id: claims.sub.into(),
             name: claims.name.map(Into::into),
             rooms: claims.rooms.unwrap_or_default(),
+            roles: claims.roles.unwrap_or_default(),
             expires_at: Some(claims.exp),
         }
     }
@@ -111,6 +117,7 @@ impl Identity {
             user_id: format!("anon:{connection_id}").into(),
             name: None,
             rooms: Vec::new(),
+            roles: Vec::new(),
             admin: false,
             expires_at: None,
         }
@@ -394,6 +401,7 @@ mod tests {
             rooms: Some(vec!["team:1:*".into()]),
             role: None,
             iss: None,
+            roles: None,
             aud: None,
         }
     }

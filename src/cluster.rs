@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use crate::actors::messages::{ConnectionInfo, NodeFigures, RoomInfo};
 use crate::broker::NodeSnapshot;
-use crate::protocol::{CustomStatus, MessageRecord, Notification, Status};
+use crate::protocol::{Announcement, CustomStatus, MessageRecord, Notification, Status};
 use crate::revocation::{Revocation, RevocationChange};
 use crate::rooms::RoomChange;
 
@@ -198,6 +198,10 @@ pub enum AdminOp {
         room: Option<String>,
         event: String,
         data: Value,
+    },
+    Announce {
+        announcement: Announcement,
+        target_roles: Vec<String>,
     },
     Stats,
     Connections {

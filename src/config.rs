@@ -245,6 +245,7 @@ pub const AUDIT_KINDS: &[&str] = &[
     "slow_consumer",
     "error",
     "room_change",
+    "announce",
 ];
 
 #[derive(Debug, thiserror::Error)]

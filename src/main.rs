@@ -282,6 +282,7 @@ fn token(
         rooms: (!rooms.is_empty()).then_some(rooms),
         role: admin.then(|| "admin".to_string()),
         iss: (!settings.auth.issuer.is_empty()).then(|| settings.auth.issuer.clone()),
+        roles: None,
         aud: (!settings.auth.audience.is_empty())
             .then(|| Audience::One(settings.auth.audience.clone())),
     };

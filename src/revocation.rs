@@ -265,6 +265,7 @@ mod tests {
             rooms: None,
             role: None,
             iss: None,
+            roles: None,
             aud: None,
         }
     }

@@ -28,7 +28,8 @@ use crate::auth::Identity;
 use crate::broker::{MemberPage, MessageChange, NodeSnapshot, UserPresence};
 use crate::cluster::{AdminAnswer, AdminOp, Channel, ClusterEvent};
 use crate::protocol::{
-    CommandError, CustomStatus, Member, MessageKind, MessageRecord, Notification, RawJson, Status,
+    Announcement, CommandError, CustomStatus, Member, MessageKind, MessageRecord, Notification,
+    RawJson, Status,
 };
 use crate::revocation::{Revocation, RevocationChange};
 use crate::rooms::RoomChange;
@@ -262,6 +263,15 @@ pub struct Revoke(pub RevocationChange);
 pub struct Notify {
     pub user_id: String,
     pub notification: Notification,
+}
+
+/// Sends an `announcement` event to every connection whose token's `roles`
+/// meet `target_roles` (empty: all), on every node; answers how many.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Announce {
+    pub announcement: Announcement,
+    pub target_roles: Vec<String>,
 }
 
 /// Sends a `broadcast` event to a room, or to every connection, on every

@@ -38,6 +38,7 @@ use crate::protocol::{
     ErrorCode, Event, Request, PROTOCOL_VERSION,
 };
 use crate::rooms::RoomService;
+use crate::store::announcements::Announcements;
 use crate::store::notifications::Notifications;
 use crate::store::now_ms;
 use crate::store::records::{Record, Records};
@@ -77,6 +78,8 @@ pub struct SessionDeps {
     pub limiters: Arc<RateLimiters>,
     pub metrics: Arc<Metrics>,
     pub notifications: Notifications,
+    /// Active ones are sent right after `connected`.
+    pub announcements: Announcements,
     pub records: Arc<Records>,
     /// Managed-room commands (`session/rooms.rs`) and the admin API's.
     pub rooms: RoomService,
@@ -371,6 +374,7 @@ impl Session {
                 self.ask(ctx, id, msg, |messages| json!({ "messages": messages }));
             }
             Command::NotificationRead { read } => self.notification_read(ctx, id, read),
+            Command::NotificationList(page) => self.notification_list(ctx, id, page),
             Command::Rooms(cmd) => self.room_command(ctx, id, cmd),
             Command::Lifecycle(cmd) => self.lifecycle_command(ctx, id, cmd),
             Command::AuthRefresh { token } => {
@@ -637,6 +641,7 @@ impl Actor for Session {
         self.heartbeat(ctx);
         self.schedule_expiry(ctx);
         self.replay_notifications(ctx);
+        self.send_announcements(ctx);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {

@@ -104,6 +104,7 @@ async fn token(
         rooms: Some(vec!["*".into()]),
         role: None,
         iss: (!auth.issuer.is_empty()).then(|| auth.issuer.clone()),
+        roles: None,
         aud: (!auth.audience.is_empty()).then(|| Audience::One(auth.audience.clone())),
     };
     let token = state

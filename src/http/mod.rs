@@ -2,6 +2,7 @@
 //! Every error answer has the same JSON shape, `{"code","message",...}`.
 
 pub mod admin;
+pub mod announcements;
 pub mod client_addr;
 pub mod demo;
 pub mod health;
@@ -171,6 +172,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     ))
     .service(only("/admin/notify", web::post().to(admin::notify)))
     .service(only("/admin/broadcast", web::post().to(admin::broadcast)))
+    .service(methods(
+        "/admin/announcements",
+        [
+            web::post().to(announcements::create),
+            web::get().to(announcements::list),
+        ],
+    ))
+    .service(only(
+        "/admin/announcements/{id}",
+        web::delete().to(announcements::end),
+    ))
     .service(only("/admin/stats", web::get().to(admin::stats)))
     .service(only(
         "/admin/connections",

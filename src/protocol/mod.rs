@@ -29,11 +29,16 @@ pub const MAX_STATUS_TEXT: usize = 128;
 
 pub use crate::errors::{close, Closing, CommandError, ErrorCode};
 pub use lifecycle::{LifecycleCommand, MessageKind};
+pub use notifications::{
+    Announcement, AnnouncementType, Cursor, ListedNotification, NotificationList,
+    NotificationsToRead, MAX_NOTIFICATION_IDS,
+};
 pub use rooms::{
     MemberObject, NewRoom, Role, RoomCommand, RoomObject, RoomPatch, RoomType, Visibility,
 };
 
 pub mod lifecycle;
+pub mod notifications;
 pub mod rooms;
 
 /// The `id` a client puts on a command: a number or a string, echoed exactly
@@ -128,8 +133,10 @@ struct Frame {
     all: Option<bool>,
     status: Option<Status>,
     custom_status: Option<CustomStatus>,
-    before: Option<u64>,
+    /// A seq (`history:get`) or a notificationId (`notification:list`).
+    before: Option<Cursor>,
     limit: Option<u64>,
+    unread_only: Option<bool>,
     after: Option<String>,
     notification_id: Option<String>,
     token: Option<String>,
@@ -197,6 +204,7 @@ pub enum Command {
     NotificationRead {
         read: NotificationsToRead,
     },
+    NotificationList(NotificationList),
     AuthRefresh {
         token: String,
     },
@@ -417,14 +425,17 @@ fn command(mut f: Frame, limits: &DecodeLimits) -> Result<Command, CommandError>
             let limit = limit(f.limit, HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT)?;
             Command::HistoryGet {
                 room: room(f.room)?,
-                before: f.before,
+                before: notifications::seq_cursor(f.before)?,
                 limit,
                 reply_to: name(f.reply_to, "replyTo")?,
             }
         }
         "notification:read" => Command::NotificationRead {
-            read: notifications_to_read(f.notification_id, f.notification_ids, f.all)?,
+            read: notifications::to_read(f.notification_id, f.notification_ids, f.all)?,
         },
+        "notification:list" => {
+            Command::NotificationList(notifications::list(f.unread_only, f.before, f.limit)?)
+        }
         "auth:refresh" => Command::AuthRefresh {
             token: required(f.token, "token")?,
         },
@@ -437,51 +448,6 @@ fn command(mut f: Frame, limits: &DecodeLimits) -> Result<Command, CommandError>
         }
     };
     Ok(cmd)
-}
-
-/// What `notification:read` marks read.
-#[derive(Debug, Clone, PartialEq)]
-pub enum NotificationsToRead {
-    One(String),
-    /// 1 to [`MAX_NOTIFICATION_IDS`]; ids not the user's are left alone.
-    Some(Vec<String>),
-    All,
-}
-
-/// Most ids one `notification:read` takes.
-pub const MAX_NOTIFICATION_IDS: usize = 100;
-
-fn notifications_to_read(
-    one: Option<String>,
-    many: Option<Vec<String>>,
-    all: Option<bool>,
-) -> Result<NotificationsToRead, CommandError> {
-    match (one, many, all) {
-        (Some(id), None, None) => Ok(NotificationsToRead::One(required(
-            name(Some(id), "notificationId")?,
-            "notificationId",
-        )?)),
-        (None, Some(ids), None) => {
-            if ids.is_empty() || ids.len() > MAX_NOTIFICATION_IDS {
-                return Err(CommandError::bad_request(format!(
-                    "`notificationIds` must list 1 to {MAX_NOTIFICATION_IDS} ids"
-                )));
-            }
-            for id in &ids {
-                name(Some(id.clone()), "notificationIds")?;
-                if id.contains('\0') {
-                    return Err(CommandError::bad_request(
-                        "`notificationIds` must not contain NUL characters",
-                    ));
-                }
-            }
-            Ok(NotificationsToRead::Some(ids))
-        }
-        (None, None, Some(true)) => Ok(NotificationsToRead::All),
-        _ => Err(CommandError::bad_request(
-            "give one of `notificationId`, `notificationIds` or `all: true`",
-        )),
-    }
 }
 
 /// A page size: `default` when absent, 1 to `max` when given.
@@ -722,6 +688,10 @@ pub enum Event<'a> {
     },
     #[serde(rename = "notification")]
     Notification(&'a Notification),
+    /// The announcement object under `data`: its `type` field would clash
+    /// with the event's (as `room:updated`'s room object).
+    #[serde(rename = "announcement")]
+    Announcement { data: &'a Announcement },
     /// The room object under `data` (as in `room:create`'s reply): its
     /// `type` field would clash with the event's.
     #[serde(rename = "room:updated")]

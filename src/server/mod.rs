@@ -26,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::protocol::DecodeLimits;
 use crate::revocation::Revocations;
 use crate::rooms::RoomService;
+use crate::store::announcements::Announcements;
 use crate::store::messages::DbLog;
 use crate::store::notifications::Notifications;
 use crate::store::records::Records;
@@ -139,6 +140,7 @@ pub async fn run(settings: Settings, auth: Auth) -> anyhow::Result<()> {
         limiters: limiters.clone(),
         metrics,
         notifications: Notifications::new(db.clone()),
+        announcements: Announcements::new(db.clone()),
         records: records.clone(),
         rooms,
         cfg: SessionConfig {

@@ -18,6 +18,7 @@
 //! expand the same body once per backend, so each is type-checked against
 //! its own connection type.
 
+pub mod announcements;
 pub mod lifecycle;
 pub mod messages;
 pub mod notifications;

@@ -6,7 +6,9 @@ use diesel_async::RunQueryDsl;
 
 use super::schema::notifications;
 use super::{ms_to_rfc3339, now_ms, Db, StoreError};
-use crate::protocol::{Notification, NotificationKind, Priority};
+use crate::protocol::{
+    ListedNotification, Notification, NotificationKind, NotificationList, Priority,
+};
 use crate::{with_conn, with_tx};
 
 #[derive(Queryable, Selectable)]
@@ -22,9 +24,18 @@ struct Row {
     action_url: Option<String>,
     action_text: Option<String>,
     expires_at: Option<i64>,
+    read_at: Option<i64>,
 }
 
 impl Row {
+    fn into_listed(self) -> ListedNotification {
+        let read_at = self.read_at.map(ms_to_rfc3339);
+        ListedNotification {
+            notification: self.into_notification(),
+            read_at,
+        }
+    }
+
     fn into_notification(self) -> Notification {
         Notification {
             notification_id: self.notification_id,
@@ -131,6 +142,77 @@ impl Notifications {
                         .load(conn)
                         .await?;
                     Ok(rows.into_iter().map(Row::into_notification).collect())
+                })
+            })
+            .await
+    }
+
+    /// A page of the user's notifications that have not expired, newest
+    /// first (ties by id), with the cursor of the next page (`None`: this
+    /// is the last). `Ok(None)` when `before` is not one of the user's.
+    pub async fn list(
+        &self,
+        user_id: &str,
+        page: NotificationList,
+    ) -> Result<Option<(Vec<ListedNotification>, Option<String>)>, StoreError> {
+        let user_id = user_id.to_string();
+        self.db
+            .timed(|db| async move {
+                with_conn!(db, |conn| {
+                    let cursor = match &page.before {
+                        None => None,
+                        Some(id) => {
+                            let at: Option<i64> = notifications::table
+                                .filter(notifications::notification_id.eq(id))
+                                .filter(notifications::user_id.eq(&user_id))
+                                .select(notifications::created_at)
+                                .first(conn)
+                                .await
+                                .optional()?;
+                            match at {
+                                Some(at) => Some((at, id.clone())),
+                                None => return Ok(None),
+                            }
+                        }
+                    };
+                    let mut query = notifications::table
+                        .filter(notifications::user_id.eq(&user_id))
+                        .filter(
+                            notifications::expires_at
+                                .is_null()
+                                .or(notifications::expires_at.gt(now_ms())),
+                        )
+                        .into_boxed();
+                    if page.unread_only {
+                        query = query.filter(notifications::read_at.is_null());
+                    }
+                    if let Some((at, id)) = cursor {
+                        query = query.filter(
+                            notifications::created_at
+                                .lt(at)
+                                .or(notifications::created_at
+                                    .eq(at)
+                                    .and(notifications::notification_id.lt(id))),
+                        );
+                    }
+                    let mut rows: Vec<Row> = query
+                        .order((
+                            notifications::created_at.desc(),
+                            notifications::notification_id.desc(),
+                        ))
+                        .limit(page.limit as i64 + 1)
+                        .select(Row::as_select())
+                        .load(conn)
+                        .await?;
+                    let more = rows.len() > page.limit;
+                    rows.truncate(page.limit);
+                    let next = more
+                        .then(|| rows.last().map(|r| r.notification_id.clone()))
+                        .flatten();
+                    Ok(Some((
+                        rows.into_iter().map(Row::into_listed).collect(),
+                        next,
+                    )))
                 })
             })
             .await

@@ -146,6 +146,20 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    announcements (announcement_id) {
+        announcement_id -> Text,
+        title -> Text,
+        message -> Text,
+        kind -> Text,
+        target_roles -> Text,
+        starts_at -> Nullable<BigInt>,
+        ends_at -> Nullable<BigInt>,
+        created_at -> BigInt,
+        ended_at -> Nullable<BigInt>,
+    }
+}
+
 diesel::joinable!(room_memberships -> managed_rooms (room));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -160,4 +174,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     managed_rooms,
     room_memberships,
     read_positions,
+    announcements,
 );

@@ -144,6 +144,7 @@ impl Server {
             rooms: Some(rooms.iter().map(|s| s.to_string()).collect()),
             role: None,
             iss: None,
+            roles: None,
             aud: None,
         })
     }
@@ -439,6 +440,7 @@ pub fn claims(user: &str, ttl_secs: i64) -> Claims {
         rooms: None,
         role: None,
         iss: None,
+        roles: None,
         aud: None,
     }
 }

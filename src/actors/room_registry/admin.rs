@@ -12,13 +12,14 @@ use serde_json::Value;
 
 use super::RoomRegistry;
 use crate::actors::messages::{
-    Broadcast, CloseAll, ClusterStats, ConnectionInfo, Kick, ListConnections, ListRooms,
+    Announce, Broadcast, CloseAll, ClusterStats, ConnectionInfo, Kick, ListConnections, ListRooms,
     MailboxDepths, NodeFigures, Notify, RegistryStats, Revoke, RoomInfo, Stats,
 };
 use crate::auth::now_secs;
 use crate::cluster::{AdminAnswer, AdminOp};
 use crate::metrics::{add, get, inc};
-use crate::protocol::{close, encode, timestamp, Closing, Event, Notification};
+use crate::protocol::notifications::roles_meet;
+use crate::protocol::{close, encode, timestamp, Announcement, Closing, Event, Notification};
 
 /// The sum of the nodes' counts.
 fn sum_counts(answers: &[AdminAnswer]) -> usize {
@@ -122,6 +123,18 @@ impl Handler<Broadcast> for RoomRegistry {
             room: msg.room,
             event: msg.event,
             data: msg.data,
+        };
+        self.counted_everywhere(local, op)
+    }
+}
+
+impl Handler<Announce> for RoomRegistry {
+    type Result = ResponseFuture<usize>;
+    fn handle(&mut self, msg: Announce, _: &mut Context<Self>) -> Self::Result {
+        let local = self.announce_local(&msg.announcement, &msg.target_roles);
+        let op = AdminOp::Announce {
+            announcement: msg.announcement,
+            target_roles: msg.target_roles,
         };
         self.counted_everywhere(local, op)
     }
@@ -234,6 +247,19 @@ impl RoomRegistry {
         }
     }
 
+    /// To every connection here whose token's `roles` meet `targets`.
+    fn announce_local(&self, announcement: &Announcement, targets: &[String]) -> usize {
+        let frame = encode(&Event::Announcement { data: announcement });
+        let delivered = self
+            .conns
+            .iter()
+            .filter(|(_, conn)| roles_meet(&conn.identity.roles, targets))
+            .filter(|(id, conn)| self.deliver(*id, &conn.target, &frame))
+            .count();
+        add(&self.metrics.messages_out, delivered as u64);
+        delivered
+    }
+
     fn stats_local(&self) -> RegistryStats {
         RegistryStats {
             connections: self.conns.len(),
@@ -289,6 +315,10 @@ impl RoomRegistry {
             AdminOp::Broadcast { room, event, data } => {
                 AdminAnswer::Count(self.broadcast_local(room.as_deref(), &event, &data))
             }
+            AdminOp::Announce {
+                announcement,
+                target_roles,
+            } => AdminAnswer::Count(self.announce_local(&announcement, &target_roles)),
             AdminOp::Stats => AdminAnswer::Stats(self.node_figures()),
             AdminOp::Connections { user_id } => {
                 AdminAnswer::Connections(self.conns.listing(user_id.as_deref()))

@@ -169,6 +169,7 @@ mod tests {
             user_id: user.into(),
             name: None,
             rooms: vec!["team:*".into()],
+            roles: Vec::new(),
             admin: false,
             expires_at: None,
         });

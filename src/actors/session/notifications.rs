@@ -1,6 +1,8 @@
 //! `notification:read`: one, several or all of the user's notifications,
 //! stored as read, then told to the user's other connections (the registry
-//! sends `notification:read` to them on every node).
+//! sends `notification:read` to them on every node). `notification:list`:
+//! a page of them from the database. And the active announcements sent
+//! right after `connected`.
 
 use actix::prelude::*;
 use actix_web_actors::ws;
@@ -8,8 +10,15 @@ use serde_json::json;
 
 use super::Session;
 use crate::actors::messages::NotificationsRead;
-use crate::protocol::{CommandError, CommandId, ErrorCode, NotificationsToRead};
+use crate::protocol::notifications::roles_meet;
+use crate::protocol::{
+    CommandError, CommandId, ErrorCode, Event, NotificationList, NotificationsToRead,
+};
 use crate::store::notifications::ReadOutcome;
+use crate::store::now_ms;
+
+/// Most active announcements looked at for a new connection.
+pub const ANNOUNCEMENTS_ON_CONNECT: usize = 100;
 
 impl Session {
     pub(super) fn notification_read(
@@ -48,6 +57,50 @@ impl Session {
                 Err(e) => Err(CommandError::new(ErrorCode::Unavailable, e.to_string())),
             };
             act.answer(ctx, id.as_ref(), result);
+        }));
+    }
+
+    pub(super) fn notification_list(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        id: Option<CommandId>,
+        page: NotificationList,
+    ) {
+        let store = self.deps.notifications.clone();
+        let user = self.identity.user_id.clone();
+        let list = async move { store.list(&user, page).await };
+        ctx.spawn(list.into_actor(self).map(move |res, act, ctx| {
+            let result = match res {
+                Ok(Some((notifications, next))) => {
+                    Ok(json!({ "notifications": notifications, "next": next }))
+                }
+                Ok(None) => Err(CommandError::bad_request(
+                    "`before` is not one of this user's notifications",
+                )),
+                Err(e) => Err(CommandError::new(ErrorCode::Unavailable, e.to_string())),
+            };
+            act.answer(ctx, id.as_ref(), result);
+        }));
+    }
+
+    /// The announcements active now whose `targetRoles` the token's `roles`
+    /// meet, right after `connected` (oldest first).
+    pub(super) fn send_announcements(&self, ctx: &mut ws::WebsocketContext<Self>) {
+        let store = self.deps.announcements.clone();
+        let load = async move { store.active(now_ms(), ANNOUNCEMENTS_ON_CONNECT).await };
+        ctx.spawn(load.into_actor(self).map(|res, act, ctx| match res {
+            Ok(active) => {
+                for a in &active {
+                    if roles_meet(&act.identity.roles, &a.target_roles) {
+                        let event = Event::Announcement {
+                            data: &a.announcement,
+                        };
+                        act.send_event(ctx, &event);
+                    }
+                }
+            }
+            // Not retried: this connection goes without them.
+            Err(e) => log::warn!("conn={}: announcements not loaded: {e}", act.wire_id),
         }));
     }
 

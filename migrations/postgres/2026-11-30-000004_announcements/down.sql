@@ -1,0 +1,2 @@
+DROP INDEX notifications_by_user;
+DROP TABLE announcements;
