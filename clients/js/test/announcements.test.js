@@ -1,8 +1,9 @@
 // Announcements (the v2 contract's "Notifications and announcements"):
 // active ones are sent again after every `connected`, so the client shows
-// each once. This drives the client's frame handling with the event as the
-// server sends it: the announcement under `data`, whose `type` would clash
-// with the frame's (as `room:updated` carries the room object).
+// each once. The first two tests drive the client's frame handling with
+// the event as the server sends it (the announcement under `data`, whose
+// `type` would clash with the frame's, as `room:updated` carries the room
+// object); the last runs against the server.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -54,4 +55,58 @@ test("useAnnouncements lists them once and dismisses one", async () => {
   act(() => seen.dismiss("a1"));
   assert.equal(renderer.root.findByType("p").children.join(""), "New: threads");
   act(() => renderer.unmount());
+});
+
+test("against the server: live and after connect, each once across a reconnect, by role, ended ones no more", async () => {
+  const { TestServer, until, controllableNetwork } = await import("./helpers.js");
+  const server = await TestServer.start();
+  const net = controllableNetwork();
+  const fast = { initialMs: 50, maxMs: 400 };
+  const ops = new RealtimeClient({ url: server.url, token: () => server.token("olga", { roles: ["ops"] }), WebSocket: net.WebSocket, backoff: fast });
+  const guest = new RealtimeClient({ url: server.url, token: () => server.token("gus"), WebSocket });
+  const later = [];
+  try {
+    const toOps = [];
+    const toGuest = [];
+    ops.on("announcement", (a) => toOps.push(a));
+    guest.on("announcement", (a) => toGuest.push(a));
+    await ops.connect();
+    await guest.connect();
+    const everyone = await server.admin("POST", "/admin/announcements", { title: "Maintenance", message: "at 22:00", type: "maintenance" });
+    const opsOnly = await server.admin("POST", "/admin/announcements", { title: "Deploy", message: "v2", type: "feature", targetRoles: ["ops"] });
+    await until(() => toOps.length === 2 && toGuest.length === 1, "the live announcements");
+    assert.deepEqual(
+      toOps.map((a) => [a.announcementId, a.title, a.message, a.type]),
+      [
+        [everyone.announcementId, "Maintenance", "at 22:00", "maintenance"],
+        [opsOnly.announcementId, "Deploy", "v2", "feature"],
+      ],
+    );
+    assert.deepEqual(toGuest.map((a) => a.announcementId), [everyone.announcementId]);
+
+    // A reconnect brings the active ones again after `connected`: not news.
+    const states = [];
+    ops.on("state", (st) => states.push(st.state));
+    net.cut();
+    await until(() => states.includes("reconnecting") && ops.state === "connected", "the reconnect");
+    assert.equal(net.opened, 2);
+    await guest.setPresence("online"); // a round trip, for what the reconnect brought to arrive
+    await ops.setPresence("online");
+    assert.equal(toOps.length, 2);
+
+    // A connection made later gets the active ones right after `connected`;
+    // an ended one no more.
+    await server.admin("DELETE", `/admin/announcements/${encodeURIComponent(opsOnly.announcementId)}`);
+    const late = new RealtimeClient({ url: server.url, token: () => server.token("lena", { roles: ["ops"] }), WebSocket });
+    later.push(late);
+    const toLate = [];
+    late.on("announcement", (a) => toLate.push(a.announcementId));
+    await late.connect();
+    await until(() => toLate.length === 1, "the active announcement after connected");
+    await late.setPresence("online");
+    assert.deepEqual(toLate, [everyone.announcementId]);
+  } finally {
+    for (const c of [ops, guest, ...later]) await c.close();
+    await server.stop();
+  }
 });
