@@ -34,6 +34,7 @@ async fn in_development_mode_the_page_the_client_and_working_tokens_are_served()
         "index.js",
         "client.js",
         "room.js",
+        "managed.js",
         "emitter.js",
         "errors.js",
         "backoff.js",

@@ -13,10 +13,14 @@ use crate::protocol::ErrorCode;
 
 /// The page, and the client's files under `/demo/client/`.
 const PAGE: &str = include_str!("demo/index.html");
-const CLIENT: [(&str, &str); 6] = [
+const CLIENT: [(&str, &str); 7] = [
     ("index.js", include_str!("../../clients/js/src/index.js")),
     ("client.js", include_str!("../../clients/js/src/client.js")),
     ("room.js", include_str!("../../clients/js/src/room.js")),
+    (
+        "managed.js",
+        include_str!("../../clients/js/src/managed.js"),
+    ),
     (
         "emitter.js",
         include_str!("../../clients/js/src/emitter.js"),

@@ -7,6 +7,7 @@ import { Emitter } from "./emitter.js";
 import { RealtimeError } from "./errors.js";
 import { backoffDelay } from "./backoff.js";
 import { Room } from "./room.js";
+import { ManagedRooms } from "./managed.js";
 
 /**
  * @typedef {"idle" | "connecting" | "connected" | "reconnecting" | "stopped" | "closed"} ConnectionState
@@ -29,6 +30,10 @@ import { Room } from "./room.js";
  * @property {string} body
  * @property {unknown} data
  * @property {string} createdAt
+ * @property {"low" | "medium" | "high" | "critical"} [priority] v2
+ * @property {string | null} [actionUrl] v2
+ * @property {string | null} [actionText] v2
+ * @property {string | null} [expiresAt] v2
  */
 
 /**
@@ -36,18 +41,32 @@ import { Room } from "./room.js";
  * @property {string} announcementId
  * @property {string} title
  * @property {string} message
- * @property {string} type
+ * @property {"maintenance" | "feature" | "warning"} type
  * @property {string | null} startsAt
  * @property {string | null} endsAt
  */
 
 /**
- * @typedef {object} ClientEvents
- * @property {StateChange} state
- * @property {Notification} notification
- * @property {Announcement} announcement
- * @property {{room?: string, event: string, data: unknown, timestamp: string}} broadcast
- * @property {Error} error a problem the client handled itself (a failed rejoin, a refused refresh)
+ * The client's events. `error`: a problem the client handled itself (a
+ * failed rejoin, a refused refresh). `notification:read`: notifications
+ * read on another of the user's connections. `read`: the user's read
+ * position in a room moved (`room:read` on another of their connections).
+ * `room:*` and `member:*`: managed rooms (docs/protocol.md 13.4), for every
+ * room the user is in or is affected by, joined here or not.
+ * @typedef {{
+ *   state: StateChange,
+ *   notification: Notification,
+ *   announcement: Announcement,
+ *   broadcast: {room?: string, event: string, data: unknown, timestamp: string},
+ *   error: Error,
+ *   "notification:read": {notificationIds?: string[], all?: boolean},
+ *   read: {room: string, lastReadSeq: number},
+ *   "room:updated": {room: string, data: import("./managed.js").RoomInfo},
+ *   "room:deleted": {room: string},
+ *   "member:added": {room: string} & import("./managed.js").MemberInfo,
+ *   "member:updated": {room: string} & import("./managed.js").MemberInfo,
+ *   "member:removed": {room: string, userId: string, by: string},
+ * }} ClientEvents
  */
 
 /**
@@ -107,6 +126,10 @@ export class RealtimeClient extends Emitter {
     this._tokenExp = null;
     /** @type {Set<string>} */
     this._seenNotifications = new Set();
+    /** @type {Set<string>} */
+    this._seenAnnouncements = new Set();
+    /** Managed rooms: create, update, delete, list, members, direct messages. */
+    this.rooms = new ManagedRooms(this);
     /** @type {{promise: Promise<void>, resolve: () => void, reject: (e: Error) => void} | null} */
     this._firstConnect = null;
   }
@@ -184,11 +207,14 @@ export class RealtimeClient extends Emitter {
   }
 
   /**
-   * Marks a notification read (for all the user's connections).
-   * @param {string} notificationId
+   * Marks notifications read, for all the user's connections (the others
+   * get a `notification:read` event): one id, a list of ids, or `"all"`.
+   * @param {string | string[]} ids
    */
-  markNotificationRead(notificationId) {
-    return this._request("notification:read", { notificationId });
+  markNotificationRead(ids) {
+    if (ids === "all") return this._request("notification:read", { all: true });
+    if (Array.isArray(ids)) return this._request("notification:read", { notificationIds: ids });
+    return this._request("notification:read", { notificationId: ids });
   }
 
   /**
@@ -304,21 +330,35 @@ export class RealtimeClient extends Emitter {
       case "pong":
         return;
       case "notification":
-        if (this._seenNotifications.has(f.notificationId)) return;
-        this._seenNotifications.add(f.notificationId);
-        if (this._seenNotifications.size > 1000) {
-          const first = this._seenNotifications.values().next().value;
-          if (first !== undefined) this._seenNotifications.delete(first);
-        }
+        // Unread ones come again after every connect: each once.
+        if (!firstSight(this._seenNotifications, f.notificationId)) return;
         return this.emit("notification", stripType(f));
-      case "announcement":
-        return this.emit("announcement", stripType(f));
+      case "notification:read":
+        return this.emit("notification:read", stripType(f));
+      case "announcement": {
+        // The announcement is under `data` (its `type` would clash with the
+        // frame's, as for `room:updated`). Active ones come again after
+        // every connect: each once.
+        const a = f.data && typeof f.data === "object" ? f.data : stripType(f);
+        if (!firstSight(this._seenAnnouncements, a.announcementId)) return;
+        return this.emit("announcement", a);
+      }
       case "presence:changed":
         for (const room of this._rooms.values()) room._presence(f);
         return;
       case "broadcast":
         if (f.room) this._rooms.get(f.room)?._event(f);
         return this.emit("broadcast", stripType(f));
+      case "room:read":
+      case "room:updated":
+      case "room:deleted":
+      case "member:added":
+      case "member:updated":
+      case "member:removed":
+        // Also for rooms this connection has not joined (a user added to a
+        // room, a read position moved on another device).
+        this._rooms.get(f.room)?._event(f);
+        return this.emit(f.type === "room:read" ? "read" : f.type, stripType(f));
       default:
         if (typeof f.room === "string") this._rooms.get(f.room)?._event(f);
     }
@@ -507,6 +547,21 @@ export class RealtimeClient extends Emitter {
   _fire(frame) {
     if (this._ws && this.state === "connected") this._ws.send(JSON.stringify(frame));
   }
+}
+
+/**
+ * Remembers `id` (the last 1000); false when it was already there.
+ * @param {Set<string>} seen
+ * @param {string} id
+ */
+function firstSight(seen, id) {
+  if (seen.has(id)) return false;
+  seen.add(id);
+  if (seen.size > 1000) {
+    const first = seen.values().next().value;
+    if (first !== undefined) seen.delete(first);
+  }
+  return true;
 }
 
 /** @param {any} f */

@@ -1,4 +1,4 @@
-// React hooks over a RealtimeClient (`import … from "@realtime/client/react"`).
+// React hooks over a RealtimeClient (`import … from "@realtime-server/client/react"`).
 // React is an optional peer dependency: only this entry imports it.
 
 import { useCallback, useEffect, useState } from "react";
@@ -102,20 +102,25 @@ export function useTyping(room) {
 }
 
 /**
- * Notifications received while mounted (unread ones come right after each
- * connect), newest last; `markRead` marks one read and drops it from the list.
+ * Unread notifications received while mounted (unread ones come right after
+ * each connect), newest last; `markRead` marks one read and drops it from
+ * the list. Those read on another of the user's connections are dropped too.
  * @param {import("./client.js").RealtimeClient} client
  * @returns {{notifications: import("./client.js").Notification[], markRead: (id: string) => Promise<void>}}
  */
 export function useNotifications(client) {
   const [notifications, setNotifications] = useState(/** @type {import("./client.js").Notification[]} */ ([]));
-  useEffect(
-    () =>
+  useEffect(() => {
+    const offs = [
       client.on("notification", (n) =>
         setNotifications((list) => (list.some((x) => x.notificationId === n.notificationId) ? list : [...list, n])),
       ),
-    [client],
-  );
+      client.on("notification:read", (r) =>
+        setNotifications((list) => (r.all ? [] : list.filter((n) => !(r.notificationIds ?? []).includes(n.notificationId)))),
+      ),
+    ];
+    return () => offs.forEach((off) => off());
+  }, [client]);
   const markRead = useCallback(
     async (/** @type {string} */ id) => {
       await client.markNotificationRead(id);
@@ -124,4 +129,26 @@ export function useNotifications(client) {
     [client],
   );
   return { notifications, markRead };
+}
+
+/**
+ * Announcements received while mounted (active ones come right after each
+ * connect), each once, oldest first; `dismiss` drops one from the list.
+ * @param {import("./client.js").RealtimeClient} client
+ * @returns {{announcements: import("./client.js").Announcement[], dismiss: (id: string) => void}}
+ */
+export function useAnnouncements(client) {
+  const [announcements, setAnnouncements] = useState(/** @type {import("./client.js").Announcement[]} */ ([]));
+  useEffect(
+    () =>
+      client.on("announcement", (a) =>
+        setAnnouncements((list) => (list.some((x) => x.announcementId === a.announcementId) ? list : [...list, a])),
+      ),
+    [client],
+  );
+  const dismiss = useCallback(
+    (/** @type {string} */ id) => setAnnouncements((list) => list.filter((a) => a.announcementId !== id)),
+    [],
+  );
+  return { announcements, dismiss };
 }

@@ -67,6 +67,20 @@ import { RealtimeError } from "./errors.js";
  */
 
 /**
+ * A room's events: the above, and for managed rooms (docs/protocol.md
+ * 13.4) `room:updated` (the room object), `room:deleted`, `member:added`,
+ * `member:updated` (member objects) and `member:removed`. After
+ * `room:deleted`, or `member:removed` of the user, the room is left.
+ * @typedef {RoomEvents & {
+ *   "room:updated": import("./managed.js").RoomInfo,
+ *   "room:deleted": {room: string},
+ *   "member:added": import("./managed.js").MemberInfo,
+ *   "member:updated": import("./managed.js").MemberInfo,
+ *   "member:removed": {userId: string, by: string},
+ * }} AllRoomEvents
+ */
+
+/**
  * @typedef {object} SendOptions
  * @property {Record<string, unknown>} [metadata]
  * @property {string} [replyTo] v2: needs server issue 17
@@ -92,7 +106,10 @@ function randomId() {
   return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
 }
 
-/** @extends {Emitter<RoomEvents>} */
+/** How many messages' last change a room remembers, to apply each change once. */
+const CHANGES_REMEMBERED = 5000;
+
+/** @extends {Emitter<AllRoomEvents>} */
 export class Room extends Emitter {
   /**
    * @param {import("./client.js").RealtimeClient} client
@@ -111,6 +128,10 @@ export class Room extends Emitter {
     this.memberCount = 0;
     /** Who is typing in the main thread, the user's own id excluded. @type {string[]} */
     this.typingUsers = [];
+    /** The user's read position here, once known (`read()`, or a `read` event). @type {number | null} */
+    this.lastRead = null;
+    /** messageId → its last change applied ("d" deleted, else "e" and editedAt). @type {Map<string, string>} */
+    this._changes = new Map();
     /** @type {Map<number, Message>} */
     this._pending = new Map();
     /** @type {Map<string, {frame: Record<string, unknown>, resolve: (r: SendResult) => void, reject: (e: Error) => void, inFlight: boolean, settled: boolean, retryTimer: any}>} */
@@ -254,8 +275,15 @@ export class Room extends Emitter {
    * @param {number} seq
    * @returns {Promise<{lastReadSeq: number}>}
    */
-  read(seq) {
-    return /** @type {any} */ (this._client._request("room:read", { room: this.name, seq }));
+  async read(seq) {
+    const data = /** @type {{lastReadSeq: number}} */ (await this._client._request("room:read", { room: this.name, seq }));
+    this._readMoved(data.lastReadSeq);
+    return data;
+  }
+
+  /** @param {number} n */
+  _readMoved(n) {
+    if (this.lastRead === null || n > this.lastRead) this.lastRead = n;
   }
 
   /**
@@ -320,6 +348,20 @@ export class Room extends Emitter {
     if (wasJoined && this._client.state === "connected") {
       await this._client._request("room:leave", { room: this.name }).catch(() => {});
     }
+  }
+
+  /**
+   * The server took this room away (removed from a managed room, or it was
+   * deleted): left, not rejoined; unsettled sends reject with `LEFT`.
+   * @param {string} why
+   */
+  _gone(why) {
+    if (this._left) return;
+    this._left = true;
+    this._joined = false;
+    this._stopTypingSoon(0);
+    if (this._client._rooms.get(this.name) === this) this._client._rooms.delete(this.name);
+    this._failOutbox(new RealtimeError("LEFT", why));
   }
 
   /** @param {Error} err */
@@ -448,6 +490,8 @@ export class Room extends Emitter {
       if (next) {
         this._pending.delete(next.seq);
         this.lastSeq = next.seq;
+        // Delivered as it is now: a later `changed` with this state is not news.
+        if (next.deleted || next.editedAt) this._firstChange(next.messageId, !!next.deleted, next.editedAt);
         this.emit("message", next);
         continue;
       }
@@ -490,8 +534,31 @@ export class Room extends Emitter {
     this._drain();
   }
 
+  /**
+   * Notes a message's change; false when it was applied already (the
+   * `changed` of a rejoin may repeat one the app saw live) or is older than
+   * one applied (an edit after the deletion).
+   * @param {string} messageId
+   * @param {boolean} deleted
+   * @param {string | null | undefined} editedAt
+   */
+  _firstChange(messageId, deleted, editedAt) {
+    const known = this._changes.get(messageId);
+    if (known === "d") return false;
+    const mark = deleted ? "d" : `e${editedAt ?? ""}`;
+    if (known === mark || (!deleted && known !== undefined && (editedAt ?? "") < known.slice(1))) return false;
+    this._changes.delete(messageId);
+    this._changes.set(messageId, mark);
+    if (this._changes.size > CHANGES_REMEMBERED) {
+      const oldest = this._changes.keys().next().value;
+      if (oldest !== undefined) this._changes.delete(oldest);
+    }
+    return true;
+  }
+
   /** @param {any} c a `changed` entry: the message's current state */
   _applyChanged(c) {
+    if (!this._firstChange(c.messageId, !!c.deleted, c.editedAt)) return;
     if (c.deleted) {
       this.emit("delete", { room: this.name, messageId: c.messageId, seq: c.seq, deletedBy: c.deletedBy ?? null });
     } else {
@@ -517,12 +584,12 @@ export class Room extends Emitter {
       }
       case "message:updated": {
         const { type: _t, ...u } = ev;
-        this.emit("update", u);
+        if (this._firstChange(u.messageId, false, u.editedAt)) this.emit("update", u);
         break;
       }
       case "message:deleted": {
         const { type: _t, ...d } = ev;
-        this.emit("delete", d);
+        if (this._firstChange(d.messageId, true, null)) this.emit("delete", d);
         break;
       }
       case "user:joined":
@@ -545,7 +612,26 @@ export class Room extends Emitter {
         break;
       }
       case "room:read":
+        this._readMoved(ev.lastReadSeq);
         this.emit("read", { lastReadSeq: ev.lastReadSeq });
+        break;
+      case "room:updated":
+        this.emit("room:updated", ev.data);
+        break;
+      case "member:added":
+      case "member:updated": {
+        const { type: _t, room: _r, ...member } = ev;
+        this.emit(ev.type, member);
+        break;
+      }
+      case "member:removed":
+        this.emit("member:removed", { userId: ev.userId, by: ev.by });
+        // The server took the user's connections out of the room.
+        if (ev.userId === this._client.userId) this._gone(`removed from room ${this.name} by ${ev.by}`);
+        break;
+      case "room:deleted":
+        this.emit("room:deleted", { room: this.name });
+        this._gone(`room ${this.name} was deleted`);
         break;
       case "broadcast":
         this.emit("broadcast", { event: ev.event, data: ev.data, timestamp: ev.timestamp });

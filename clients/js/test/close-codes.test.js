@@ -171,3 +171,37 @@ test("a handshake refused for too many connections (4429) waits retryAfterMs, th
     await server.stop();
   }
 });
+
+test("flooding (4008) is answered with the long backoff and a state event, then a reconnect", async () => {
+  const server = await TestServer.start({
+    env: {
+      REALTIME__RATE_LIMITS__COMMANDS_PER_SECOND: "2",
+      REALTIME__RATE_LIMITS__COMMANDS_BURST: "5",
+      REALTIME__RATE_LIMITS__FLOOD_CLOSE_AFTER: "3",
+    },
+  });
+  try {
+    const net = controllableNetwork();
+    const alice = new RealtimeClient({ url: server.url, token: () => server.token("alice"), WebSocket: net.WebSocket, backoff: fast, floodBackoffMs: 1500 });
+    const states = [];
+    alice.on("state", (s) => states.push(s));
+    await alice.connect();
+    // An app gone wrong: commands in a loop, over the rate limit.
+    const answers = [];
+    for (let i = 0; i < 30; i++) answers.push(alice.setPresence(i % 2 ? "away" : "online").then(() => "ok", (e) => e.code));
+    const codes = await Promise.all(answers);
+    assert.ok(codes.includes("RATE_LIMITED"), `answers: ${codes}`);
+    assert.ok(codes.includes("DISCONNECTED"), `answers: ${codes}`);
+    const flood = states.find((s) => s.code === 4008);
+    assert.deepEqual(
+      { state: flood.state, reason: flood.reason, delayMs: flood.delayMs },
+      { state: "reconnecting", reason: "too many commands over the rate limit", delayMs: 1500 },
+    );
+    await until(() => alice.state === "connected", "the reconnect after the long backoff");
+    assert.equal(net.opened, 2, "one attempt, after the wait");
+    await alice.setPresence("online"); // usable again
+    await alice.close();
+  } finally {
+    await server.stop();
+  }
+});

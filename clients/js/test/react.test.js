@@ -53,10 +53,34 @@ test("hooks follow the connection, the room, its members, typing and notificatio
   seen.notifyTyping(); // alice's keystroke reaches bob
   await until(() => rb.typingUsers.includes("alice"), "alice typing, seen by bob");
 
+  // Edits and deletions show in useRoom's messages.
+  const bobs = seen.messages[0].messageId;
+  await rb.edit(bobs, "hi from bob, edited");
+  await until(() => seen.messages[0].content === "hi from bob, edited", "the edit rendered");
+  assert.ok(seen.messages[0].editedAt);
+  await seen.room.delete(seen.messages[1].messageId);
+  await until(() => seen.messages[1].deleted === true, "the deletion rendered");
+  const shown = renderer.root.findAllByType("li").map((li) => li.children.join(""));
+  assert.deepEqual(shown, ["bob: hi from bob, edited", "alice: "]);
+
   await server.admin("POST", "/admin/notify", { userId: "alice", title: "ping", body: "" });
   await until(() => seen.notifications.length === 1, "the notification");
   await seen.markRead(seen.notifications[0].notificationId);
   await until(() => seen.notifications.length === 0, "read and dropped");
+  // Read on another of alice's connections (her phone): dropped here too.
+  const phone = new RealtimeClient({ url: server.url, token: () => server.token("alice"), WebSocket });
+  const phoneGot = [];
+  phone.on("notification", (n) => phoneGot.push(n.notificationId));
+  await phone.connect();
+  await server.admin("POST", "/admin/notify", { userId: "alice", title: "one", body: "" });
+  await server.admin("POST", "/admin/notify", { userId: "alice", title: "two", body: "" });
+  await until(() => seen.notifications.length === 2 && phoneGot.length === 2, "two more notifications");
+  await phone.markNotificationRead([phoneGot[0]]);
+  await until(() => seen.notifications.length === 1, "the one read on the phone dropped");
+  assert.equal(seen.notifications[0].title, "two");
+  await phone.markNotificationRead("all");
+  await until(() => seen.notifications.length === 0, "all read on the phone");
+  await phone.close();
 
   // Unmounting leaves the room: bob sees alice go.
   renderer.unmount();
