@@ -65,6 +65,40 @@ impl ErrorCode {
     }
 }
 
+impl ErrorCode {
+    /// Every code, in the order of the table above.
+    pub const ALL: [ErrorCode; 13] = {
+        use ErrorCode::*;
+        [
+            BadRequest,
+            UnknownType,
+            Unauthorized,
+            Forbidden,
+            NotFound,
+            Conflict,
+            MethodNotAllowed,
+            NotInRoom,
+            RateLimited,
+            TooLarge,
+            RoomFull,
+            Unavailable,
+            Internal,
+        ]
+    };
+}
+
+/// In the OpenAPI document: a string, one of the wire names.
+impl utoipa::PartialSchema for ErrorCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(Self::ALL.iter().map(|c| c.as_str())))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ErrorCode {}
+
 impl Serialize for ErrorCode {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
@@ -72,11 +106,14 @@ impl Serialize for ErrorCode {
 }
 
 /// An error answer to a command (or an HTTP request).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Error)]
 pub struct CommandError {
     pub code: ErrorCode,
+    /// What went wrong, for people.
     pub message: String,
+    /// When the same request may be tried again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
