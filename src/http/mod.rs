@@ -2,6 +2,7 @@
 //! Every error answer has the same JSON shape, `{"code","message",...}`.
 
 pub mod admin;
+pub mod admin_ui;
 pub mod client_addr;
 pub mod demo;
 pub mod health;
@@ -172,6 +173,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::head().to(health::metrics),
         ],
     ))
+    .service(only("/admin/ui", web::get().to(admin_ui::page)))
+    .service(only("/admin/ui/app.js", web::get().to(admin_ui::script)))
     .service(only(
         "/admin/openapi.json",
         web::get().to(openapi::document),
