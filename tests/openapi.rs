@@ -122,6 +122,8 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
             "--continue-on-failure",
             "--no-color",
         ])
+        // Its cache (`.schemathesis/`) goes under target/, not the checkout.
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
