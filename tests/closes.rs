@@ -41,8 +41,10 @@ async fn a_dropped_client_went_away_and_a_bad_frame_is_a_protocol_error() {
         assert_eq!(series(&text, CLOSES, &labels), 0, "{cause}");
     }
 
-    // Dropped without a close frame: once with a FIN, once with a reset
-    // (SO_LINGER 0), which the server reads as an I/O error.
+    // Dropped without a close frame: once with a FIN (the server's read
+    // ends with "payload reached EOF before completing", an I/O error that
+    // was logged and closed as 1002 "WebSocket protocol error" before), once
+    // with a reset (SO_LINGER 0).
     let fin = RawWs::connect(server.addr, &server.token("fin", &[]));
     drop(fin);
     let reset = RawWs::connect(server.addr, &server.token("reset", &[]));
