@@ -65,6 +65,40 @@ impl ErrorCode {
     }
 }
 
+impl ErrorCode {
+    /// Every code, in the order of the table above.
+    pub const ALL: [ErrorCode; 13] = {
+        use ErrorCode::*;
+        [
+            BadRequest,
+            UnknownType,
+            Unauthorized,
+            Forbidden,
+            NotFound,
+            Conflict,
+            MethodNotAllowed,
+            NotInRoom,
+            RateLimited,
+            TooLarge,
+            RoomFull,
+            Unavailable,
+            Internal,
+        ]
+    };
+}
+
+/// In the OpenAPI document: a string, one of the wire names.
+impl utoipa::PartialSchema for ErrorCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(Self::ALL.iter().map(|c| c.as_str())))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ErrorCode {}
+
 impl Serialize for ErrorCode {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
@@ -72,11 +106,14 @@ impl Serialize for ErrorCode {
 }
 
 /// An error answer to a command (or an HTTP request).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Error)]
 pub struct CommandError {
     pub code: ErrorCode,
+    /// What went wrong, for people.
     pub message: String,
+    /// When the same request may be tried again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -276,9 +313,111 @@ impl Closing {
     }
 }
 
+/// Why a connection ended, as `realtime_closes_total{reason}` counts it
+/// and the `disconnect` log line's `cause=` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCause {
+    /// The client sent a close frame.
+    ClientClosed,
+    /// The connection dropped without a close frame (the TCP connection
+    /// ended or was reset): an ordinary client drop, not an error.
+    ClientWentAway,
+    /// A frame broke the WebSocket protocol (1002, 1007, 1009).
+    ProtocolError,
+    ServerShutdown,
+    Kick,
+    /// The token expired or was revoked (4001).
+    Token,
+    /// Too many commands over the rate limit (4008).
+    Flood,
+    SlowConsumer,
+    /// No pong in time (4010).
+    Idle,
+    /// Any other close the server made.
+    Server,
+}
+
+impl CloseCause {
+    pub const ALL: [CloseCause; 10] = {
+        use CloseCause::*;
+        [
+            ClientClosed,
+            ClientWentAway,
+            ProtocolError,
+            ServerShutdown,
+            Kick,
+            Token,
+            Flood,
+            SlowConsumer,
+            Idle,
+            Server,
+        ]
+    };
+
+    /// The cause of an ended connection: `server_close` is the code the
+    /// server closed with (None when it did not), `client_closed` whether
+    /// the client's close frame came first.
+    pub const fn of(server_close: Option<u16>, client_closed: bool) -> CloseCause {
+        use CloseCause::*;
+        if client_closed {
+            return ClientClosed;
+        }
+        match server_close {
+            None => ClientWentAway,
+            Some(close::GOING_AWAY) => ServerShutdown,
+            Some(close::PROTOCOL_ERROR | close::INVALID_PAYLOAD | close::TOO_LARGE) => {
+                ProtocolError
+            }
+            Some(close::KICKED) => Kick,
+            Some(close::TOKEN_EXPIRED) => Token,
+            Some(close::POLICY) => Flood,
+            Some(close::SLOW_CONSUMER) => SlowConsumer,
+            Some(close::HEARTBEAT_TIMEOUT) => Idle,
+            Some(_) => Server,
+        }
+    }
+
+    /// The metric label and the log's `cause=`.
+    pub const fn label(self) -> &'static str {
+        use CloseCause::*;
+        match self {
+            ClientClosed => "client_closed",
+            ClientWentAway => "client_went_away",
+            ProtocolError => "protocol_error",
+            ServerShutdown => "server_shutdown",
+            Kick => "kick",
+            Token => "token",
+            Flood => "flood",
+            SlowConsumer => "slow_consumer",
+            Idle => "idle",
+            Server => "server",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_close_is_counted_as_what_it_is() {
+        use CloseCause::*;
+        assert_eq!(CloseCause::of(None, false), ClientWentAway);
+        assert_eq!(CloseCause::of(None, true), ClientClosed);
+        assert_eq!(CloseCause::of(Some(close::KICKED), false), Kick);
+        for c in Closing::ALL {
+            let cause = CloseCause::of(Some(c.code()), false);
+            assert!(
+                ![ClientClosed, ClientWentAway, Server].contains(&cause),
+                "{c:?}"
+            );
+        }
+        assert_eq!(
+            CloseCause::of(Some(close::GOING_AWAY), false),
+            ServerShutdown
+        );
+        assert_eq!(CloseCause::of(Some(4999), false), Server);
+    }
 
     #[test]
     fn codes_serialise_to_their_wire_names() {

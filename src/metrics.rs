@@ -15,7 +15,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-use crate::errors::Refused;
+use crate::errors::{CloseCause, Refused};
 use crate::mailbox::Bound;
 
 /// Refused handshakes by reason.
@@ -39,6 +39,30 @@ impl Refusals {
 
     pub fn count(&self, reason: Refused) {
         self.0.get_or_create(&Self::labels(reason)).inc();
+    }
+}
+
+/// Ended connections by cause, every cause present from the start.
+#[derive(Clone)]
+pub struct Closes(Family<Vec<(String, String)>, Counter>);
+
+impl Default for Closes {
+    fn default() -> Self {
+        let family = Family::default();
+        for cause in CloseCause::ALL {
+            let _ = family.get_or_create(&Self::labels(cause));
+        }
+        Closes(family)
+    }
+}
+
+impl Closes {
+    fn labels(cause: CloseCause) -> Vec<(String, String)> {
+        vec![("reason".to_string(), cause.label().to_string())]
+    }
+
+    pub fn count(&self, cause: CloseCause) {
+        self.0.get_or_create(&Self::labels(cause)).inc();
     }
 }
 
@@ -118,6 +142,12 @@ pub struct Metrics {
     pub handshake_seconds: Seconds,
     /// One group-commit transaction of messages, from start to commit.
     pub db_commit_seconds: Seconds,
+    /// A message of this node, from its acceptance (`message:send` or
+    /// `POST /admin/rooms/{room}/messages`) to its handover to each
+    /// recipient's mailbox on this node: one observation per recipient.
+    pub publish_deliver_seconds: Seconds,
+    /// Ended connections by cause (`errors::CloseCause`).
+    pub closes: Closes,
     /// The bound mailboxes (registry, tracker, bridge), by actor name.
     mailboxes: Mutex<Vec<(&'static str, Bound)>>,
 }
@@ -312,6 +342,16 @@ impl Metrics {
             "realtime_db_commit_seconds",
             "Time of one group-commit transaction of messages",
             self.db_commit_seconds.0.clone(),
+        );
+        reg.register(
+            "realtime_publish_deliver_seconds",
+            "Time from a message's acceptance to its handover to each recipient on this node (commit and ordering included)",
+            self.publish_deliver_seconds.0.clone(),
+        );
+        reg.register(
+            "realtime_closes",
+            "Connections ended, by cause",
+            self.closes.0.clone(),
         );
         reg.register(
             "realtime_handshakes_refused",

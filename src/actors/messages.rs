@@ -51,16 +51,21 @@ pub enum ToSession {
 // ---------------------------------------------------------------------------
 // Session → RoomRegistry
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionInfo {
     pub connection_id: String,
+    #[schema(value_type = String)]
     pub node_id: Arc<str>,
+    #[schema(value_type = String)]
     pub user_id: Arc<str>,
+    /// `ip:port`.
     pub remote_addr: Option<String>,
     pub user_agent: Option<String>,
     pub connected_at: String,
+    /// The rooms besides the personal one; absent when none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<String>)]
     pub rooms: Vec<Arc<str>>,
 }
 
@@ -123,7 +128,7 @@ pub struct Leave {
     pub room: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Published {
     pub message_id: String,
@@ -306,9 +311,10 @@ pub struct Broadcast {
     pub data: Value,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RoomInfo {
+    #[schema(value_type = String)]
     pub room: Arc<str>,
     pub users: usize,
     pub connections: usize,
@@ -340,7 +346,7 @@ pub struct RegistryStats {
 pub struct Stats;
 
 /// Messages waiting in each actor's mailbox (sessions summed).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MailboxDepths {
     pub session: u64,
@@ -350,9 +356,10 @@ pub struct MailboxDepths {
 }
 
 /// One node's line of `/admin/stats`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeFigures {
+    #[schema(value_type = String)]
     pub node_id: Arc<str>,
     pub connections: usize,
     pub users: usize,

@@ -30,6 +30,7 @@ use super::messages::{
 };
 use super::room_registry::RoomRegistry;
 use crate::auth::{now_secs, Auth, AuthError, Identity};
+use crate::errors::CloseCause;
 use crate::limits::{ConnectionGuard, RateLimiters};
 use crate::mailbox::{Full, Mailbox, Slot, Tracked};
 use crate::metrics::{inc, Metrics};
@@ -103,6 +104,8 @@ pub struct Session {
     /// A fragmented message being reassembled: (is text, bytes so far).
     partial: Option<(bool, BytesMut, usize)>,
     closing: Option<(u16, String)>,
+    /// The client's close frame came before any close of ours.
+    client_closed: bool,
     _slot: ConnectionGuard,
 }
 
@@ -130,6 +133,7 @@ impl Session {
             strikes: 0,
             partial: None,
             closing: None,
+            client_closed: false,
             _slot: slot,
         }
     }
@@ -647,16 +651,20 @@ impl Actor for Session {
     fn stopped(&mut self, _: &mut Self::Context) {
         self.handle.mark_closed();
         inc(&self.deps.metrics.connections_closed);
+        let server_close = self.closing.as_ref().map(|(code, _)| *code);
+        let cause = CloseCause::of(server_close, self.client_closed);
+        self.deps.metrics.closes.count(cause);
         let (code, reason) = self
             .closing
             .clone()
             .unwrap_or((close::NORMAL, "connection ended".into()));
         log::info!(
-            "disconnect conn={} user={} code={} reason={:?}",
+            "disconnect conn={} user={} code={} reason={:?} cause={}",
             self.wire_id,
             self.identity.user_id,
             code,
-            reason
+            reason,
+            cause.label()
         );
         let records = &self.deps.records;
         records.send(Record::ConnectionClosed {
@@ -705,8 +713,8 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
             Ok(ws::Message::Nop) => {}
             Ok(ws::Message::Close(reason)) => {
                 let code = reason.as_ref().map_or(close::NORMAL, |r| u16::from(r.code));
-                self.closing
-                    .get_or_insert((code, "closed by client".into()));
+                self.client_closed = true;
+                self.closing = Some((code, "closed by client".into()));
                 ctx.close(reason);
                 ctx.stop();
             }
@@ -717,6 +725,11 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
                 let text = err.to_string();
                 if text.to_ascii_lowercase().contains("utf-8") {
                     self.close_for(ctx, Closing::InvalidUtf8Frame);
+                } else if matches!(err, ws::ProtocolError::Io(_)) {
+                    // The connection broke (reset, or ended inside a
+                    // frame): the client went away, nothing to answer.
+                    log::debug!("conn={} read failed: {text}", self.wire_id);
+                    ctx.stop();
                 } else {
                     self.close_for(ctx, Closing::ProtocolError);
                 }

@@ -5,17 +5,21 @@
 use std::future::{ready, Ready};
 
 use actix_web::http::header;
+use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
 
-use super::{ask, revocations, ApiError, AppState};
+use super::revocations::{self, RevocationView};
+use super::{answer, ask, ApiError, AppState};
 use crate::actors::messages::{
-    Broadcast, ClusterStats, GetMembers, Kick, ListConnections, ListRooms, NodeFigures, Notify,
+    Broadcast, ClusterStats, ConnectionInfo, GetMembers, Kick, ListConnections, ListRooms,
+    NodeFigures, Notify, RoomInfo,
 };
 use crate::auth::now_secs;
 use crate::protocol::{
-    validate_room, ErrorCode, Notification, NotificationKind, Priority, PRESENCE_MAX_LIMIT,
+    validate_room, ErrorCode, Member, Notification, NotificationKind, Priority, PRESENCE_MAX_LIMIT,
 };
 use crate::store::records::{audit_events, Record};
 use crate::store::{ms_to_rfc3339, now_ms, StoreError};
@@ -99,20 +103,34 @@ fn no_nul(value: &str, field: &str) -> Result<(), ApiError> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KickBody {
     user_id: String,
+    /// The close reason; default `kicked by an administrator`.
     #[serde(default)]
     reason: Option<String>,
     /// Also refuse every token of the user issued so far.
     #[serde(default)]
     revoke: bool,
-    /// Refuse every token of the user, even new ones, this long.
+    /// Refuse every token of the user, even new ones, this long (at most
+    /// ten years).
     #[serde(default)]
     ban_seconds: Option<u64>,
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct KickAnswer {
+    /// Connections closed, on the nodes that answered in time.
+    disconnected: usize,
+    /// The revocation made, with `revoke` or `banSeconds`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revocation: Option<RevocationView>,
+}
+
+/// Closes every connection of a user with 4003.
+#[utoipa::path(post, path = "/admin/kick", tag = "connections", request_body = KickBody,
+    responses((status = 200, body = KickAnswer)))]
 pub async fn kick(
     _: Admin,
     state: web::Data<AppState>,
@@ -139,7 +157,7 @@ pub async fn kick(
     } else {
         None
     };
-    let made = revocation.as_ref().map(revocations::to_json);
+    let made = revocation.as_ref().map(RevocationView::from);
     let disconnected = ask(
         state.registry(),
         REGISTRY,
@@ -150,23 +168,24 @@ pub async fn kick(
         },
     )
     .await?;
-    let mut answer = json!({ "disconnected": disconnected });
-    if let Some(made) = made {
-        answer["revocation"] = made;
-    }
+    let kicked = KickAnswer {
+        disconnected,
+        revocation: made,
+    };
     let detail = json!({ "reason": reason, "disconnected": disconnected });
     state
         .sessions
         .records
         .audit("kick", Some(&body.user_id), None, detail);
-    Ok(HttpResponse::Ok().json(answer))
+    Ok(answer(StatusCode::OK, &kicked))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NotifyBody {
     user_id: String,
     #[serde(default = "default_kind")]
+    #[schema(default = "info")]
     kind: NotificationKind,
     title: String,
     #[serde(default)]
@@ -174,14 +193,25 @@ pub struct NotifyBody {
     #[serde(default)]
     data: Value,
     #[serde(default)]
+    #[schema(default = "medium")]
     priority: Priority,
+    /// 1 to 2048 bytes.
     #[serde(default)]
     action_url: Option<String>,
+    /// Up to 200 characters.
     #[serde(default)]
     action_text: Option<String>,
-    /// RFC 3339.
+    /// RFC 3339, in the future.
     #[serde(default)]
     expires_at: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotifyAnswer {
+    /// Connections that took it live; 0 does not mean it is lost.
+    delivered: usize,
+    notification_id: String,
 }
 
 /// Longest `actionUrl` of a notification, in bytes.
@@ -205,6 +235,9 @@ fn default_kind() -> NotificationKind {
     NotificationKind::Info
 }
 
+/// Stores a notification for a user and delivers it to their connections.
+#[utoipa::path(post, path = "/admin/notify", tag = "notifications", request_body = NotifyBody,
+    responses((status = 200, body = NotifyAnswer)))]
 pub async fn notify(
     _: Admin,
     state: web::Data<AppState>,
@@ -269,20 +302,34 @@ pub async fn notify(
     }
     let detail = json!({ "notificationId": notification_id, "delivered": delivered });
     records.audit("notify", Some(&body.user_id), None, detail);
-    Ok(HttpResponse::Ok()
-        .json(json!({ "notificationId": notification_id, "delivered": delivered })))
+    let notified = NotifyAnswer {
+        delivered,
+        notification_id,
+    };
+    Ok(answer(StatusCode::OK, &notified))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BroadcastBody {
+    /// Absent: every connection on every node.
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_:.@-]{1,128}$")]
     room: Option<String>,
     event: String,
     #[serde(default)]
     data: Value,
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct BroadcastAnswer {
+    /// Connections that got the event, on the nodes that answered in time.
+    delivered: usize,
+}
+
+/// Sends a live event to a room's connections, or to every connection.
+#[utoipa::path(post, path = "/admin/broadcast", tag = "connections", request_body = BroadcastBody,
+    responses((status = 200, body = BroadcastAnswer)))]
 pub async fn broadcast(
     _: Admin,
     state: web::Data<AppState>,
@@ -308,29 +355,59 @@ pub async fn broadcast(
         .sessions
         .records
         .audit("broadcast", None, None, detail);
-    Ok(HttpResponse::Ok().json(json!({ "delivered": delivered })))
+    Ok(answer(StatusCode::OK, &BroadcastAnswer { delivered }))
 }
 
+/// `GET /admin/stats`: the totals are sums over `nodes`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatsAnswer {
+    connections: u64,
+    users: u64,
+    rooms: u64,
+    messages_in: u64,
+    messages_out: u64,
+    /// This node first, then the others in the order they answered.
+    nodes: Vec<NodeFigures>,
+    /// Nodes known to be alive that did not answer in time.
+    nodes_not_answering: usize,
+}
+
+/// Figures of every node, and their totals.
+#[utoipa::path(get, path = "/admin/stats", tag = "connections",
+    responses((status = 200, body = StatsAnswer)))]
 pub async fn stats(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let (nodes, missing) = ask(state.registry(), REGISTRY, ClusterStats).await?;
     let total = |of: fn(&NodeFigures) -> u64| nodes.iter().map(of).sum::<u64>();
-    Ok(HttpResponse::Ok().json(json!({
-        "connections": total(|n| n.connections as u64),
-        "users": total(|n| n.users as u64),
-        "rooms": total(|n| n.rooms as u64),
-        "messagesIn": total(|n| n.messages_in),
-        "messagesOut": total(|n| n.messages_out),
-        "nodes": nodes,
-        "nodesNotAnswering": missing,
-    })))
+    let figures = StatsAnswer {
+        connections: total(|n| n.connections as u64),
+        users: total(|n| n.users as u64),
+        rooms: total(|n| n.rooms as u64),
+        messages_in: total(|n| n.messages_in),
+        messages_out: total(|n| n.messages_out),
+        nodes_not_answering: missing,
+        nodes,
+    };
+    Ok(answer(StatusCode::OK, &figures))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct ConnectionsQuery {
+    /// Only this user's connections.
     user_id: Option<String>,
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct ConnectionsAnswer {
+    /// Oldest first.
+    connections: Vec<ConnectionInfo>,
+}
+
+/// The live connections of every node.
+#[utoipa::path(get, path = "/admin/connections", tag = "connections", params(ConnectionsQuery),
+    responses((status = 200, body = ConnectionsAnswer)))]
 pub async fn connections(
     _: Admin,
     state: web::Data<AppState>,
@@ -344,23 +421,51 @@ pub async fn connections(
         },
     )
     .await?;
-    Ok(HttpResponse::Ok().json(json!({ "connections": list })))
+    let listed = ConnectionsAnswer { connections: list };
+    Ok(answer(StatusCode::OK, &listed))
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct RoomsAnswer {
+    /// Sorted by name, personal rooms included.
+    rooms: Vec<RoomInfo>,
+}
+
+/// The rooms with at least one connection, on any node.
+#[utoipa::path(get, path = "/admin/rooms", tag = "rooms",
+    responses((status = 200, body = RoomsAnswer)))]
 pub async fn rooms(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let rooms = ask(state.registry(), REGISTRY, ListRooms).await?;
-    Ok(HttpResponse::Ok().json(json!({ "rooms": rooms })))
+    Ok(answer(StatusCode::OK, &RoomsAnswer { rooms }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PresenceQuery {
+    /// The `next` of the page before.
     after: Option<String>,
+    /// 1 to 1000, default 1000.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PresenceAnswer {
+    room: String,
+    members: Vec<Member>,
+    /// Every user in the room, on every node.
+    member_count: usize,
+    /// The `after` of the next page; null on the last.
+    next: Option<String>,
 }
 
 /// A page of a room's members (`presence:get`'s paging, `limit` up to 1000,
 /// default 1000).
+#[utoipa::path(get, path = "/admin/rooms/{room}/presence", tag = "rooms",
+    params(super::rooms::RoomPath, PresenceQuery),
+    responses((status = 200, body = PresenceAnswer)))]
 pub async fn room_presence(
     _: Admin,
     state: web::Data<AppState>,
@@ -383,23 +488,54 @@ pub async fn room_presence(
         including: None,
     };
     let page = ask(&state.presence, "the presence tracker", get).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "room": room,
-        "members": page.members,
-        "memberCount": page.count,
-        "next": page.next,
-    })))
+    let presence = PresenceAnswer {
+        room,
+        members: page.members,
+        member_count: page.count,
+        next: page.next.map(|n| n.to_string()),
+    };
+    Ok(answer(StatusCode::OK, &presence))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
+    /// Only events of this user.
     user_id: Option<String>,
+    /// Only events of this kind.
     kind: Option<String>,
+    /// 1 to 1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
+/// One audit event.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntry {
+    /// Grows with each event written.
+    id: i64,
+    kind: String,
+    user_id: Option<String>,
+    connection_id: Option<String>,
+    /// The node that recorded it.
+    node_id: String,
+    /// By kind (docs/protocol.md 9.2).
+    detail: Value,
+    /// RFC 3339.
+    created_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditAnswer {
+    /// Newest first.
+    events: Vec<AuditEntry>,
+}
+
 /// The newest audit events (at most 1000), newest first.
+#[utoipa::path(get, path = "/admin/audit", tag = "audit", params(AuditQuery),
+    responses((status = 200, body = AuditAnswer)))]
 pub async fn audit(
     _: Admin,
     state: web::Data<AppState>,
@@ -413,19 +549,17 @@ pub async fn audit(
     let events = audit_events(&state.db, q.user_id.as_deref(), q.kind.as_deref(), limit)
         .await
         .map_err(store_down)?;
-    let events: Vec<Value> = events
+    let events = events
         .into_iter()
-        .map(|e| {
-            json!({
-                "id": e.id,
-                "kind": e.kind,
-                "userId": e.user_id,
-                "connectionId": e.connection_id,
-                "nodeId": e.node_id,
-                "detail": serde_json::from_str::<Value>(&e.detail).unwrap_or(Value::Null),
-                "createdAt": ms_to_rfc3339(e.created_at),
-            })
+        .map(|e| AuditEntry {
+            id: e.id,
+            kind: e.kind,
+            user_id: e.user_id,
+            connection_id: e.connection_id,
+            node_id: e.node_id,
+            detail: serde_json::from_str::<Value>(&e.detail).unwrap_or(Value::Null),
+            created_at: ms_to_rfc3339(e.created_at),
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "events": events })))
+    Ok(answer(StatusCode::OK, &AuditAnswer { events }))
 }

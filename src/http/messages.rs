@@ -5,27 +5,35 @@
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::admin::Admin;
 use super::{ask, ApiError, AppState};
-use crate::actors::messages::ServerPublish;
+use crate::actors::messages::{Published, ServerPublish};
 use crate::protocol::lifecycle::check_content;
 use crate::protocol::rooms::check_user_id;
 use crate::protocol::{validate_room, DecodeLimits, MessageKind, RawJson};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PublishBody {
     content: String,
+    /// `text`, `image`, `file`, `audio`, `video`, `location` or `system`
+    /// (default).
     #[serde(default)]
     kind: Option<String>,
+    /// An object, or null.
     #[serde(default)]
     metadata: Option<Value>,
+    /// Default `system`.
     #[serde(default)]
     user_id: Option<String>,
 }
 
 /// 201 `{messageId, seq, timestamp}`. Default kind `system`, userId `system`.
+#[utoipa::path(post, path = "/admin/rooms/{room}/messages", tag = "managed rooms",
+    params(super::rooms::RoomPath), request_body = PublishBody,
+    responses((status = 201, body = Published)))]
 pub async fn publish(
     _: Admin,
     state: web::Data<AppState>,

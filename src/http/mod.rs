@@ -2,11 +2,13 @@
 //! Every error answer has the same JSON shape, `{"code","message",...}`.
 
 pub mod admin;
+pub mod admin_ui;
 pub mod announcements;
 pub mod client_addr;
 pub mod demo;
 pub mod health;
 pub mod messages;
+pub mod openapi;
 pub mod revocations;
 pub mod rooms;
 pub mod ws;
@@ -124,6 +126,15 @@ impl ResponseError for ApiError {
     }
 }
 
+/// A JSON answer from a typed body. It goes through `serde_json::Value`,
+/// so the keys come sorted, as in the answers the API has always given.
+pub fn answer<T: serde::Serialize>(status: StatusCode, body: &T) -> HttpResponse {
+    match serde_json::to_value(body) {
+        Ok(value) => HttpResponse::build(status).json(value),
+        Err(e) => ApiError::new(ErrorCode::Internal, format!("answer: {e}")).error_response(),
+    }
+}
+
 /// All routes. JSON, path and query extraction errors become `BAD_REQUEST`
 /// bodies like every other error.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -162,6 +173,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::get().to(health::metrics),
             web::head().to(health::metrics),
         ],
+    ))
+    .service(only("/admin/ui", web::get().to(admin_ui::page)))
+    .service(only("/admin/ui/app.js", web::get().to(admin_ui::script)))
+    .service(only(
+        "/admin/openapi.json",
+        web::get().to(openapi::document),
     ))
     .service(only("/admin/kick", web::post().to(admin::kick)))
     .service(only("/admin/revoke", web::post().to(revocations::revoke)))

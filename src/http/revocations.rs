@@ -4,12 +4,14 @@
 //! stored first, then put in force on every node through the registry.
 //! What is refused, and for how long, is `crate::revocation`'s.
 
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
 
 use super::admin::{store_down, user_id, Admin, REGISTRY};
-use super::{ask, ApiError, AppState};
+use super::{answer, ask, ApiError, AppState};
 use crate::actors::messages::Revoke;
 use crate::auth::now_secs;
 use crate::protocol::ErrorCode;
@@ -19,19 +21,60 @@ use crate::store::ms_to_rfc3339;
 /// Longest `banSeconds`: ten years.
 const BAN_MAX_SECS: u64 = 10 * 365 * 24 * 3600;
 
-/// What a revocation looks like in the admin API.
-pub fn to_json(r: &Revocation) -> Value {
-    let time = |secs: u64| ms_to_rfc3339(crate::store::db_int(secs).saturating_mul(1000));
-    json!({
-        "revocationId": r.id,
-        "userId": r.user_id,
-        "jti": r.jti,
-        "issuedBefore": r.issued_before.map(time),
-        "banUntil": r.ban_until.map(time),
-        "until": time(r.until),
-        "reason": r.reason,
-        "createdAt": time(r.created_at),
-    })
+/// What a revocation looks like in the admin API (times in RFC 3339).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = Revocation)]
+pub struct RevocationView {
+    revocation_id: String,
+    /// A user revocation or ban; null for a token's.
+    user_id: Option<String>,
+    /// A token's revocation; null for a user's.
+    jti: Option<String>,
+    /// Tokens of the user issued at or before this are refused.
+    issued_before: Option<String>,
+    /// Every token of the user is refused until then.
+    ban_until: Option<String>,
+    /// The entry holds until then.
+    until: String,
+    reason: String,
+    created_at: String,
+}
+
+impl From<&Revocation> for RevocationView {
+    fn from(r: &Revocation) -> Self {
+        let time = |secs: u64| ms_to_rfc3339(crate::store::db_int(secs).saturating_mul(1000));
+        RevocationView {
+            revocation_id: r.id.clone(),
+            user_id: r.user_id.clone(),
+            jti: r.jti.clone(),
+            issued_before: r.issued_before.map(time),
+            ban_until: r.ban_until.map(time),
+            until: time(r.until),
+            reason: r.reason.clone(),
+            created_at: time(r.created_at),
+        }
+    }
+}
+
+/// `POST /admin/revoke`'s answer: the revocation and how many nodes put it
+/// in force in time.
+#[derive(Serialize, ToSchema)]
+pub struct RevokeAnswer {
+    #[serde(flatten)]
+    revocation: RevocationView,
+    nodes: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RevocationsAnswer {
+    revocations: Vec<RevocationView>,
+}
+
+/// How many other nodes applied a change in time.
+#[derive(Serialize, ToSchema)]
+pub struct NodesAnswer {
+    nodes: usize,
 }
 
 /// What a revocation asks for, before it is made.
@@ -123,27 +166,36 @@ pub async fn store(state: &AppState, r: &Revocation) -> Result<(), ApiError> {
         r.jti,
         r.until
     );
-    let detail = json!({ "made": to_json(r) });
+    let detail = json!({ "made": RevocationView::from(r) });
     let user = r.user_id.as_deref();
     state.sessions.records.audit("revoke", user, None, detail);
     Ok(())
 }
 
-#[derive(Deserialize)]
+/// Exactly one of `userId` and `jti`.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RevokeBody {
+    /// Every token of the user issued so far.
     #[serde(default)]
     user_id: Option<String>,
+    /// The one token with this `jti` claim (1 to 256 bytes).
     #[serde(default)]
     jti: Option<String>,
+    /// RFC 3339, in the future; default `auth.revocation_ttl_secs` from now.
     #[serde(default)]
     until: Option<String>,
+    /// Also ban the user this long (at most ten years).
     #[serde(default)]
     ban_seconds: Option<u64>,
+    /// At most 1024 bytes.
     #[serde(default)]
     reason: Option<String>,
 }
 
+/// Stores a revocation and puts it in force on every node.
+#[utoipa::path(post, path = "/admin/revoke", tag = "revocations", request_body = RevokeBody,
+    responses((status = 201, body = RevokeAnswer)))]
 pub async fn revoke(
     _: Admin,
     state: web::Data<AppState>,
@@ -162,21 +214,30 @@ pub async fn revoke(
     store(&state, &r).await?;
     let change = RevocationChange::Add(r.clone());
     let nodes = ask(state.registry(), REGISTRY, Revoke(change)).await?;
-    let mut answer = to_json(&r);
-    answer["nodes"] = json!(nodes);
-    Ok(HttpResponse::Created().json(answer))
+    let made = RevokeAnswer {
+        revocation: RevocationView::from(&r),
+        nodes,
+    };
+    Ok(answer(StatusCode::CREATED, &made))
 }
 
+/// The revocations in force.
+#[utoipa::path(get, path = "/admin/revocations", tag = "revocations",
+    responses((status = 200, body = RevocationsAnswer)))]
 pub async fn list(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let stored = state
         .revocations
         .active(now_secs())
         .await
         .map_err(store_down)?;
-    let list: Vec<Value> = stored.iter().map(to_json).collect();
-    Ok(HttpResponse::Ok().json(json!({ "revocations": list })))
+    let revocations = stored.iter().map(RevocationView::from).collect();
+    Ok(answer(StatusCode::OK, &RevocationsAnswer { revocations }))
 }
 
+/// Lifts a revocation on every node.
+#[utoipa::path(delete, path = "/admin/revocations/{id}", tag = "revocations",
+    params(("id" = String, Path, description = "the revocationId")),
+    responses((status = 200, body = NodesAnswer)))]
 pub async fn lift(
     _: Admin,
     state: web::Data<AppState>,
@@ -198,7 +259,7 @@ pub async fn lift(
         Revoke(RevocationChange::Lift(id)),
     )
     .await?;
-    Ok(HttpResponse::Ok().json(json!({ "nodes": nodes })))
+    Ok(answer(StatusCode::OK, &NodesAnswer { nodes }))
 }
 
 #[cfg(test)]

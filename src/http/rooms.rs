@@ -3,8 +3,9 @@
 //! (above every role), whose changes the registry applies on every node.
 
 use actix_web::{web, HttpResponse};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
 
 use super::admin::Admin;
 use super::{ApiError, AppState};
@@ -13,26 +14,32 @@ use crate::protocol::rooms::{
     check_counts, check_members, check_metadata, check_patch, check_title, check_user_id,
     MEMBER_LIST_DEFAULT_LIMIT, MEMBER_LIST_MAX_LIMIT,
 };
+use crate::protocol::rooms::{MemberObject, RoomObject};
 use crate::protocol::{validate_room, NewRoom, Role, RoomPatch, RoomType, Visibility};
 use crate::rooms::{Caller, Done};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MemberEntry {
     user_id: String,
+    /// Default `member`.
     #[serde(default)]
     role: Option<Role>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateBody {
+    /// 1 to 128 of `A-Z a-z 0-9 _ - : . @`.
+    #[schema(pattern = "^[A-Za-z0-9_:.@-]{1,128}$")]
     room: String,
     /// Default `channel` (`realtime-server create-room` may leave it out).
     #[serde(rename = "type", default = "channel")]
+    #[schema(default = "channel")]
     kind: RoomType,
     /// Default `public`.
     #[serde(default = "public")]
+    #[schema(default = "public")]
     visibility: Visibility,
     #[serde(default)]
     title: Option<String>,
@@ -64,8 +71,24 @@ async fn applied(state: &AppState, done: Done) -> Value {
     done.data
 }
 
+/// What `DELETE` answers: `{}`.
+#[derive(Serialize, ToSchema)]
+pub struct Empty {}
+
+/// A page of a managed room's members.
+#[derive(Serialize, ToSchema)]
+pub struct MemberList {
+    room: String,
+    /// Sorted by user id.
+    members: Vec<MemberObject>,
+    /// The `after` of the next page; null on the last.
+    next: Option<String>,
+}
+
 /// `POST /admin/rooms`: 201 and the room object; 409 if it exists. A `dm`
 /// room is made by `dm:open` only.
+#[utoipa::path(post, path = "/admin/rooms", tag = "managed rooms", request_body = CreateBody,
+    responses((status = 201, body = RoomObject)))]
 pub async fn create(
     _: Admin,
     state: web::Data<AppState>,
@@ -97,6 +120,8 @@ pub async fn create(
 }
 
 /// `GET /admin/rooms/{room}`.
+#[utoipa::path(get, path = "/admin/rooms/{room}", tag = "managed rooms", params(RoomPath),
+    responses((status = 200, body = RoomObject)))]
 pub async fn get(
     _: Admin,
     state: web::Data<AppState>,
@@ -109,6 +134,8 @@ pub async fn get(
 
 /// `PATCH /admin/rooms/{room}`: any of title, visibility, maxUsers,
 /// rateLimit, metadata.
+#[utoipa::path(patch, path = "/admin/rooms/{room}", tag = "managed rooms", params(RoomPath),
+    request_body = RoomPatch, responses((status = 200, body = RoomObject)))]
 pub async fn update(
     _: Admin,
     state: web::Data<AppState>,
@@ -124,6 +151,8 @@ pub async fn update(
 }
 
 /// `DELETE /admin/rooms/{room}`.
+#[utoipa::path(delete, path = "/admin/rooms/{room}", tag = "managed rooms", params(RoomPath),
+    responses((status = 200, body = Empty)))]
 pub async fn delete(
     _: Admin,
     state: web::Data<AppState>,
@@ -134,14 +163,44 @@ pub async fn delete(
     Ok(HttpResponse::Ok().json(applied(&state, done).await))
 }
 
-#[derive(Deserialize)]
+/// The `{room}` of a path, in the OpenAPI document.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct RoomPath {
+    /// A room name.
+    #[allow(dead_code)]
+    #[param(pattern = "^[A-Za-z0-9_:.@-]{1,128}$")]
+    room: String,
+}
+
+/// The `{room}` and `{userId}` of a member's path, in the OpenAPI document.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct MemberPath {
+    /// A room name.
+    #[allow(dead_code)]
+    #[param(pattern = "^[A-Za-z0-9_:.@-]{1,128}$")]
+    room: String,
+    /// A user id.
+    #[allow(dead_code)]
+    #[param(rename = "userId")]
+    user_id: String,
+}
+
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct MembersQuery {
+    /// The `next` of the page before.
     after: Option<String>,
+    /// 1 to 200, default 100.
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<usize>,
 }
 
 /// `GET /admin/rooms/{room}/members[?after=&limit=]`: sorted by user id.
+#[utoipa::path(get, path = "/admin/rooms/{room}/members", tag = "managed rooms",
+    params(RoomPath, MembersQuery), responses((status = 200, body = MemberList)))]
 pub async fn members(
     _: Admin,
     state: web::Data<AppState>,
@@ -163,7 +222,7 @@ pub async fn members(
     Ok(HttpResponse::Ok().json(done.data))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MemberBody {
     #[serde(default)]
@@ -174,6 +233,10 @@ pub struct MemberBody {
 
 /// `PUT /admin/rooms/{room}/members/{userId}`: 201 when added, 200 when
 /// changed; the member object.
+#[utoipa::path(put, path = "/admin/rooms/{room}/members/{userId}", tag = "managed rooms",
+    params(MemberPath), request_body = MemberBody,
+    responses((status = 200, body = MemberObject, description = "changed"),
+        (status = 201, body = MemberObject, description = "added")))]
 pub async fn put_member(
     _: Admin,
     state: web::Data<AppState>,
@@ -195,6 +258,8 @@ pub async fn put_member(
 }
 
 /// `DELETE /admin/rooms/{room}/members/{userId}`.
+#[utoipa::path(delete, path = "/admin/rooms/{room}/members/{userId}", tag = "managed rooms",
+    params(MemberPath), responses((status = 200, body = Empty)))]
 pub async fn remove_member(
     _: Admin,
     state: web::Data<AppState>,

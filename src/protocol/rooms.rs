@@ -19,7 +19,7 @@ pub const MAX_INITIAL_MEMBERS: usize = 1000;
 /// Longest user id a room command accepts, in bytes.
 pub const MAX_USER_ID_LEN: usize = 256;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RoomType {
     Channel,
@@ -28,7 +28,7 @@ pub enum RoomType {
     Broadcast,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Visibility {
     Public,
@@ -37,7 +37,19 @@ pub enum Visibility {
 
 /// A member's role; each includes the rights of those before it in this
 /// list (the derived order: `Member < Moderator < Admin < Owner`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Member,
@@ -64,9 +76,10 @@ names!(Visibility { Public = "public", Private = "private" });
 names!(Role { Member = "member", Moderator = "moderator", Admin = "admin", Owner = "owner" });
 
 /// A managed room as clients and the admin API see it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RoomObject {
+    #[schema(value_type = String)]
     pub room: Arc<str>,
     #[serde(rename = "type")]
     pub kind: RoomType,
@@ -80,9 +93,10 @@ pub struct RoomObject {
     pub member_count: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MemberObject {
+    #[schema(value_type = String)]
     pub user_id: Arc<str>,
     pub role: Role,
     pub muted: bool,
@@ -92,7 +106,7 @@ pub struct MemberObject {
 
 /// The settings `room:update` (and `PATCH /admin/rooms/{room}`) may change;
 /// `None` leaves one as it is, `Some(None)` clears a nullable one.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RoomPatch {
     #[serde(default, deserialize_with = "present")]

@@ -132,6 +132,8 @@ pub struct RoomRegistry {
     started: std::time::Instant,
     /// Appends waiting for their commit, in order (set in `started`).
     committing: Option<mpsc::UnboundedSender<publish::Pending>>,
+    /// When this node's messages waiting for delivery were accepted.
+    accepted: publish::AcceptedAt,
     rooms: Rooms,
     conns: Directory,
     managed: ManagedRooms,
@@ -201,6 +203,7 @@ impl RoomRegistry {
             revocations: deps.revocations,
             started: std::time::Instant::now(),
             committing: None,
+            accepted: Default::default(),
             conns: Directory::default(),
             managed: ManagedRooms::default(),
             rates,

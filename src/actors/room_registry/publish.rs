@@ -18,11 +18,37 @@ use crate::protocol::{encode, CommandError, ErrorCode, Event, MessageRecord};
 
 type PublishReply = oneshot::Sender<Result<Published, CommandError>>;
 
-/// One append, in the order `Publish` messages arrived.
-pub(super) type Pending = (StoreFuture<Appended>, PublishReply);
+/// One append, in the order `Publish` messages arrived, with when it was
+/// accepted.
+pub(super) type Pending = (StoreFuture<Appended>, PublishReply, Instant);
 
 /// One append's outcome, delivered in the order of appends.
-type Committed = (Result<Appended, StoreError>, PublishReply);
+type Committed = (Result<Appended, StoreError>, PublishReply, Instant);
+
+/// Most messages whose acceptance time waits for their delivery; more (a
+/// room whose sequence waits long for a gap) are forgotten, not measured.
+const MAX_WAITING_DELIVERY: usize = 10_000;
+
+/// When each message of this node that is not yet delivered was accepted,
+/// by message id: `realtime_publish_deliver_seconds` measures from there
+/// to its handover to each recipient's mailbox.
+#[derive(Default)]
+pub(super) struct AcceptedAt(std::collections::HashMap<String, Instant>);
+
+impl AcceptedAt {
+    fn note(&mut self, message_id: &str, at: Instant) {
+        if self.0.len() >= MAX_WAITING_DELIVERY {
+            self.0.clear();
+        }
+        self.0.insert(message_id.to_string(), at);
+    }
+
+    /// The acceptance time of a message being delivered (none for one
+    /// accepted on another node, or forgotten).
+    pub(super) fn take(&mut self, message_id: &str) -> Option<Instant> {
+        self.0.remove(message_id)
+    }
+}
 
 /// The answer to a `Publish` waits for its commit as a task of its own, not
 /// in the registry's context: actix polls every future spawned in a context
@@ -84,6 +110,7 @@ impl RoomRegistry {
         &mut self,
         msg: NewMessage,
     ) -> ResponseFuture<Result<Published, CommandError>> {
+        let accepted = Instant::now();
         let mut append = self.log.append(msg);
         // An append refused at once (the write queue is full) has no seq to
         // keep in order: answer it now, not after the appends queued before
@@ -97,7 +124,7 @@ impl RoomRegistry {
         // which is seq order: see `StreamHandler<Committed>`.
         let (reply_to, answer) = oneshot::channel();
         if let Some(committing) = &self.committing {
-            let _ = committing.send((append, reply_to));
+            let _ = committing.send((append, reply_to, accepted));
         }
         let limit = self.cfg.commit_timeout;
         Box::pin(async move {
@@ -142,12 +169,12 @@ impl RoomRegistry {
         rx: mpsc::UnboundedReceiver<Pending>,
     ) -> impl Stream<Item = Committed> {
         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|p| (p, rx)) })
-            .then(|(append, reply)| async move { (append.await, reply) })
+            .then(|(append, reply, at)| async move { (append.await, reply, at) })
     }
 }
 
 impl StreamHandler<Committed> for RoomRegistry {
-    fn handle(&mut self, (result, reply): Committed, ctx: &mut Context<Self>) {
+    fn handle(&mut self, (result, reply, accepted): Committed, ctx: &mut Context<Self>) {
         let result = result.map_err(store_down).map(|appended| {
             let record = appended.record;
             if !appended.duplicate {
@@ -158,6 +185,9 @@ impl StreamHandler<Committed> for RoomRegistry {
                         record: record.clone(),
                     },
                 );
+                if self.rooms.get(&record.room).is_some() {
+                    self.accepted.note(&record.message_id, accepted);
+                }
                 self.sequence(ctx, record.clone());
             }
             Published {
@@ -207,7 +237,13 @@ impl RoomRegistry {
             match action {
                 Action::Deliver(record) => {
                     let frame = encode(&Event::MessageNew(&record));
-                    self.fan_out(room, None, &frame);
+                    let delivered = self.fan_out(room, None, &frame);
+                    if let Some(at) = self.accepted.take(&record.message_id) {
+                        let took = at.elapsed();
+                        for _ in 0..delivered {
+                            self.metrics.publish_deliver_seconds.observe(took);
+                        }
+                    }
                 }
                 Action::WakeAt(at) => {
                     let room = room.clone();
