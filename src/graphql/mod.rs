@@ -132,6 +132,11 @@ impl Viewer {
         }
     }
 
+    /// The viewer a resolver runs for.
+    pub fn of<'a>(ctx: &async_graphql::Context<'a>) -> async_graphql::Result<&'a Viewer> {
+        Ok(ctx.data::<Arc<Viewer>>()?.as_ref())
+    }
+
     /// The connection's id (an HTTP request's, registered or not).
     fn id(&self) -> ConnId {
         match &self.link {

@@ -56,7 +56,7 @@ impl Viewer {
     }
 }
 
-#[Object]
+#[Object(name = "Mutation")]
 impl MutationRoot {
     /// `message:send`: answers once the message is committed.
     #[allow(clippy::too_many_arguments)]
@@ -71,7 +71,7 @@ impl MutationRoot {
         client_msg_id: Option<String>,
         metadata: Option<Json<Value>>,
     ) -> Result<Published> {
-        let viewer = ctx.data::<Viewer>()?;
+        let viewer = Viewer::of(ctx)?;
         let frame = json!({"type": "message:send", "room": room, "content": content,
             "threadId": thread_id, "replyTo": reply_to, "kind": kind,
             "clientMsgId": client_msg_id, "metadata": metadata.map(|m| m.0)});
@@ -111,7 +111,7 @@ impl MutationRoot {
         content: String,
         metadata: Option<Json<Value>>,
     ) -> Result<Message> {
-        let viewer = ctx.data::<Viewer>()?;
+        let viewer = Viewer::of(ctx)?;
         let frame = json!({"type": "message:edit", "room": room, "messageId": message_id,
             "content": content, "metadata": metadata.map(|m| m.0)});
         viewer.change(frame).await
@@ -125,7 +125,7 @@ impl MutationRoot {
         room: String,
         message_id: String,
     ) -> Result<Message> {
-        let viewer = ctx.data::<Viewer>()?;
+        let viewer = Viewer::of(ctx)?;
         let frame = json!({"type": "message:delete", "room": room, "messageId": message_id});
         viewer.change(frame).await
     }
@@ -133,7 +133,7 @@ impl MutationRoot {
     /// `room:read`: the user has read `room` up to `seq`; answers the
     /// stored position (it never moves back).
     async fn mark_read(&self, ctx: &Context<'_>, room: String, seq: u64) -> Result<u64> {
-        let viewer = ctx.data::<Viewer>()?;
+        let viewer = Viewer::of(ctx)?;
         let frame = json!({"type": "room:read", "room": room, "seq": seq});
         let Command::Lifecycle(LifecycleCommand::Read { room, seq }) = viewer.command(frame)?
         else {
@@ -150,7 +150,7 @@ impl MutationRoot {
         ids: Option<Vec<String>>,
         all: Option<bool>,
     ) -> Result<bool> {
-        let viewer = ctx.data::<Viewer>()?;
+        let viewer = Viewer::of(ctx)?;
         let frame = json!({"type": "notification:read", "notificationIds": ids, "all": all});
         let Command::NotificationRead { read } = viewer.command(frame)? else {
             unreachable!("notification:read decodes to NotificationRead")

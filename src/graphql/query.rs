@@ -15,7 +15,7 @@ pub struct QueryRoot;
 /// Most unread notifications one query lists.
 const NOTIFICATIONS_MAX: usize = 100;
 
-#[Object]
+#[Object(name = "Query")]
 impl QueryRoot {
     /// A room's messages, newest last (`history:get`): before `before`
     /// (a seq), at most `limit`, or the replies to `replyTo`.
@@ -27,7 +27,7 @@ impl QueryRoot {
         limit: Option<u64>,
         reply_to: Option<String>,
     ) -> Result<Vec<Message>> {
-        let viewer = ctx.data::<Viewer>()?;
+        let viewer = Viewer::of(ctx)?;
         let frame = json!({"type": "history:get", "room": room, "before": before,
             "limit": limit, "replyTo": reply_to});
         let Command::HistoryGet {
@@ -59,7 +59,7 @@ impl QueryRoot {
         after: Option<String>,
         limit: Option<u64>,
     ) -> Result<PresencePage> {
-        let viewer = ctx.data::<Viewer>()?;
+        let viewer = Viewer::of(ctx)?;
         let frame = json!({"type": "presence:get", "room": room, "after": after, "limit": limit});
         let Command::PresenceGet { room, after, limit } = viewer.command(frame)? else {
             unreachable!("presence:get decodes to PresenceGet")
@@ -82,7 +82,7 @@ impl QueryRoot {
 
     /// The managed rooms the user belongs to (`room:list`'s answer).
     async fn rooms(&self, ctx: &Context<'_>) -> Result<Json<Value>> {
-        let viewer = ctx.data::<Viewer>()?;
+        let viewer = Viewer::of(ctx)?;
         viewer.command(json!({"type": "room:list"}))?;
         let run = async {
             let done = viewer
@@ -113,7 +113,7 @@ impl QueryRoot {
         #[graphql(default = true)] unread_only: bool,
         #[graphql(default = 50)] limit: u64,
     ) -> Result<Vec<Notification>> {
-        let viewer = ctx.data::<Viewer>()?;
+        let viewer = Viewer::of(ctx)?;
         viewer.charge()?;
         if !unread_only {
             return Err(gql_error(CommandError::bad_request(

@@ -220,7 +220,7 @@ impl Handler<Init> for GqlSocket {
             act.schedule_expiry(ctx);
             let viewer = Viewer::socket(identity, act.env.deps.clone(), id, act.router.clone());
             let mut data = Data::default();
-            data.insert(viewer);
+            data.insert(Arc::new(viewer));
             Ok(data)
         }))
     }

@@ -95,7 +95,7 @@ fn typed<T: Send + 'static>(
     feed.filter_map(move |event| std::future::ready(read(event)))
 }
 
-#[Subscription]
+#[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
     /// New messages of `room`. With `since` (a seq), the messages after it
     /// that this subscriber missed come first (as `room:join` recovers).
@@ -105,7 +105,7 @@ impl SubscriptionRoot {
         room: String,
         since: Option<u64>,
     ) -> Result<impl Stream<Item = Message>> {
-        let viewer = ctx.data::<Viewer>()?;
+        let viewer = Viewer::of(ctx)?;
         let (feed, joined) = viewer.subscribe(Topic::Messages(room), since).await?;
         let missed: Vec<Message> = joined
             .map(|j| j.missed.iter().filter_map(|m| convert(&**m)).collect())
@@ -122,7 +122,7 @@ impl SubscriptionRoot {
         ctx: &Context<'_>,
         room: String,
     ) -> Result<impl Stream<Item = MessageChange>> {
-        let viewer = ctx.data::<Viewer>()?;
+        let viewer = Viewer::of(ctx)?;
         let (feed, _) = viewer.subscribe(Topic::Changes(room), None).await?;
         Ok(typed(feed, MessageChange::from_event))
     }
@@ -133,7 +133,7 @@ impl SubscriptionRoot {
         ctx: &Context<'_>,
         room: String,
     ) -> Result<impl Stream<Item = PresenceEvent>> {
-        let viewer = ctx.data::<Viewer>()?;
+        let viewer = Viewer::of(ctx)?;
         let (feed, _) = viewer.subscribe(Topic::Presence(room), None).await?;
         Ok(typed(feed, PresenceEvent::from_event))
     }
@@ -144,7 +144,7 @@ impl SubscriptionRoot {
         ctx: &Context<'_>,
         room: String,
     ) -> Result<impl Stream<Item = TypingEvent>> {
-        let viewer = ctx.data::<Viewer>()?;
+        let viewer = Viewer::of(ctx)?;
         let (feed, _) = viewer.subscribe(Topic::Typing(room), None).await?;
         Ok(typed(feed, from_wire::<TypingEvent>))
     }
@@ -154,7 +154,7 @@ impl SubscriptionRoot {
         &self,
         ctx: &Context<'_>,
     ) -> Result<impl Stream<Item = Notification>> {
-        let viewer = ctx.data::<Viewer>()?;
+        let viewer = Viewer::of(ctx)?;
         let (feed, _) = viewer.subscribe(Topic::Notifications, None).await?;
         Ok(typed(feed, from_wire::<Notification>))
     }
@@ -165,7 +165,7 @@ impl SubscriptionRoot {
         ctx: &Context<'_>,
         room: String,
     ) -> Result<impl Stream<Item = RoomEvent>> {
-        let viewer = ctx.data::<Viewer>()?;
+        let viewer = Viewer::of(ctx)?;
         let (feed, _) = viewer.subscribe(Topic::Room(room), None).await?;
         Ok(typed(feed, RoomEvent::from_event))
     }

@@ -34,7 +34,7 @@ pub struct Message {
     pub content: String,
     pub thread_id: Option<String>,
     pub reply_to: Option<String>,
-    /// `text`, `system` or `emote`.
+    /// `text`, `image`, `file`, `audio`, `video` or `location`.
     pub kind: String,
     pub metadata: Option<Json<Value>>,
     pub timestamp: String,
