@@ -8,7 +8,9 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{claims, redis_prefix, redis_url, scaled, start_node, Backend, Server, TestDb, ADMIN_KEY};
+use common::{
+    claims, redis_prefix, redis_url, scaled, start_node, Backend, Server, TestDb, ADMIN_KEY,
+};
 use serde_json::{json, Value};
 
 /// `docs/graphql.graphql` is the schema the code serves. To update it after
@@ -27,9 +29,21 @@ fn the_schema_file_matches_the_code() {
          run `UPDATE_GRAPHQL_SCHEMA=1 cargo test --test graphql schema` and commit it"
     );
     for name in [
-        "history(", "presence(", "rooms:", "notifications(", "sendMessage(", "editMessage(",
-        "deleteMessage(", "markRead(", "readNotifications(", "messageAdded(", "messageChanged(",
-        "presenceChanged(", "typing(", "notificationReceived:", "roomUpdated(",
+        "history(",
+        "presence(",
+        "rooms:",
+        "notifications(",
+        "sendMessage(",
+        "editMessage(",
+        "deleteMessage(",
+        "markRead(",
+        "readNotifications(",
+        "messageAdded(",
+        "messageChanged(",
+        "presenceChanged(",
+        "typing(",
+        "notificationReceived:",
+        "roomUpdated(",
     ] {
         assert!(sdl.contains(name), "the schema has no {name}");
     }
@@ -38,7 +52,11 @@ fn the_schema_file_matches_the_code() {
 /// POSTs a GraphQL request with `token` (none: no header).
 async fn gql(server: &Server, token: Option<&str>, query: &str, variables: Value) -> (u16, Value) {
     server
-        .post("/graphql", token, json!({"query": query, "variables": variables}))
+        .post(
+            "/graphql",
+            token,
+            json!({"query": query, "variables": variables}),
+        )
         .await
 }
 
@@ -94,7 +112,10 @@ async fn queries_and_mutations_over_http(backend: Backend) {
         .clone();
     let id = sent["messageId"].as_str().unwrap().to_string();
     let frame = next_of(&mut bob, "message:new").await;
-    assert_eq!((&frame["messageId"], &frame["userId"]), (&json!(id), &json!("alice")));
+    assert_eq!(
+        (&frame["messageId"], &frame["userId"]),
+        (&json!(id), &json!("alice"))
+    );
     assert_eq!(frame["metadata"], json!({"a": [1]}));
 
     // The same clientMsgId is the same message.
@@ -128,13 +149,25 @@ async fn queries_and_mutations_over_http(backend: Backend) {
     .await;
     assert_eq!(edited["editMessage"]["content"], "hello");
     assert!(edited["editMessage"]["editedAt"].is_string());
-    assert_eq!(next_of(&mut bob, "message:updated").await["content"], "hello");
+    assert_eq!(
+        next_of(&mut bob, "message:updated").await["content"],
+        "hello"
+    );
     // Bob is not the author: FORBIDDEN, as over /ws.
     let bobs = server.token("bob", &["team:*"]);
     let q = "mutation($id: String!) { editMessage(room: \"team:1\", messageId: $id, content: \"x\") { content } }";
-    assert_eq!(error_code(&server, &bobs, q, json!({"id": id})).await, "FORBIDDEN");
+    assert_eq!(
+        error_code(&server, &bobs, q, json!({"id": id})).await,
+        "FORBIDDEN"
+    );
 
-    let read = data(&server, &alice, r#"mutation { markRead(room: "team:1", seq: 1) }"#, json!({})).await;
+    let read = data(
+        &server,
+        &alice,
+        r#"mutation { markRead(room: "team:1", seq: 1) }"#,
+        json!({}),
+    )
+    .await;
     assert_eq!(read["markRead"], 1);
 
     let deleted = data(
@@ -144,8 +177,14 @@ async fn queries_and_mutations_over_http(backend: Backend) {
         json!({"id": id}),
     )
     .await;
-    assert_eq!(deleted["deleteMessage"], json!({"deleted": true, "content": ""}));
-    assert_eq!(next_of(&mut bob, "message:deleted").await["deletedBy"], "alice");
+    assert_eq!(
+        deleted["deleteMessage"],
+        json!({"deleted": true, "content": ""})
+    );
+    assert_eq!(
+        next_of(&mut bob, "message:deleted").await["deletedBy"],
+        "alice"
+    );
 
     let presence = data(
         &server,
@@ -156,17 +195,28 @@ async fn queries_and_mutations_over_http(backend: Backend) {
     .await;
     let members = &presence["presence"]["members"];
     assert!(
-        members.as_array().unwrap().iter().any(|m| m["userId"] == "bob"),
+        members
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["userId"] == "bob"),
         "{presence}"
     );
 
     let rooms = data(&server, &alice, "query { rooms }", json!({})).await;
-    assert!(rooms["rooms"].is_object() || rooms["rooms"].is_array(), "{rooms}");
+    assert!(
+        rooms["rooms"].is_object() || rooms["rooms"].is_array(),
+        "{rooms}"
+    );
 
     // Notifications: listed unread, read by mutation, gone from the list.
     for title in ["one", "two"] {
         let (status, body) = server
-            .post("/admin/notify", Some(ADMIN_KEY), json!({"userId": "alice", "title": title}))
+            .post(
+                "/admin/notify",
+                Some(ADMIN_KEY),
+                json!({"userId": "alice", "title": title}),
+            )
             .await;
         assert!(status < 300, "{body}");
     }
@@ -182,13 +232,31 @@ async fn queries_and_mutations_over_http(backend: Backend) {
     )
     .await;
     assert_eq!(read["readNotifications"], true);
-    assert_eq!(data(&server, &alice, q, json!({})).await["notifications"].as_array().unwrap().len(), 1);
-    data(&server, &alice, "mutation { readNotifications(all: true) }", json!({})).await;
-    assert_eq!(data(&server, &alice, q, json!({})).await["notifications"], json!([]));
+    assert_eq!(
+        data(&server, &alice, q, json!({})).await["notifications"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    data(
+        &server,
+        &alice,
+        "mutation { readNotifications(all: true) }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        data(&server, &alice, q, json!({})).await["notifications"],
+        json!([])
+    );
 
     // GET runs queries.
     let (status, body) = server
-        .get("/graphql?query=%7Bhistory(room%3A%22team%3A1%22)%7Bseq%7D%7D", Some(&alice))
+        .get(
+            "/graphql?query=%7Bhistory(room%3A%22team%3A1%22)%7Bseq%7D%7D",
+            Some(&alice),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["history"][0]["seq"], 1);
@@ -204,7 +272,11 @@ async fn refusals_over_http() {
 
     // No token, a bad token, a revoked one: 401 with the error body.
     let (status, body) = gql(&server, None, q, json!({})).await;
-    assert_eq!((status, &body["code"]), (401, &json!("UNAUTHORIZED")), "{body}");
+    assert_eq!(
+        (status, &body["code"]),
+        (401, &json!("UNAUTHORIZED")),
+        "{body}"
+    );
     let (status, _) = gql(&server, Some("junk"), q, json!({})).await;
     assert_eq!(status, 401);
     let expired = server.mint(claims("alice", -120));
@@ -218,26 +290,50 @@ async fn refusals_over_http() {
     assert_eq!(error_code(&server, &alice, q, json!({})).await, "FORBIDDEN");
     // The /ws decoder's checks: an empty room name, a bad kind.
     let q = r#"mutation { sendMessage(room: "", content: "x") { seq } }"#;
-    assert_eq!(error_code(&server, &alice, q, json!({})).await, "BAD_REQUEST");
+    assert_eq!(
+        error_code(&server, &alice, q, json!({})).await,
+        "BAD_REQUEST"
+    );
     let q = r#"mutation { sendMessage(room: "team:1", content: "x", kind: "nope") { seq } }"#;
-    assert_eq!(error_code(&server, &alice, q, json!({})).await, "BAD_REQUEST");
+    assert_eq!(
+        error_code(&server, &alice, q, json!({})).await,
+        "BAD_REQUEST"
+    );
 
     // GET does not run mutations.
     let (status, body) = server
-        .get("/graphql?query=mutation%7BmarkRead(room%3A%22team%3A1%22%2Cseq%3A1)%7D", Some(&alice))
+        .get(
+            "/graphql?query=mutation%7BmarkRead(room%3A%22team%3A1%22%2Cseq%3A1)%7D",
+            Some(&alice),
+        )
         .await;
-    assert_eq!((status, &body["code"]), (405, &json!("METHOD_NOT_ALLOWED")), "{body}");
+    assert_eq!(
+        (status, &body["code"]),
+        (405, &json!("METHOD_NOT_ALLOWED")),
+        "{body}"
+    );
 
     // Not development mode (a JWT key is set): no introspection, no GraphiQL.
-    let (status, body) = gql(&server, Some(&alice), "{ __schema { types { name } } }", json!({})).await;
+    let (status, body) = gql(
+        &server,
+        Some(&alice),
+        "{ __schema { types { name } } }",
+        json!({}),
+    )
+    .await;
     assert_eq!(status, 200);
-    assert!(body["data"]["__schema"].is_null(), "introspection answered: {body}");
+    assert!(
+        body["data"]["__schema"].is_null(),
+        "introspection answered: {body}"
+    );
     let (status, _) = server.get("/graphql", Some(&alice)).await;
     assert_eq!(status, 400);
 
     // Depth and complexity limits.
     let deep = "{ a: history(room: \"team:1\") { seq } ".to_string()
-        + &(0..500).map(|i| format!("h{i}: history(room: \"team:1\") {{ seq content }} ")).collect::<String>()
+        + &(0..500)
+            .map(|i| format!("h{i}: history(room: \"team:1\") {{ seq content }} "))
+            .collect::<String>()
         + "}";
     let (_, body) = gql(&server, Some(&alice), &deep, json!({})).await;
     let message = body["errors"][0]["message"].as_str().unwrap_or_default();
@@ -264,8 +360,17 @@ fn npm(dir: &Path, args: &[&str], envs: &[(&str, String)]) {
         .current_dir(dir)
         .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
         .status()
-        .unwrap_or_else(|e| panic!("cannot run `npm {}` (node and npm are needed): {e}", args.join(" ")));
-    assert!(status.success(), "`npm {}` failed: {status}", args.join(" "));
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run `npm {}` (node and npm are needed): {e}",
+                args.join(" ")
+            )
+        });
+    assert!(
+        status.success(),
+        "`npm {}` failed: {status}",
+        args.join(" ")
+    );
 }
 
 /// The graphql-ws client in Node against two nodes (tests/graphql/).

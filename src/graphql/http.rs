@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use async_graphql::http::{GraphiQLSource, WebSocketProtocols as Protocols, ALL_WEBSOCKET_PROTOCOLS};
+use async_graphql::http::{
+    GraphiQLSource, WebSocketProtocols as Protocols, ALL_WEBSOCKET_PROTOCOLS,
+};
 use async_graphql::parser::types::OperationType;
 use chrono::Utc;
 use serde::Deserialize;
@@ -43,7 +45,8 @@ fn dev_mode(state: &AppState) -> bool {
 
 /// The connection row an HTTP request or a socket starts from.
 fn connection_info(req: &HttpRequest, state: &AppState, user: Arc<str>) -> ConnectionInfo {
-    let shown = client_addr(req.peer_addr(), req.headers(), &state.trusted_proxies).map(|c| c.shown);
+    let shown =
+        client_addr(req.peer_addr(), req.headers(), &state.trusted_proxies).map(|c| c.shown);
     ConnectionInfo {
         connection_id: uuid::Uuid::new_v4().to_string(),
         node_id: state.node_id.as_str().into(),

@@ -36,7 +36,8 @@ use crate::protocol::{decode, Command, CommandError, ErrorCode};
 pub use http::routes;
 use router::Router;
 
-pub type GqlSchema = Schema<query::QueryRoot, mutation::MutationRoot, subscription::SubscriptionRoot>;
+pub type GqlSchema =
+    Schema<query::QueryRoot, mutation::MutationRoot, subscription::SubscriptionRoot>;
 
 /// Deepest selection a request may have; the schema's own types nest less.
 pub const MAX_DEPTH: usize = 8;
@@ -79,7 +80,10 @@ pub fn gql_error(e: CommandError) -> async_graphql::Error {
     let code = serde_json::to_value(e.code).unwrap_or(Value::Null);
     let retry = e.retry_after_ms;
     async_graphql::Error::new(e.message).extend_with(|_, ext| {
-        ext.set("code", async_graphql::Value::from_json(code).unwrap_or_default());
+        ext.set(
+            "code",
+            async_graphql::Value::from_json(code).unwrap_or_default(),
+        );
         if let Some(ms) = retry {
             ext.set("retryAfterMs", ms);
         }
@@ -219,8 +223,13 @@ impl Viewer {
 
     /// The `/ws` command `frame` stands for, checked by the same decoder,
     /// charged to the same budget.
-    fn command(&self, frame: Value) -> async_graphql::Result<Command> {
+    fn command(&self, mut frame: Value) -> async_graphql::Result<Command> {
         self.charge()?;
+        // An argument left out is a field left out (not a JSON null,
+        // which `metadata` would keep as a value).
+        if let Some(fields) = frame.as_object_mut() {
+            fields.retain(|_, v| !v.is_null());
+        }
         decode(&frame.to_string(), &self.deps.cfg.decode)
             .map(|request| request.command)
             .map_err(|rejected| {

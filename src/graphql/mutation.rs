@@ -11,9 +11,7 @@ use super::types::{convert, Message, Published};
 use super::{gql_error, Viewer};
 use crate::actors::messages::{ChangeMessage, Join, MarkRead, NotificationsRead, Publish};
 use crate::broker::MessageChange;
-use crate::protocol::{
-    Command, CommandError, ErrorCode, LifecycleCommand, NotificationsToRead,
-};
+use crate::protocol::{Command, CommandError, ErrorCode, LifecycleCommand, NotificationsToRead};
 use crate::store::notifications::ReadOutcome;
 
 pub struct MutationRoot;

@@ -74,7 +74,11 @@ impl QueryRoot {
             })
             .await?;
         Ok(PresencePage {
-            members: page.members.iter().filter_map(convert::<_, Member>).collect(),
+            members: page
+                .members
+                .iter()
+                .filter_map(convert::<_, Member>)
+                .collect(),
             member_count: page.count as u64,
             next: page.next.map(|n| n.to_string()),
         })

@@ -174,10 +174,14 @@ impl Handler<Init> for GqlSocket {
         let (identity, slot) = match admitted {
             Ok(admitted) => admitted,
             Err(e) => {
-                self.env.deps.metrics.handshakes_refused.count(match e.code {
-                    ErrorCode::Unauthorized => crate::errors::Refused::BadToken,
-                    _ => crate::errors::Refused::UserLimit,
-                });
+                self.env
+                    .deps
+                    .metrics
+                    .handshakes_refused
+                    .count(match e.code {
+                        ErrorCode::Unauthorized => crate::errors::Refused::BadToken,
+                        _ => crate::errors::Refused::UserLimit,
+                    });
                 let refused = refusal_close(&e);
                 let message = refused.1.clone();
                 self.refused = Some(refused);
@@ -233,9 +237,11 @@ impl Actor for GqlSocket {
         ctx.set_mailbox_capacity(self.env.deps.cfg.mailbox);
         let (tx, rx) = mpsc::unbounded_channel::<Vec<u8>>();
         self.input = Some(tx);
-        let input = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|m| (m, rx))
-        });
+        let input =
+            futures_util::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|m| (m, rx)) },
+            );
         let me = ctx.address();
         let init = move |payload: Value| async move {
             match me.send(Init(payload)).await {
@@ -303,9 +309,11 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for GqlSocket {
             }
             Ok(ws::Message::Ping(payload)) => ctx.pong(&payload),
             Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
-            Ok(ws::Message::Continuation(_)) => {
-                self.close(ctx, close::POLICY, "fragmented messages are not supported on /graphql")
-            }
+            Ok(ws::Message::Continuation(_)) => self.close(
+                ctx,
+                close::POLICY,
+                "fragmented messages are not supported on /graphql",
+            ),
             Ok(ws::Message::Close(reason)) => {
                 ctx.close(reason);
                 ctx.stop();

@@ -15,8 +15,7 @@ use tokio::sync::mpsc;
 
 use super::router::{Router, Topic};
 use super::types::{
-    convert, from_wire, Message, MessageChange, Notification, PresenceEvent, RoomEvent,
-    TypingEvent,
+    convert, from_wire, Message, MessageChange, Notification, PresenceEvent, RoomEvent, TypingEvent,
 };
 use super::Viewer;
 use crate::actors::messages::{Join, JoinReply, Leave};
