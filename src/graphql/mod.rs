@@ -97,7 +97,7 @@ enum Link {
     /// One HTTP request: registered on first need, gone when it ends.
     Request {
         id: ConnId,
-        info: ConnectionInfo,
+        info: Box<ConnectionInfo>,
         registered: OnceCell<Result<(), CommandError>>,
     },
 }
@@ -130,7 +130,7 @@ impl Viewer {
             deps,
             link: Link::Request {
                 id: uuid::Uuid::new_v4(),
-                info,
+                info: Box::new(info),
                 registered: OnceCell::new(),
             },
         }
@@ -169,7 +169,7 @@ impl Viewer {
                 registered,
             } => {
                 let done = registered
-                    .get_or_init(|| self.register(*id, info.clone()))
+                    .get_or_init(|| self.register(*id, (**info).clone()))
                     .await;
                 done.clone().map(|()| *id).map_err(gql_error)
             }
