@@ -403,3 +403,88 @@ async fn the_graphql_ws_client_works_across_two_nodes() {
     .await
     .expect("npm");
 }
+
+/// The legacy `graphql-ws` subprotocol (subscriptions-transport-ws), from a
+/// raw WebSocket client; the socket is a connection the admin API lists and
+/// a member of the room it subscribes to. Without a subprotocol: 400.
+#[actix_rt::test]
+async fn the_legacy_subprotocol_works_and_the_socket_is_a_room_member() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let server = Server::start("");
+    let alice = server.token("alice", &["team:*"]);
+    let url = format!("ws://{}/graphql", server.addr);
+
+    let plain = url.clone().into_client_request().unwrap();
+    match tokio_tungstenite::connect_async(plain).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+            assert_eq!(res.status().as_u16(), 400)
+        }
+        other => panic!("an upgrade without a subprotocol was not refused: {other:?}"),
+    }
+
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", "graphql-ws".parse().unwrap());
+    let (mut ws, res) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("upgrade");
+    assert_eq!(res.headers()["sec-websocket-protocol"], "graphql-ws");
+    let init = json!({"type": "connection_init", "payload": {"token": alice}});
+    let start = json!({"type": "start", "id": "1", "payload": {
+        "query": "subscription { messageAdded(room: \"team:1\") { content userId } }"}});
+    ws.send(Message::Text(init.to_string())).await.unwrap();
+    let ack = read_json(&mut ws).await;
+    assert_eq!(ack["type"], "connection_ack", "{ack}");
+    ws.send(Message::Text(start.to_string())).await.unwrap();
+
+    // Listed as a connection, and a member of the room.
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        let presence = server.admin_get("/admin/rooms/team:1/presence").await;
+        if common::user_ids(&presence["members"]) == ["alice"] {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{presence}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let conns = server.admin_get("/admin/connections").await;
+    assert!(conns.to_string().contains("alice"), "{conns}");
+
+    let bob = server.token("bob", &["team:*"]);
+    let q = r#"mutation { sendMessage(room: "team:1", content: "x") { seq } }"#;
+    data(&server, &bob, q, json!({})).await;
+    let got = read_json(&mut ws).await;
+    assert_eq!(
+        got,
+        json!({"type": "data", "id": "1", "payload": {"data": {"messageAdded": {"content": "x", "userId": "bob"}}}})
+    );
+}
+
+/// The next JSON text frame, past keep-alives.
+async fn read_json<S>(ws: &mut S) -> Value
+where
+    S: futures_util::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    use futures_util::StreamExt;
+    loop {
+        let frame = tokio::time::timeout(common::WAIT, ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("open")
+            .expect("a frame");
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = frame {
+            let v: Value = serde_json::from_str(&text).unwrap();
+            if v["type"] != "ka" {
+                return v;
+            }
+        }
+    }
+}
