@@ -44,6 +44,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod errors;
+pub mod graphql;
 pub mod http;
 pub mod limits;
 pub mod mailbox;

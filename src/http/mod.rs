@@ -154,6 +154,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .error_handler(|err, _| ApiError::bad_request(format!("invalid path: {err}")).into()),
     )
     .service(only("/ws", web::get().to(ws::upgrade)))
+    .configure(crate::graphql::routes)
     .configure(demo::routes)
     // HEAD as well as GET: load balancers and uptime checks probe with it.
     .service(methods(
