@@ -209,8 +209,9 @@ async fn queries_and_mutations_over_http(backend: Backend) {
         "{rooms}"
     );
 
-    // Notifications: listed unread, read by mutation, gone from the list.
-    for title in ["one", "two"] {
+    // Notifications (`notification:list`): read and unread listed, newest
+    // first, a page at a time; `unreadOnly` drops the read ones.
+    for title in ["one", "two", "three"] {
         let (status, body) = server
             .post(
                 "/admin/notify",
@@ -220,25 +221,53 @@ async fn queries_and_mutations_over_http(backend: Backend) {
             .await;
         assert!(status < 300, "{body}");
     }
-    let q = "query { notifications { notificationId title kind data createdAt } }";
-    let list = data(&server, &alice, q, json!({})).await["notifications"].clone();
-    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
-    let first = list[0]["notificationId"].clone();
+    let q = "query($u: Boolean, $b: String, $l: Int) { notifications(unreadOnly: $u, \
+             before: $b, limit: $l) { notifications { notificationId title kind data \
+             createdAt readAt } next } }";
+    let all = data(&server, &alice, q, json!({})).await["notifications"].clone();
+    let titles = |page: &Value| -> Vec<String> {
+        page["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["title"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(titles(&all), ["three", "two", "one"], "{all}");
+    assert_eq!(all["next"], Value::Null, "{all}");
+    let newest = all["notifications"][0]["notificationId"].clone();
     let read = data(
         &server,
         &alice,
         "mutation($ids: [String!]) { readNotifications(ids: $ids) }",
-        json!({"ids": [first]}),
+        json!({"ids": [newest]}),
     )
     .await;
     assert_eq!(read["readNotifications"], true);
-    assert_eq!(
-        data(&server, &alice, q, json!({})).await["notifications"]
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
+    // Unread only: the read one is left out.
+    let unread = data(&server, &alice, q, json!({"u": true})).await["notifications"].clone();
+    assert_eq!(titles(&unread), ["two", "one"], "{unread}");
+    // Read and unread (the default): the read one is still listed, with readAt.
+    let all = data(&server, &alice, q, json!({"u": false})).await["notifications"].clone();
+    assert_eq!(titles(&all), ["three", "two", "one"], "{all}");
+    assert!(all["notifications"][0]["readAt"].is_string(), "{all}");
+    assert_eq!(all["notifications"][1]["readAt"], Value::Null, "{all}");
+    // Paging: two, then the rest from `next`.
+    let first = data(&server, &alice, q, json!({"l": 2})).await["notifications"].clone();
+    assert_eq!(titles(&first), ["three", "two"], "{first}");
+    assert!(first["next"].is_string(), "{first}");
+    let rest = data(&server, &alice, q, json!({"l": 2, "b": first["next"]})).await["notifications"]
+        .clone();
+    assert_eq!(titles(&rest), ["one"], "{rest}");
+    assert_eq!(rest["next"], Value::Null, "{rest}");
+    // The /ws command's checks: a limit out of range, a cursor not hers.
+    for vars in [json!({"l": 0}), json!({"l": 101}), json!({"b": "nope"})] {
+        assert_eq!(
+            error_code(&server, &alice, q, vars.clone()).await,
+            "BAD_REQUEST",
+            "{vars}"
+        );
+    }
     data(
         &server,
         &alice,
@@ -246,10 +275,10 @@ async fn queries_and_mutations_over_http(backend: Backend) {
         json!({}),
     )
     .await;
-    assert_eq!(
-        data(&server, &alice, q, json!({})).await["notifications"],
-        json!([])
-    );
+    let unread = data(&server, &alice, q, json!({"u": true})).await["notifications"].clone();
+    assert_eq!(unread["notifications"], json!([]), "{unread}");
+    let all = data(&server, &alice, q, json!({})).await["notifications"].clone();
+    assert_eq!(titles(&all).len(), 3, "{all}");
 
     // GET runs queries.
     let (status, body) = server

@@ -4,16 +4,13 @@
 use async_graphql::{Context, Json, Object, Result};
 use serde_json::{json, Value};
 
-use super::types::{convert, Member, Message, Notification, PresencePage};
+use super::types::{convert, Member, Message, NotificationPage, PresencePage};
 use super::{gql_error, Viewer};
 use crate::actors::messages::{History, PresenceOf};
 use crate::actors::room_registry::apply_changes;
 use crate::protocol::{Command, CommandError, ErrorCode, RoomCommand};
 
 pub struct QueryRoot;
-
-/// Most unread notifications one query lists.
-const NOTIFICATIONS_MAX: usize = 100;
 
 #[Object(name = "Query")]
 impl QueryRoot {
@@ -108,33 +105,38 @@ impl QueryRoot {
         }
     }
 
-    /// The user's unread notifications, newest first. Only unread ones are
-    /// listed (`unreadOnly` must be true: read ones are not kept for
-    /// listing), at most `limit` (100).
+    /// The user's notifications that have not expired, newest first
+    /// (`notification:list`): read and unread, or only unread with
+    /// `unreadOnly`; before notificationId `before`, at most `limit`
+    /// (default 50, at most 100). `next` is the `before` of the next page
+    /// (null on the last).
     async fn notifications(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = true)] unread_only: bool,
-        #[graphql(default = 50)] limit: u64,
-    ) -> Result<Vec<Notification>> {
+        unread_only: Option<bool>,
+        before: Option<String>,
+        limit: Option<u64>,
+    ) -> Result<NotificationPage> {
         let viewer = Viewer::of(ctx)?;
-        viewer.charge()?;
-        if !unread_only {
-            return Err(gql_error(CommandError::bad_request(
-                "only unread notifications can be listed: pass unreadOnly: true",
-            )));
-        }
-        if limit == 0 || limit as usize > NOTIFICATIONS_MAX {
-            return Err(gql_error(CommandError::bad_request(format!(
-                "`limit` must be 1 to {NOTIFICATIONS_MAX}"
-            ))));
-        }
-        let list = viewer
+        let frame = json!({"type": "notification:list", "unreadOnly": unread_only,
+            "before": before, "limit": limit});
+        let Command::NotificationList(page) = viewer.command(frame)? else {
+            unreachable!("notification:list decodes to NotificationList")
+        };
+        let listed = viewer
             .deps
             .notifications
-            .unread(&viewer.identity.user_id, limit as usize)
+            .list(&viewer.identity.user_id, page)
             .await
             .map_err(|e| gql_error(CommandError::new(ErrorCode::Unavailable, e.to_string())))?;
-        Ok(list.iter().filter_map(convert).collect())
+        let Some((list, next)) = listed else {
+            return Err(gql_error(CommandError::bad_request(
+                "`before` is not one of this user's notifications",
+            )));
+        };
+        Ok(NotificationPage {
+            notifications: list.iter().filter_map(convert).collect(),
+            next,
+        })
     }
 }

@@ -146,6 +146,16 @@ pub struct Notification {
     pub action_url: Option<String>,
     pub action_text: Option<String>,
     pub expires_at: Option<String>,
+    /// When it was read: null while unread (and on `notificationReceived`).
+    pub read_at: Option<String>,
+}
+
+/// A page of `Query.notifications`, newest first.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct NotificationPage {
+    pub notifications: Vec<Notification>,
+    /// The `before` of the next page; null on the last.
+    pub next: Option<String>,
 }
 
 /// A change to a managed room: `room:updated` (`data` is the room
