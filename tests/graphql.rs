@@ -422,6 +422,7 @@ async fn the_graphql_ws_client_works_across_two_nodes() {
         ("GQL_TOKEN_CAROL", a.token("carol", &["team:*"])),
         ("GQL_TOKEN_EVE", a.token("eve", &["other:*"])),
         ("GQL_TOKEN_SHORT", short),
+        ("GQL_ADMIN_KEY", ADMIN_KEY.to_string()),
     ];
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/graphql");
     // Node's test runner blocks this thread; the servers are processes.

@@ -21,6 +21,7 @@ const ALICE = env("GQL_TOKEN_ALICE");
 const BOB = env("GQL_TOKEN_BOB");
 const EVE = env("GQL_TOKEN_EVE");
 const SHORT = env("GQL_TOKEN_SHORT");
+const ADMIN_KEY = env("GQL_ADMIN_KEY");
 
 /** `promise`, or a failure after 20 s: an event that must come. */
 function within(promise, what) {
@@ -94,17 +95,16 @@ async function waitForMember(base, token, room, user) {
   throw new Error(`${user} never showed as a member of ${room} on ${base}`);
 }
 
-/** A /ws client: connects, joins `room`, sends `content`, waits for the reply. */
-async function sendOverWs(base, token, room, content) {
+/** A /ws client: `request(frame)` sends a command and resolves with its
+ * reply (or error). */
+async function wsSession(base, token) {
   const ws = new WebSocket(wsUrl(base, "/ws"), { headers: { authorization: `Bearer ${token}` } });
-  const replies = new Map();
   const waiting = new Map();
   ws.on("message", (raw) => {
     const frame = JSON.parse(raw.toString());
     if (frame.type === "reply" || frame.type === "error") {
       const done = waiting.get(frame.id);
       if (done) done(frame);
-      else replies.set(frame.id, frame);
     }
   });
   await new Promise((resolve, reject) => {
@@ -116,12 +116,29 @@ async function sendOverWs(base, token, room, content) {
       waiting.set(frame.id, resolve);
       ws.send(JSON.stringify(frame));
     });
+  return { request, close: () => ws.close() };
+}
+
+/** A /ws client: connects, joins `room`, sends `content` (with `metadata`,
+ * if given), waits for the reply. */
+async function sendOverWs(base, token, room, content, metadata) {
+  const { request, close } = await wsSession(base, token);
   const joined = await request({ type: "room:join", id: "j", room });
   assert.equal(joined.type, "reply", JSON.stringify(joined));
-  const sent = await request({ type: "message:send", id: "s", room, content });
+  const sent = await request({ type: "message:send", id: "s", room, content, metadata });
   assert.equal(sent.type, "reply", JSON.stringify(sent));
-  ws.close();
+  close();
   return sent.data;
+}
+
+/** An admin API call on node `base`; resolves with [status, body]. */
+async function admin(base, method, path, body) {
+  const res = await fetch(`${base}${path}`, {
+    method,
+    headers: { "content-type": "application/json", authorization: `Bearer ${ADMIN_KEY}` },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return [res.status, await res.json()];
 }
 
 test("a subscription on one node receives messages sent on the other, over /ws and by mutation", async () => {
@@ -138,14 +155,18 @@ test("a subscription on one node receives messages sent on the other, over /ws a
   // The subscriber is a member of the room, on the other node too.
   await waitForMember(NODE_B, BOB, ROOM, "alice");
 
-  const overWs = await sendOverWs(NODE_B, BOB, ROOM, "sent over /ws");
+  const wsMetadata = { source: "ws", tags: ["a", "b"], n: 1 };
+  const overWs = await sendOverWs(NODE_B, BOB, ROOM, "sent over /ws", wsMetadata);
+  const gqlMetadata = { source: "graphql", nested: { ok: true } };
   const { data, errors } = await post(
     NODE_B,
     BOB,
-    `mutation($room: String!) {
-      sendMessage(room: $room, content: "sent by mutation", threadId: "t1") { messageId seq timestamp }
+    `mutation($room: String!, $metadata: JSON) {
+      sendMessage(room: $room, content: "sent by mutation", threadId: "t1", metadata: $metadata) {
+        messageId seq timestamp
+      }
     }`,
-    { room: ROOM },
+    { room: ROOM, metadata: gqlMetadata },
   );
   assert.equal(errors, undefined, JSON.stringify(errors));
 
@@ -160,6 +181,9 @@ test("a subscription on one node receives messages sent on the other, over /ws a
     ["sent by mutation", "bob", data.sendMessage.messageId, data.sendMessage.seq, "t1"],
   );
   assert.equal(two.seq, one.seq + 1);
+  // The metadata crossed the nodes with each message.
+  assert.deepEqual(one.metadata, wsMetadata);
+  assert.deepEqual(two.metadata, gqlMetadata);
   assert.equal(two.kind, "text");
   assert.equal(two.deleted, false);
 
@@ -213,11 +237,11 @@ test("a forbidden room is refused with FORBIDDEN, the socket stays open", async 
   // The same socket still answers: her own notifications are hers.
   const ok = await new Promise((resolve, reject) => {
     eve.subscribe(
-      { query: "query { notifications { notificationId } }" },
+      { query: "query { notifications { notifications { notificationId } next } }" },
       { next: resolve, error: reject, complete: () => {} },
     );
   });
-  assert.deepEqual(ok.data.notifications, []);
+  assert.deepEqual(ok.data.notifications, { notifications: [], next: null });
   await eve.dispose();
 });
 
@@ -246,5 +270,80 @@ test("presence changes reach presenceChanged across nodes", async () => {
   while (event.userId !== "carol") event = (await within(presence.next(), "carol joining")).value.data.presenceChanged;
   assert.deepEqual(event, { kind: "joined", room: ROOM, userId: "carol" });
   await presence.return();
+  await alice.dispose();
+});
+
+test("typing over /ws on one node reaches typing on the other", async () => {
+  const alice = client(NODE_A, { token: ALICE });
+  const typing = alice.iterate({
+    query: "subscription($room: String!) { typing(room: $room) { room threadId users } }",
+    variables: { room: ROOM },
+  });
+  const first = typing.next();
+  await waitForMember(NODE_B, BOB, ROOM, "alice");
+  const bob = await wsSession(NODE_B, BOB);
+  const joined = await bob.request({ type: "room:join", id: "j", room: ROOM });
+  assert.equal(joined.type, "reply", JSON.stringify(joined));
+  const started = await bob.request({ type: "typing:start", id: "t", room: ROOM });
+  assert.equal(started.type, "reply", JSON.stringify(started));
+  const event = (await within(first, "bob typing")).value.data.typing;
+  assert.deepEqual(event, { room: ROOM, threadId: null, users: ["bob"] });
+  bob.close();
+  await typing.return();
+  await alice.dispose();
+});
+
+test("POST /admin/notify on one node reaches notificationReceived on the other", async () => {
+  const alice = client(NODE_A, { token: ALICE });
+  const received = alice.iterate({
+    query: "subscription { notificationReceived { notificationId kind title body data readAt } }",
+  });
+  const first = received.next();
+  // The subscription is live once alice's personal room has her on node B.
+  await waitForMember(NODE_B, ALICE, "user:alice", "alice");
+  const [status, sent] = await admin(NODE_B, "POST", "/admin/notify", {
+    userId: "alice",
+    kind: "warning",
+    title: "over graphql",
+    body: "from node b",
+    data: { n: 7 },
+  });
+  assert.ok(status < 300, JSON.stringify(sent));
+  // Unread ones from before may be replayed first.
+  let n = (await within(first, "the notification")).value.data.notificationReceived;
+  while (n.title !== "over graphql") n = (await within(received.next(), "the notification")).value.data.notificationReceived;
+  assert.deepEqual(
+    [n.kind, n.body, n.data, n.readAt],
+    ["warning", "from node b", { n: 7 }, null],
+  );
+  assert.equal(typeof n.notificationId, "string");
+  await received.return();
+  await alice.dispose();
+});
+
+test("PATCH /admin/rooms/{room} on one node reaches roomUpdated on the other", async () => {
+  const room = `${ROOM}:managed`;
+  const [created, body] = await admin(NODE_B, "POST", "/admin/rooms", {
+    room,
+    members: [{ userId: "alice" }],
+  });
+  assert.equal(created, 201, JSON.stringify(body));
+  const alice = client(NODE_A, { token: ALICE });
+  const updates = alice.iterate({
+    query: "subscription($room: String!) { roomUpdated(room: $room) { kind room data } }",
+    variables: { room },
+  });
+  const first = updates.next();
+  await waitForMember(NODE_B, ALICE, room, "alice");
+  const [status, patched] = await admin(NODE_B, "PATCH", `/admin/rooms/${encodeURIComponent(room)}`, {
+    title: "Renamed",
+    metadata: { topic: "graphql" },
+  });
+  assert.equal(status, 200, JSON.stringify(patched));
+  const event = (await within(first, "room:updated")).value.data.roomUpdated;
+  assert.equal(event.kind, "room:updated", JSON.stringify(event));
+  assert.equal(event.room, room);
+  assert.deepEqual([event.data.title, event.data.metadata], ["Renamed", { topic: "graphql" }]);
+  await updates.return();
   await alice.dispose();
 });
