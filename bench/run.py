@@ -6,6 +6,7 @@ integrity figures. See docs/benchmarks.md.
     python3 bench/run.py           # the full run (about 20 minutes)
     python3 bench/run.py --quick   # a seconds-long smoke (what CI runs)
     python3 bench/run.py --only storms   # only the storm rows (with --quick too)
+    python3 bench/run.py --only graphql  # only fan-out over /graphql beside /ws
 
 The exit status is non-zero when our server had a problem: a connection
 that failed or was closed, a delivery or echo missing where every one is
@@ -32,7 +33,8 @@ import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = "--quick" in sys.argv
-# `--only storms`: only the connection and join storm rows.
+# `--only storms`: only the connection and join storm rows; `--only
+# graphql`: only the /graphql fan-out beside the same over /ws.
 ONLY = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv[:-1] else None
 SECRET = "bench-secret"
 TARGET = os.path.join(ROOT, os.environ.get("CARGO_TARGET_DIR", "target"))
@@ -285,8 +287,11 @@ def run_all(rows, kinds):
     if ONLY == "storms":
         storms(rows)
         return
+    if ONLY == "graphql":
+        graphql_fanout(rows, d, runs)
+        return
     if ONLY:
-        sys.exit(f"bench/run.py: --only {ONLY}: only `storms` is known")
+        sys.exit(f"bench/run.py: --only {ONLY}: only `storms` and `graphql` are known")
 
     # Handshakes: alternating servers, median of the runs.
     hs = {k: [] for k in kinds}
@@ -345,6 +350,8 @@ def run_all(rows, kinds):
         for key, what in [("p50us", "p50"), ("p99us", "p99"), ("p999us", "p999")]:
             rows.append((f"{name}: {what} us from due time, {med}", col(key)))
         rows.append((f"{name}: server CPU us/delivery, {med}", col("serverCpuUsPerDelivery")))
+
+    graphql_fanout(rows, d, runs)
 
     if not QUICK:
         saturation(rows, kinds)
@@ -503,6 +510,39 @@ def saturation(rows, kinds):
     rows.append(("saturation: highest offered deliveries/s with >= 99.9 % delivered", best))
     rows.append(("saturation: at the first step below 99.9 %, generator CPU %",
                  {k: r.get("generatorCpuPct") for k, r in first_fail.items()}))
+
+
+def graphql_fanout(rows, d, runs):
+    """Subscription fan-out through /graphql (graphql-transport-ws,
+    messageAdded) beside the same through /ws: ours only, the same size,
+    alternating runs on fresh servers; the ratios are graphql / ws."""
+    subs, rate = (200, 100) if QUICK else (1000, 100)
+    got = {"ws": [], "graphql": []}
+    for i in range(runs):
+        for path, scenario in [("ws", "fanout"), ("graphql", "gqlfanout")]:
+            where = f"fan-out over /{path} {subs} x {rate} msg/s, run {i + 1}"
+            r = measure("ours", lambda s: gen(scenario, s, where, subs=subs, rate=rate, duration=d), where)
+            INTEGRITY.append((where, {"ours": integrity("ours", where, r)}))
+            got[path].append(r)
+    med = f"median of {runs}" if runs > 1 else "1 run"
+    name = f"fan-out 1 room x {subs} @ {rate} msg/s"
+    for key, what, lowest in [("deliveredPct", f"delivered %, lowest of {runs}", True),
+                              ("p50us", f"p50 us from due time, {med}", False),
+                              ("p99us", f"p99 us from due time, {med}", False),
+                              ("serverCpuUsPerDelivery", f"server CPU us/delivery, {med}", False)]:
+        ws = median([r.get(key) for r in got["ws"]], lowest)
+        gql = median([r.get(key) for r in got["graphql"]], lowest)
+        rows.append((f"{name} over /ws: {what}", {"ours": ws}))
+        rows.append((f"{name} over /graphql: {what}", {"ours": gql}))
+        if key != "deliveredPct":
+            rows.append((f"{name}: {what.split(',')[0]}, /graphql / /ws", {"ours": ratio_num(gql, ws)}))
+
+
+def ratio_num(a, b):
+    """a / b as a number, or None."""
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b:
+        return a / b
+    return None
 
 
 def cross_node(rows, d):

@@ -16,6 +16,10 @@
 //!              last send. Offered and delivered deliveries, the drain time,
 //!              the rate over publish + drain, latency percentiles, server
 //!              CPU per delivery and the generator's own CPU
+//!   gqlfanout  the same, the subscribers on `/graphql` (graphql-transport-ws,
+//!              `subscription { messageAdded(room) { content } }`) beside the
+//!              `/ws` of --url, the publisher on `/ws`; the run starts once
+//!              presence:get counts every subscriber in the room (gql.rs)
 //!   persist    --senders connections, spread over --rooms rooms (8), keep
 //!              --window message:send each in flight for --duration
 //!              seconds; acknowledged messages/s
@@ -39,6 +43,7 @@
 //! that failed to open (`failed`), connections the server closed during the
 //! run (`lost`), commands answered with an error or not answered.
 
+mod gql;
 mod storm;
 
 use std::cell::RefCell;
@@ -134,9 +139,9 @@ fn token(secret: &Option<String>, user: &str) -> String {
     .unwrap()
 }
 
-/// Connects from 127.0.0.<1 + n % sources>, so one process is not limited
-/// by the ephemeral ports of one source address.
-async fn connect(url: &str, token: &str, n: usize, sources: u8) -> Result<Ws, String> {
+/// A TCP connection to `url`'s host from 127.0.0.<1 + n % sources>, so one
+/// process is not limited by the ephemeral ports of one source address.
+async fn bound_stream(url: &str, n: usize, sources: u8) -> Result<tokio::net::TcpStream, String> {
     let without = url.trim_start_matches("ws://");
     let (host, _) = without.split_once('/').unwrap_or((without, ""));
     let addr: SocketAddr = host.parse().map_err(|e| format!("{host}: {e}"))?;
@@ -152,6 +157,12 @@ async fn connect(url: &str, token: &str, n: usize, sources: u8) -> Result<Ws, St
         .map_err(|e| e.to_string())?;
     let stream = socket.connect(addr).await.map_err(|e| e.to_string())?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    Ok(stream)
+}
+
+/// Connects to `/ws` from [`bound_stream`]'s source address.
+async fn connect(url: &str, token: &str, n: usize, sources: u8) -> Result<Ws, String> {
+    let stream = bound_stream(url, n, sources).await?;
     let request = format!("{url}?token={token}");
     let (ws, _) = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream))
         .await
@@ -234,7 +245,8 @@ fn main() {
         match o.scenario.as_str() {
             "idle" => idle(&o).await,
             "handshake" => handshake(&o).await,
-            "fanout" => fanout(&o).await,
+            "fanout" => fanout(&o, false).await,
+            "gqlfanout" => fanout(&o, true).await,
             "persist" => persist(&o).await,
             "burst" => burst(&o).await,
             "storm" => storm::storm(&o, false).await,
@@ -499,7 +511,9 @@ struct Seen {
     lost: u64,
 }
 
-async fn fanout(o: &Opts) -> serde_json::Value {
+/// `fanout`, or with `graphql` `gqlfanout`: the subscribers on `/graphql`.
+async fn fanout(o: &Opts, graphql: bool) -> serde_json::Value {
+    let scenario = if graphql { "gqlfanout" } else { "fanout" };
     let room = "public:bench";
     let base = Instant::now();
     let hist = Rc::new(RefCell::new(
@@ -510,7 +524,13 @@ async fn fanout(o: &Opts) -> serde_json::Value {
     let stop = Rc::new(RefCell::new(Instant::now() + Duration::from_secs(3600)));
     let (mut subscribers, mut failed) = (0u64, 0u64);
     for i in 0..o.subs {
-        let Ok(mut ws) = connect_and_join(o, &o.url, &format!("sub{i}"), i, room).await else {
+        let user = format!("sub{i}");
+        let subscribed = if graphql {
+            gql::subscribe(o, &user, i, room).await
+        } else {
+            connect_and_join(o, &o.url, &user, i, room).await
+        };
+        let Ok(mut ws) = subscribed else {
             failed += 1;
             continue;
         };
@@ -543,10 +563,15 @@ async fn fanout(o: &Opts) -> serde_json::Value {
         });
     }
     let pub_url = o.pub_url.clone().unwrap_or_else(|| o.url.clone());
-    let publisher = match connect_and_join(o, &pub_url, "publisher", 0, room).await {
+    let mut publisher = match connect_and_join(o, &pub_url, "publisher", 0, room).await {
         Ok(ws) => ws,
-        Err(e) => return json!({"scenario": "fanout", "error": format!("publisher: {e}")}),
+        Err(e) => return json!({"scenario": scenario, "error": format!("publisher: {e}")}),
     };
+    if graphql {
+        if let Err(e) = gql::wait_for_members(&mut publisher, room, subscribers + 1).await {
+            return json!({"scenario": scenario, "error": e});
+        }
+    }
     let total = (o.rate as f64 * o.duration.as_secs_f64()).round() as u64;
     let expected = total * subscribers;
     let cpu_before = cpu_secs(o.pid);
@@ -606,7 +631,7 @@ async fn fanout(o: &Opts) -> serde_json::Value {
         .as_secs_f64()
         .max(o.duration.as_secs_f64());
     let h = hist.borrow();
-    json!({"scenario": "fanout", "subscribers": subscribers, "failed": failed, "lost": s.lost,
+    json!({"scenario": scenario, "subscribers": subscribers, "failed": failed, "lost": s.lost,
            "rate": o.rate, "sent": sent, "scheduled": total,
            "offeredPerSecond": (total * subscribers) as f64 / o.duration.as_secs_f64(),
            "deliveries": got, "deliveredPct": 100.0 * got as f64 / expected.max(1) as f64,
