@@ -53,7 +53,7 @@ async fn the_document_is_openapi_3_1_and_lists_the_routes_the_server_has() {
             );
         }
     }
-    assert_eq!(operations, 19, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(operations, 22, "{:?}", paths.keys().collect::<Vec<_>>());
 }
 
 /// `target/st-venv` with the pinned schemathesis, made if missing; panics

@@ -3,12 +3,14 @@
 //! on every node to the connections whose token's `roles` meet the
 //! targets (new connections get the active ones after `connected`).
 
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
 
 use super::admin::{store_down, Admin, REGISTRY};
-use super::{ask, ApiError, AppState};
+use super::{answer, ask, ApiError, AppState};
 use crate::actors::messages::{Announce, EndAnnouncement};
 use crate::protocol::{Announcement, AnnouncementType, ErrorCode, MAX_NAME_LEN};
 use crate::store::announcements::StoredAnnouncement;
@@ -24,13 +26,17 @@ pub const MAX_ROLE_LEN: usize = 64;
 /// Most announcements `GET /admin/announcements` lists (the newest).
 pub const LIST_MAX: usize = 100;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewAnnouncement {
+    /// 1 to 200 characters.
     title: String,
+    /// 1 to 4,000 characters.
     message: String,
     #[serde(rename = "type")]
     kind: AnnouncementType,
+    /// Only connections whose token's `roles` claim has one of these (at
+    /// most 32, each 1 to 64 bytes); absent or empty: everyone.
     #[serde(default)]
     target_roles: Option<Vec<String>>,
     /// RFC 3339.
@@ -111,16 +117,51 @@ impl NewAnnouncement {
     }
 }
 
-/// An announcement as the admin API lists it.
-fn listed(a: &StoredAnnouncement, now: i64) -> Value {
-    let mut v = serde_json::to_value(&a.announcement).expect("announcements serialise");
-    v["targetRoles"] = json!(a.target_roles);
-    v["createdAt"] = json!(ms_to_rfc3339(a.created_ms));
-    v["endedAt"] = json!(a.ended_ms.map(ms_to_rfc3339));
-    v["active"] = json!(a.active_at(now));
-    v
+/// `POST /admin/announcements`' answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AnnouncementCreated {
+    announcement_id: String,
+    /// Connections it was sent to at once, on every node (0 for one that
+    /// starts later).
+    delivered: usize,
 }
 
+/// An announcement as the admin API lists it: what connections receive,
+/// and its targets and state.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListedAnnouncement {
+    #[serde(flatten)]
+    announcement: Announcement,
+    target_roles: Vec<String>,
+    created_at: String,
+    /// When `DELETE` ended it; null otherwise.
+    ended_at: Option<String>,
+    /// Started, not past `endsAt`, not ended.
+    active: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AnnouncementList {
+    /// The newest 100, newest first.
+    announcements: Vec<ListedAnnouncement>,
+}
+
+fn listed(a: &StoredAnnouncement, now: i64) -> ListedAnnouncement {
+    ListedAnnouncement {
+        announcement: a.announcement.clone(),
+        target_roles: a.target_roles.clone(),
+        created_at: ms_to_rfc3339(a.created_ms),
+        ended_at: a.ended_ms.map(ms_to_rfc3339),
+        active: a.active_at(now),
+    }
+}
+
+/// Stores an announcement and sends it to the connections it targets.
+#[utoipa::path(post, path = "/admin/announcements", tag = "announcements",
+    request_body = NewAnnouncement,
+    responses((status = 201, body = AnnouncementCreated)))]
 pub async fn create(
     _: Admin,
     state: web::Data<AppState>,
@@ -149,9 +190,16 @@ pub async fn create(
     let delivered = ask(state.registry(), REGISTRY, msg).await?;
     let detail = json!({ "announcementId": id, "delivered": delivered });
     state.sessions.records.audit("announce", None, None, detail);
-    Ok(HttpResponse::Created().json(json!({ "announcementId": id, "delivered": delivered })))
+    let created = AnnouncementCreated {
+        announcement_id: id,
+        delivered,
+    };
+    Ok(answer(StatusCode::CREATED, &created))
 }
 
+/// The newest announcements, active or not.
+#[utoipa::path(get, path = "/admin/announcements", tag = "announcements",
+    responses((status = 200, body = AnnouncementList)))]
 pub async fn list(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let all = state
         .sessions
@@ -160,10 +208,14 @@ pub async fn list(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, 
         .await
         .map_err(store_down)?;
     let now = now_ms();
-    let announcements: Vec<Value> = all.iter().map(|a| listed(a, now)).collect();
-    Ok(HttpResponse::Ok().json(json!({ "announcements": announcements })))
+    let announcements = all.iter().map(|a| listed(a, now)).collect();
+    Ok(answer(StatusCode::OK, &AnnouncementList { announcements }))
 }
 
+/// Ends an announcement: later connections no longer get it.
+#[utoipa::path(delete, path = "/admin/announcements/{id}", tag = "announcements",
+    params(("id" = String, Path, description = "the announcementId")),
+    responses((status = 200, body = ListedAnnouncement)))]
 pub async fn end(
     _: Admin,
     state: web::Data<AppState>,
@@ -188,12 +240,13 @@ pub async fn end(
         announcement_id: id,
     };
     ask(state.registry(), REGISTRY, msg).await?;
-    Ok(HttpResponse::Ok().json(listed(&ended, now)))
+    Ok(answer(StatusCode::OK, &listed(&ended, now)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     const NOW: i64 = 1_800_000_000_000;
 

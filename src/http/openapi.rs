@@ -9,7 +9,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, messages, revocations, rooms};
+use super::{admin, announcements, messages, revocations, rooms};
 use crate::errors::{CommandError, ErrorCode};
 
 #[derive(OpenApi)]
@@ -40,6 +40,9 @@ use crate::errors::{CommandError, ErrorCode};
         rooms::put_member,
         rooms::remove_member,
         messages::publish,
+        announcements::create,
+        announcements::list,
+        announcements::end,
     ),
     components(schemas(CommandError, ErrorCode)),
     security(("adminKey" = []), ("adminJwt" = [])),

@@ -151,7 +151,7 @@ pub(super) fn to_read(
 }
 
 /// What an announcement is about; clients style it by this.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AnnouncementType {
     Maintenance,
@@ -182,7 +182,7 @@ impl AnnouncementType {
 
 /// An announcement as connections receive it (under `data` of the
 /// `announcement` event: its `type` would clash with the event's).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Announcement {
     pub announcement_id: String,
