@@ -57,7 +57,9 @@ async fn open(o: &Opts, user: &str, n: usize) -> Result<Ws, String> {
 /// None if it was an error or never came.
 async fn join(ws: &mut Ws, room: &str) -> Option<String> {
     let frame = json!({"type": "room:join", "room": room, "id": 1});
-    ws.send(Message::Text(frame.to_string().into())).await.ok()?;
+    ws.send(Message::Text(frame.to_string().into()))
+        .await
+        .ok()?;
     loop {
         match tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
             Ok(Some(Ok(Message::Text(t)))) if t.contains("\"id\":1,") => {
@@ -181,7 +183,11 @@ pub async fn storm(o: &Opts, joining: bool) -> serde_json::Value {
                 };
                 let mut t = tally.borrow_mut();
                 if let Some(code) = code {
-                    let key = if code == 0 { "none".to_string() } else { code.to_string() };
+                    let key = if code == 0 {
+                        "none".to_string()
+                    } else {
+                        code.to_string()
+                    };
                     *t.codes.entry(key).or_default() += 1;
                 }
                 t.last_closed = Some(Instant::now());
@@ -209,7 +215,9 @@ pub async fn storm(o: &Opts, joining: bool) -> serde_json::Value {
             let _ = t.await;
         }
     };
-    let timed_out = tokio::time::timeout(Duration::from_secs(120), all).await.is_err();
+    let timed_out = tokio::time::timeout(Duration::from_secs(120), all)
+        .await
+        .is_err();
     let t = tally.borrow();
     let open_secs = opened_at.duration_since(started).as_secs_f64();
     let close_secs = t
