@@ -6,14 +6,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use common::{Closed, Server, ADMIN_KEY, WAIT};
-
-fn client_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/js")
-}
+use common::{js_client_dir, npm, Closed, Server, ADMIN_KEY, WAIT};
 
 /// The page and its script come without credentials, and the page's
 /// script comes from this server only.
@@ -36,14 +32,11 @@ async fn the_admin_page_shows_a_client_and_kicks_it_in_a_real_browser() {
         Path::new(&chromium).exists(),
         "no chromium at {chromium}: `apt-get install -y chromium` (as .ci/run does), or set CHROMIUM_PATH"
     );
-    if !client_dir().join("node_modules/playwright-core").exists() {
-        let ok = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(client_dir())
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run `npm ci` (node and npm are needed): {e}"))
-            .success();
-        assert!(ok, "`npm ci` in clients/js failed");
+    if !js_client_dir()
+        .join("node_modules/playwright-core")
+        .exists()
+    {
+        npm(&js_client_dir(), &["ci", "--no-audit", "--no-fund"], &[]);
     }
     let server = Server::start("");
     let mut alice = server.connect("alice", &["lobby"]).await;
@@ -55,7 +48,7 @@ async fn the_admin_page_shows_a_client_and_kicks_it_in_a_real_browser() {
         Command::new("node")
             .arg("browser/admin-ui.mjs")
             .args([&origin, ADMIN_KEY, "alice", "lobby"])
-            .current_dir(client_dir())
+            .current_dir(js_client_dir())
             .output()
             .expect("run node")
     });

@@ -6,10 +6,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::{
-    claims, redis_prefix, redis_url, scaled, start_node, Backend, Server, TestDb, ADMIN_KEY,
+    claims, npm, redis_prefix, redis_url, scaled, start_node, Backend, Server, TestDb, ADMIN_KEY,
 };
 use serde_json::{json, Value};
 
@@ -381,25 +380,6 @@ async fn development_mode_has_introspection_and_graphiql() {
     let (status, body) = gql(&server, Some(token), q, json!({})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["__schema"]["queryType"]["name"], "Query");
-}
-
-fn npm(dir: &Path, args: &[&str], envs: &[(&str, String)]) {
-    let status = Command::new("npm")
-        .args(args)
-        .current_dir(dir)
-        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
-        .status()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run `npm {}` (node and npm are needed): {e}",
-                args.join(" ")
-            )
-        });
-    assert!(
-        status.success(),
-        "`npm {}` failed: {status}",
-        args.join(" ")
-    );
 }
 
 /// The graphql-ws client in Node against two nodes (tests/graphql/).

@@ -4,43 +4,31 @@
 //! `cargo test` runs them; they fail, never skip, when node, npm or
 //! chromium is missing (`.ci/run` installs chromium).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+
+use std::path::Path;
 use std::sync::Mutex;
+
+use common::{js_client_dir, npm};
 
 /// One npm at a time: `npm ci` once, then the two suites one after the other
 /// (each starts servers and, for the browser, chromium).
 static NPM: Mutex<bool> = Mutex::new(false);
 
-fn client_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/js")
-}
-
-fn npm(args: &[&str]) {
-    let status = Command::new("npm")
-        .args(args)
-        .current_dir(client_dir())
-        .env("REALTIME_SERVER_BIN", env!("CARGO_BIN_EXE_realtime-server"))
-        .status()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run `npm {}` (node and npm are needed): {e}",
-                args.join(" ")
-            )
-        });
-    assert!(
-        status.success(),
-        "`npm {}` failed: {status}",
-        args.join(" ")
-    );
+/// The server binary the client's tests start.
+fn server_bin() -> [(&'static str, String); 1] {
+    [(
+        "REALTIME_SERVER_BIN",
+        env!("CARGO_BIN_EXE_realtime-server").to_string(),
+    )]
 }
 
 /// `npm ci` and `npm run build` (the type check), once per test run.
 fn prepared() -> std::sync::MutexGuard<'static, bool> {
     let mut done = NPM.lock().unwrap_or_else(|e| e.into_inner());
     if !*done {
-        npm(&["ci", "--no-audit", "--no-fund"]);
-        npm(&["run", "build"]);
+        npm(&js_client_dir(), &["ci", "--no-audit", "--no-fund"], &[]);
+        npm(&js_client_dir(), &["run", "build"], &[]);
         *done = true;
     }
     done
@@ -49,7 +37,7 @@ fn prepared() -> std::sync::MutexGuard<'static, bool> {
 #[test]
 fn the_javascript_client_passes_its_tests_against_the_real_server() {
     let _npm = prepared();
-    npm(&["test"]);
+    npm(&js_client_dir(), &["test"], &server_bin());
 }
 
 #[test]
@@ -60,5 +48,5 @@ fn the_demo_page_works_in_a_real_browser() {
         "no chromium at {chromium}: `apt-get install -y chromium` (as .ci/run does), or set CHROMIUM_PATH"
     );
     let _npm = prepared();
-    npm(&["run", "test:browser"]);
+    npm(&js_client_dir(), &["run", "test:browser"], &server_bin());
 }
