@@ -8,9 +8,7 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::{
-    claims, redis_prefix, redis_url, start_node, Backend, Client, Server, TestDb, ADMIN_KEY,
-};
+use common::{claims, two_nodes, Backend, Client, Server, TestDb, ADMIN_KEY};
 use realtime_server::auth::Claims;
 use serde_json::{json, Value};
 
@@ -29,11 +27,7 @@ async fn nodes(db: &TestDb) -> (Server, Option<Server>) {
     if db.backend == Backend::Sqlite {
         return (Server::start_on(db, ""), None);
     }
-    let prefix = redis_prefix();
-    let a = start_node(db, redis_url(), &prefix, "node-a", &[]);
-    a.wait_ready().await;
-    let b = start_node(db, redis_url(), &prefix, "node-b", &[]);
-    b.wait_ready().await;
+    let (_, a, b) = two_nodes(db).await;
     (a, Some(b))
 }
 

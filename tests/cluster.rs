@@ -11,16 +11,12 @@ use common::{
 };
 use serde_json::json;
 
-/// A fresh PostgreSQL database, a Redis prefix of its own, and two nodes
-/// (`node-a`, `node-b`) sharing both, ready. Bind all four: the nodes must
-/// stop before the database goes.
+/// A fresh PostgreSQL database and two nodes sharing it and a Redis prefix
+/// of their own, ready. Bind all four: the nodes must stop before the
+/// database goes.
 async fn two_nodes() -> (TestDb, String, Server, Server) {
     let db = TestDb::new(Backend::Postgres);
-    let prefix = redis_prefix();
-    let a = start_node(&db, redis_url(), &prefix, "node-a", &[]);
-    a.wait_ready().await;
-    let b = start_node(&db, redis_url(), &prefix, "node-b", &[]);
-    b.wait_ready().await;
+    let (prefix, a, b) = common::two_nodes(&db).await;
     (db, prefix, a, b)
 }
 

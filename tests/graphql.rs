@@ -7,9 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{
-    claims, npm, redis_prefix, redis_url, scaled, start_node, Backend, Server, TestDb, ADMIN_KEY,
-};
+use common::{claims, npm, scaled, two_nodes, Backend, Server, TestDb, ADMIN_KEY};
 use serde_json::{json, Value};
 
 /// `docs/graphql.graphql` is the schema the code serves. To update it after
@@ -386,11 +384,7 @@ async fn development_mode_has_introspection_and_graphiql() {
 #[actix_rt::test]
 async fn the_graphql_ws_client_works_across_two_nodes() {
     let db = TestDb::new(Backend::Postgres);
-    let prefix = redis_prefix();
-    let a = start_node(&db, redis_url(), &prefix, "node-a", &[]);
-    a.wait_ready().await;
-    let b = start_node(&db, redis_url(), &prefix, "node-b", &[]);
-    b.wait_ready().await;
+    let (_, a, b) = two_nodes(&db).await;
     let room = format!("team:{}", uuid::Uuid::new_v4().simple());
     let short = a.mint(claims("dave", scaled(4000).as_secs() as i64));
     let envs = [

@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::rooms::{add, create, forbidden, refused, until};
-use common::{redis_prefix, redis_url, start_node, Backend, Client, Server, TestDb, ADMIN_KEY};
+use common::{two_nodes, Backend, Client, Server, TestDb, ADMIN_KEY};
 use serde_json::{json, Value};
 
 on_both_backends!(
@@ -376,11 +376,7 @@ async fn a_client_that_was_away_gets_what_changed_also_after_a_restart(backend: 
 #[actix_rt::test]
 async fn edits_and_deletions_on_one_node_reach_the_other() {
     let db = TestDb::new(Backend::Postgres);
-    let prefix = redis_prefix();
-    let a = start_node(&db, redis_url(), &prefix, "node-a", &[]);
-    a.wait_ready().await;
-    let b = start_node(&db, redis_url(), &prefix, "node-b", &[]);
-    b.wait_ready().await;
+    let (_, a, b) = two_nodes(&db).await;
     let mut alice = a.connect("alice", &["chat:*"]).await;
     let mut bob = b.connect("bob", &["chat:*"]).await;
     alice.join("chat:n").await;
@@ -593,11 +589,7 @@ async fn read_positions_never_go_back_and_reach_the_other_connections(backend: B
 #[actix_rt::test]
 async fn read_positions_reach_the_users_connections_on_the_other_node() {
     let db = TestDb::new(Backend::Postgres);
-    let prefix = redis_prefix();
-    let a = start_node(&db, redis_url(), &prefix, "node-a", &[]);
-    a.wait_ready().await;
-    let b = start_node(&db, redis_url(), &prefix, "node-b", &[]);
-    b.wait_ready().await;
+    let (_, a, b) = two_nodes(&db).await;
     let mut on_a = a.connect("alice", &["chat:*"]).await;
     let mut on_b = b.connect("alice", &["chat:*"]).await;
     on_a.join("chat:r").await;

@@ -7,7 +7,7 @@
 mod common;
 
 use common::rooms::{add, create, fence, forbidden, no_message_before, refused, send, until};
-use common::{redis_prefix, redis_url, start_node, user_ids, Backend, Server, TestDb};
+use common::{user_ids, Backend, Server, TestDb};
 use serde_json::json;
 
 on_both_backends!(
@@ -536,11 +536,7 @@ async fn bad_input_gets_its_code_and_the_connection_keeps_working(backend: Backe
 
 async fn two_nodes() -> (TestDb, Server, Server) {
     let db = TestDb::new(Backend::Postgres);
-    let prefix = redis_prefix();
-    let a = start_node(&db, redis_url(), &prefix, "node-a", &[]);
-    a.wait_ready().await;
-    let b = start_node(&db, redis_url(), &prefix, "node-b", &[]);
-    b.wait_ready().await;
+    let (_, a, b) = common::two_nodes(&db).await;
     (db, a, b)
 }
 

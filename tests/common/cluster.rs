@@ -31,6 +31,18 @@ pub fn start_node(
     Server::start_with_env(&config, &all)
 }
 
+/// Two nodes (`node-a`, `node-b`) sharing `db` and the tests' Redis under
+/// a prefix of their own (returned too), both ready. Bind the nodes after
+/// the database: they must stop before it goes.
+pub async fn two_nodes(db: &TestDb) -> (String, Server, Server) {
+    let prefix = redis_prefix();
+    let a = start_node(db, super::redis_url(), &prefix, "node-a", &[]);
+    a.wait_ready().await;
+    let b = start_node(db, super::redis_url(), &prefix, "node-b", &[]);
+    b.wait_ready().await;
+    (prefix, a, b)
+}
+
 /// A unique key prefix, so parallel tests share one Redis safely.
 pub fn redis_prefix() -> String {
     format!("rt-test-{}", uuid::Uuid::new_v4().simple())

@@ -58,7 +58,7 @@ pub mod rooms;
 use std::time::Duration;
 
 pub use client::{Client, Closed};
-pub use cluster::{redis_prefix, start_node, PrivateRedis};
+pub use cluster::{redis_prefix, start_node, two_nodes, PrivateRedis};
 pub use db::{Backend, TestDb};
 pub use flood::{assert_ended, paced_flood, MAX_UNCONFIRMED};
 pub use nginx::Nginx;
