@@ -7,6 +7,7 @@ integrity figures. See docs/benchmarks.md.
     python3 bench/run.py --quick   # a seconds-long smoke (what CI runs)
     python3 bench/run.py --only storms   # only the storm rows (with --quick too)
     python3 bench/run.py --only graphql  # only fan-out over /graphql beside /ws
+    python3 bench/run.py --only persist  # only persisted messages/s (median of 3)
 
 The exit status is non-zero when our server had a problem: a connection
 that failed or was closed, a delivery or echo missing where every one is
@@ -34,7 +35,8 @@ import uuid
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = "--quick" in sys.argv
 # `--only storms`: only the connection and join storm rows; `--only
-# graphql`: only the /graphql fan-out beside the same over /ws.
+# graphql`: only the /graphql fan-out beside the same over /ws; `--only
+# persist`: only the persisted-messages rows, the median of 3 runs each.
 ONLY = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv[:-1] else None
 SECRET = "bench-secret"
 TARGET = os.path.join(ROOT, os.environ.get("CARGO_TARGET_DIR", "target"))
@@ -280,6 +282,29 @@ def main():
     print("\nno problems with our server")
 
 
+def persist(rows, d, runs=1):
+    """Persisted messages/s (ours only: the references store nothing), on
+    SQLite and on PostgreSQL; with `runs` > 1, the median of the runs."""
+    senders = 20 if QUICK else 100
+    for db in ["sqlite", "postgres"]:
+        where = f"persist {senders} senders ({db})"
+        rates = []
+        for i in range(runs):
+            env, name = ({}, None)
+            if db == "postgres":
+                url, name = pg_create()
+                env = {"DATABASE_URL": url}
+            run_where = where if runs == 1 else f"{where}, run {i + 1}"
+            try:
+                r = measure("ours", lambda s: gen("persist", s, run_where, senders=senders, duration=d), run_where, env)
+            finally:
+                if name:
+                    pg_drop(name)
+            INTEGRITY.append((run_where, {"ours": integrity("ours", run_where, r)}))
+            rates.append(r.get("ackedPerSecond"))
+        rows.append((f"persisted message:send acks/s ({db}, {senders} senders)", {"ours": median(rates)}))
+
+
 def run_all(rows, kinds):
     """Every scenario; appends (figure, {kind: value}) to `rows`."""
     d = 3 if QUICK else 10
@@ -290,8 +315,11 @@ def run_all(rows, kinds):
     if ONLY == "graphql":
         graphql_fanout(rows, d, runs)
         return
+    if ONLY == "persist":
+        persist(rows, d, runs)
+        return
     if ONLY:
-        sys.exit(f"bench/run.py: --only {ONLY}: only `storms` and `graphql` are known")
+        sys.exit(f"bench/run.py: --only {ONLY}: only `storms`, `graphql` and `persist` are known")
 
     # Handshakes: alternating servers, median of the runs.
     hs = {k: [] for k in kinds}
@@ -356,22 +384,7 @@ def run_all(rows, kinds):
     if not QUICK:
         saturation(rows, kinds)
 
-    # Persisted messages/s (ours only: the references store nothing).
-    senders = 20 if QUICK else 100
-    for db in ["sqlite", "postgres"]:
-        where = f"persist {senders} senders ({db})"
-        env, name = ({}, None)
-        if db == "postgres":
-            url, name = pg_create()
-            env = {"DATABASE_URL": url}
-        try:
-            r = measure("ours", lambda s: gen("persist", s, where, senders=senders, duration=d), where, env)
-        finally:
-            if name:
-                pg_drop(name)
-        INTEGRITY.append((where, {"ours": integrity("ours", where, r)}))
-        rows.append((f"persisted message:send acks/s ({db}, {senders} senders)", {"ours": r.get("ackedPerSecond")}))
-
+    persist(rows, d)
     storms(rows)
     cross_node(rows, d)
 

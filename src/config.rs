@@ -181,6 +181,9 @@ pub struct DatabaseSettings {
     #[serde(rename = "batch_delay_ms", deserialize_with = "millis")]
     pub batch_delay: Duration,
     pub write_queue: usize,
+    /// Message writer tasks, each with its own transaction; a room's
+    /// messages always go to the same one.
+    pub message_writers: usize,
     pub background_queue: usize,
     /// Background records waiting for room in a full queue; past this
     /// many (0: none wait) new records are dropped.
@@ -304,6 +307,10 @@ impl Settings {
             ("database.timeout_ms", self.database.timeout.is_zero()),
             ("database.batch_max", self.database.batch_max == 0),
             ("database.write_queue", self.database.write_queue == 0),
+            (
+                "database.message_writers",
+                self.database.message_writers == 0,
+            ),
             (
                 "database.background_queue",
                 self.database.background_queue == 0,

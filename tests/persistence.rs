@@ -16,6 +16,7 @@ on_both_backends!(
     offline_notifications_are_delivered_once_per_connection_until_read,
     the_audit_log_records_what_happened,
     concurrent_senders_get_unique_consecutive_seqs,
+    two_writers_keep_every_rooms_seqs_consecutive,
 );
 
 fn seqs(list: &serde_json::Value) -> Vec<u64> {
@@ -354,6 +355,70 @@ async fn concurrent_senders_get_unique_consecutive_seqs(backend: Backend) {
     assert!(
         metrics.contains("realtime_db_written_messages_total{"),
         "{metrics}"
+    );
+}
+
+/// With `database.message_writers = 2` the rooms are shared out between
+/// two writers, each with its own transactions: every room still gets
+/// seqs 1, 2, 3... with no gap or repeat, one sender's messages in the order
+/// sent, and each member of a room receives the room's messages in seq order.
+async fn two_writers_keep_every_rooms_seqs_consecutive(backend: Backend) {
+    const ROOMS: usize = 4;
+    const EACH: u64 = 40;
+    let db = TestDb::new(backend);
+    let server = Server::start_on(&db, "[database]\nmessage_writers = 2\n");
+    let mut senders = Vec::new();
+    for r in 0..ROOMS {
+        for s in 0..2 {
+            let room = format!("public:w{r}");
+            let mut c = server.connect(&format!("u{r}-{s}"), &["public:*"]).await;
+            c.join(&room).await;
+            senders.push((room, c));
+        }
+    }
+    let tasks: Vec<_> = senders
+        .into_iter()
+        .map(|(room, mut c)| {
+            actix_rt::spawn(async move {
+                for j in 0..EACH {
+                    c.send(json!({"type": "message:send", "room": room, "content": format!("{j}"), "id": j})).await;
+                }
+                let mut mine = vec![0u64; EACH as usize];
+                let mut delivered = Vec::new();
+                while mine.contains(&0) || (delivered.len() as u64) < 2 * EACH {
+                    let frame = c.next().await;
+                    match frame["type"].as_str().unwrap() {
+                        "reply" => mine[frame["id"].as_u64().unwrap() as usize] = frame["data"]["seq"].as_u64().unwrap(),
+                        "message:new" => delivered.push(frame["seq"].as_u64().unwrap()),
+                        "user:joined" => {}
+                        _ => panic!("unexpected {frame}"),
+                    }
+                }
+                (room, mine, delivered, c)
+            })
+        })
+        .collect();
+    let mut by_room: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    let mut done = Vec::new();
+    for t in tasks {
+        let (room, mine, delivered, c) = t.await.unwrap();
+        done.push(c);
+        assert!(mine.windows(2).all(|w| w[0] < w[1]), "{room}: {mine:?}");
+        assert_eq!(delivered, (1..=2 * EACH).collect::<Vec<u64>>(), "{room}");
+        by_room.entry(room).or_default().extend(mine);
+    }
+    assert_eq!(by_room.len(), ROOMS);
+    for (room, mut all) in by_room {
+        all.sort_unstable();
+        assert_eq!(all, (1..=2 * EACH).collect::<Vec<u64>>(), "{room}");
+    }
+    // What was acknowledged is what is stored.
+    let history = done[0]
+        .ok(json!({"type": "history:get", "room": "public:w0", "limit": 100}))
+        .await;
+    assert_eq!(
+        seqs(&history["messages"]),
+        (1..=2 * EACH).collect::<Vec<u64>>()
     );
 }
 

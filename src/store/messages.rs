@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::db_int;
 use super::schema::{messages, rooms};
+use super::unnest::{AdvanceRooms, InsertMessages};
 use super::{ms_to_rfc3339, now_ms, Db, StoreError};
 use crate::broker::{Appended, MessageChange, MessageLog, NewMessage, Recovery, StoreFuture};
 use crate::config::DatabaseSettings;
@@ -93,31 +94,59 @@ enum Job {
 /// The [`MessageLog`] backed by the database.
 pub struct DbLog {
     db: Db,
-    jobs: mpsc::Sender<Job>,
+    /// One queue per writer task; a room's messages always go to the same
+    /// writer, so its seqs are assigned in queue order.
+    writers: Vec<mpsc::Sender<Job>>,
 }
 
 impl DbLog {
-    /// Starts the writer task on the current tokio runtime.
+    /// Starts `database.message_writers` writer tasks on the current tokio
+    /// runtime, sharing `database.write_queue` between them.
     pub fn start(db: Db, cfg: &DatabaseSettings, metrics: Arc<Metrics>) -> Arc<Self> {
-        let (jobs, rx) = mpsc::channel(cfg.write_queue.max(1));
-        let writer = Writer {
-            db: db.clone(),
-            rx,
-            batch_max: cfg.batch_max.max(1),
-            batch_delay: cfg.batch_delay,
-            metrics,
-        };
-        tokio::spawn(writer.run());
-        Arc::new(DbLog { db, jobs })
+        let n = cfg.message_writers.max(1);
+        let writers = (0..n)
+            .map(|_| {
+                let (jobs, rx) = mpsc::channel((cfg.write_queue / n).max(1));
+                let writer = Writer {
+                    db: db.clone(),
+                    rx,
+                    batch_max: cfg.batch_max.max(1),
+                    batch_delay: cfg.batch_delay,
+                    metrics: metrics.clone(),
+                };
+                tokio::spawn(writer.run());
+                jobs
+            })
+            .collect();
+        Arc::new(DbLog { db, writers })
+    }
+
+    /// The writer of the room's messages.
+    fn writer(&self, room: &str) -> &mpsc::Sender<Job> {
+        &self.writers[writer_index(room, self.writers.len())]
     }
 
     /// Waits until everything queued before this call has been written.
     pub async fn flush(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.jobs.send(Job::Flush(tx)).await.is_ok() {
-            let _ = rx.await;
-        }
+        let acks = self.writers.iter().map(|jobs| async move {
+            let (tx, rx) = oneshot::channel();
+            if jobs.send(Job::Flush(tx)).await.is_ok() {
+                let _ = rx.await;
+            }
+        });
+        futures_util::future::join_all(acks).await;
     }
+}
+
+/// Which of `n` writers takes the room's messages: the same one always.
+fn writer_index(room: &str, n: usize) -> usize {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    if n <= 1 {
+        return 0;
+    }
+    let mut h = DefaultHasher::new();
+    room.hash(&mut h);
+    (h.finish() % n as u64) as usize
 }
 
 impl MessageLog for DbLog {
@@ -126,7 +155,7 @@ impl MessageLog for DbLog {
     fn append(&self, msg: NewMessage) -> StoreFuture<Appended> {
         let (tx, rx) = oneshot::channel();
         let queued = self
-            .jobs
+            .writer(&msg.room)
             .try_send(Job::Append(msg, tx))
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => StoreError::Unavailable(
@@ -567,15 +596,15 @@ impl<'a> NewRow<'a> {
     }
 }
 
-/// Messages per `INSERT`: 11 bound parameters each, well under both
-/// backends' limits per statement (PostgreSQL 65535, SQLite 32766).
+/// Messages per SQLite `INSERT`: 11 bound parameters each, well under
+/// SQLite's limit per statement (32766).
 const ROWS_PER_INSERT: usize = 1000;
 
-/// The batch's two writes, one statement each on PostgreSQL (the insert one
-/// per `ROWS_PER_INSERT` messages). diesel-async
-/// cannot send multi-row inserts to SQLite, so there each write is one call
-/// on SQLite's blocking thread running its statements in turn (in process:
-/// no round trips to save, only thread hand-offs).
+/// The batch's two writes. On PostgreSQL each is one prepared statement
+/// whatever the batch's size, an array per column (`super::unnest`).
+/// diesel-async cannot send multi-row inserts to SQLite, so there each
+/// write is one call on SQLite's blocking thread running its statements in
+/// turn (in process: no round trips to save, only thread hand-offs).
 trait BatchWrite {
     /// Creates the rooms that do not exist yet and adds each room's count
     /// to its `last_seq`; answers each room's new `last_seq`.
@@ -597,24 +626,8 @@ impl BatchWrite for diesel_async::AsyncPgConnection {
         counts: &BTreeMap<&str, i64>,
         now: i64,
     ) -> Result<Vec<(String, i64)>, StoreError> {
-        let values: Vec<_> = counts
-            .iter()
-            .map(|(room, k)| {
-                (
-                    rooms::name.eq(*room),
-                    rooms::last_seq.eq(*k),
-                    rooms::created_at.eq(now),
-                )
-            })
-            .collect();
-        Ok(diesel::insert_into(rooms::table)
-            .values(&values)
-            .on_conflict(rooms::name)
-            .do_update()
-            .set(rooms::last_seq.eq(rooms::last_seq + excluded(rooms::last_seq)))
-            .returning((rooms::name, rooms::last_seq))
-            .get_results(self)
-            .await?)
+        let query = AdvanceRooms::new(counts.iter().map(|(room, k)| (*room, *k)), now);
+        Ok(query.get_results(self).await?)
     }
 
     async fn insert_messages(
@@ -622,12 +635,8 @@ impl BatchWrite for diesel_async::AsyncPgConnection {
         records: Vec<Arc<MessageRecord>>,
         now: i64,
     ) -> Result<(), StoreError> {
-        let rows: Vec<NewRow> = records.iter().map(|r| NewRow::of(r, now)).collect();
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
-            diesel::insert_into(messages::table)
-                .values(chunk)
-                .execute(self)
-                .await?;
+        if !records.is_empty() {
+            InsertMessages::new(&records, now).execute(self).await?;
         }
         Ok(())
     }
@@ -678,5 +687,23 @@ impl BatchWrite for super::SqliteConn {
         })
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::writer_index;
+
+    #[test]
+    fn a_room_always_goes_to_the_same_writer_and_rooms_are_shared_out() {
+        assert_eq!(writer_index("lobby", 1), 0);
+        let rooms: Vec<String> = (0..100).map(|i| format!("room{i}")).collect();
+        let first: Vec<usize> = rooms.iter().map(|r| writer_index(r, 3)).collect();
+        let again: Vec<usize> = rooms.iter().map(|r| writer_index(r, 3)).collect();
+        assert_eq!(first, again);
+        for w in 0..3 {
+            let n = first.iter().filter(|&&i| i == w).count();
+            assert!(n > 10, "writer {w} got {n} of 100 rooms: {first:?}");
+        }
     }
 }

@@ -26,6 +26,7 @@ pub mod records;
 pub mod revocations;
 pub mod rooms;
 pub mod schema;
+mod unnest;
 
 use std::future::Future;
 use std::path::PathBuf;
