@@ -30,7 +30,7 @@ async fn the_admin_page_shows_a_client_and_kicks_it_in_a_real_browser() {
     let chromium = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
         Path::new(&chromium).exists(),
-        "no chromium at {chromium}: `apt-get install -y chromium` (as .ci/run does), or set CHROMIUM_PATH"
+        "no chromium at {chromium}: `apt-get install -y chromium` (scripts/test.sh does), or set CHROMIUM_PATH"
     );
     if !js_client_dir()
         .join("node_modules/playwright-core")

@@ -45,7 +45,7 @@ fn the_demo_page_works_in_a_real_browser() {
     let chromium = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
         Path::new(&chromium).exists(),
-        "no chromium at {chromium}: `apt-get install -y chromium` (as .ci/run does), or set CHROMIUM_PATH"
+        "no chromium at {chromium}: `apt-get install -y chromium` (scripts/test.sh does), or set CHROMIUM_PATH"
     );
     let _npm = prepared();
     npm(&js_client_dir(), &["run", "test:browser"], &server_bin());

@@ -74,7 +74,7 @@ fn promtool_accepts_the_alert_rules() {
     let out = Command::new("promtool")
         .args(["check", "rules", ALERTS])
         .output()
-        .expect("promtool is not installed: apt-get install -y prometheus (.ci/run does)");
+        .expect("promtool is not installed: apt-get install -y prometheus (scripts/test.sh does)");
     let said =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{said}");

@@ -26,7 +26,7 @@ impl Nginx {
         let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
             .into_iter()
             .find(|p| Path::new(p).exists())
-            .expect("nginx is not installed: apt-get install -y nginx (.ci/run does)");
+            .expect("nginx is not installed: apt-get install -y nginx (scripts/test.sh does)");
         let site = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/ops/nginx/realtime.conf"
