@@ -25,7 +25,8 @@
 //!              seconds; acknowledged messages/s
 //!   burst      open --conns connections, each in a room of its own; every
 //!              connection sends --count messages of --size characters at
-//!              once and reads its copies back; server RSS per
+//!              once and reads its copies back (a refused send, `errors`,
+//!              has none); server RSS per
 //!              connection before, right after, and --duration seconds after
 //!              the burst (do buffers shrink back?)
 //!   storm      open --conns connections, --inflight (256) at a time, then
@@ -375,12 +376,16 @@ async fn burst(o: &Opts) -> serde_json::Value {
     let (conns, lost_in_setup) = held.release().await;
     let n = conns.len();
     let content = "x".repeat(o.size);
-    let echoed = Rc::new(RefCell::new(0u64));
+    let (echoed, refused) = (Rc::new(RefCell::new(0u64)), Rc::new(RefCell::new(0u64)));
+    // Each connection is held (read, its pings answered) from the moment its
+    // own burst is over: one left unread until the slowest had finished
+    // would be closed by the server's heartbeat, rightly.
+    let after = Rc::new(RefCell::new(Holding::new()));
     let tasks: Vec<_> = conns
         .into_iter()
         .map(|(i, ws)| {
-            let (echoed, count, room) = (echoed.clone(), o.count, format!("public:burst{i}"));
-            let content = content.clone();
+            let (echoed, refused, after) = (echoed.clone(), refused.clone(), after.clone());
+            let (count, room, content) = (o.count, format!("public:burst{i}"), content.clone());
             tokio::task::spawn_local(async move {
                 // Sending and reading at once: a sender that read nothing
                 // until it had sent everything could deadlock with a server
@@ -399,42 +404,57 @@ async fn burst(o: &Opts) -> serde_json::Value {
                     };
                     let _ = tokio::time::timeout(Duration::from_secs(30), all).await;
                 };
+                // Every send is answered by its echo or by an error (e.g. the
+                // server's write queue full); the server's pings do not
+                // count, so the wait has one deadline, not one per frame.
                 let read = async {
-                    let mut got = 0;
-                    while got < count {
-                        match tokio::time::timeout(Duration::from_secs(30), stream.next()).await {
-                            Ok(Some(Ok(Message::Text(t))))
-                                if t.starts_with("{\"type\":\"message:new\"") =>
-                            {
-                                got += 1
+                    let (mut got, mut errors) = (0, 0);
+                    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+                    while got + errors < count {
+                        match tokio::time::timeout_at(deadline, stream.next()).await {
+                            Ok(Some(Ok(Message::Text(t)))) => {
+                                if t.starts_with("{\"type\":\"message:new\"") {
+                                    got += 1
+                                } else if t.starts_with("{\"type\":\"error\"") {
+                                    errors += 1
+                                }
                             }
                             Ok(Some(Ok(_))) => {}
                             _ => break,
                         }
                     }
-                    got
+                    (got, errors)
                 };
-                let ((), got) = futures_util::join!(send, read);
+                let ((), (got, errors)) = futures_util::join!(send, read);
                 *echoed.borrow_mut() += got as u64;
-                sink.reunite(stream).expect("the halves of one connection")
+                *refused.borrow_mut() += errors as u64;
+                after.borrow_mut().hold(
+                    i,
+                    sink.reunite(stream).expect("the halves of one connection"),
+                );
             })
         })
         .collect();
-    let mut conns = Vec::with_capacity(n);
     for t in tasks {
-        conns.push(t.await.unwrap());
+        t.await.unwrap();
     }
     let after_burst = rss_kib(o.pid);
-    let (kept, lost) = idle_until(conns, Instant::now() + o.duration).await;
-    let after = rss_kib(o.pid);
+    tokio::time::sleep(o.duration).await;
+    let after_idle = rss_kib(o.pid);
+    let holding = Rc::try_unwrap(after)
+        .ok()
+        .expect("every burst task is done")
+        .into_inner();
+    let (kept, lost) = holding.release().await;
     let per = |x| per_conn_kib(x, base, n);
-    let echoed = *echoed.borrow();
+    let (echoed, refused) = (*echoed.borrow(), *refused.borrow());
     let lost = lost + lost_in_setup;
     json!({"scenario": "burst", "connections": kept.len(), "failed": failed, "lost": lost,
+           "errors": refused,
            "burstKibPerConn": (o.count * o.size) as f64 / 1024.0,
            "echoedPct": 100.0 * echoed as f64 / (n * o.count).max(1) as f64,
            "rssKibPerConnBefore": per(before), "rssKibPerConnAfterBurst": per(after_burst),
-           "rssKibPerConnAfterIdle": per(after), "rssKibBaseline": base})
+           "rssKibPerConnAfterIdle": per(after_idle), "rssKibBaseline": base})
 }
 
 async fn handshake(o: &Opts) -> serde_json::Value {
