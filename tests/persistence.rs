@@ -6,7 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{pg_addr, run_to_exit, scaled_ms, Backend, Closed, Proxy, Server, TestDb, WAIT};
+use common::{
+    pg_addr, run_to_exit, scaled_ms, Backend, Client, Closed, Proxy, Server, TestDb, WAIT,
+};
 use serde_json::json;
 
 on_both_backends!(
@@ -304,6 +306,37 @@ async fn the_audit_log_records_what_happened(backend: Backend) {
     assert_eq!(status, 400);
 }
 
+/// Sends `count` messages to `room` pipelined (without waiting for
+/// answers), then reads until each has its seq (by command id) and `total`
+/// `message:new` of the room have arrived: (this sender's seqs by id, every
+/// seq delivered).
+async fn send_pipelined(
+    c: &mut Client,
+    room: &str,
+    count: u64,
+    total: u64,
+) -> (Vec<u64>, Vec<u64>) {
+    for j in 0..count {
+        c.send(json!({"type": "message:send", "room": room, "content": format!("{j}"), "id": j}))
+            .await;
+    }
+    let mut mine = vec![0u64; count as usize];
+    let mut delivered = Vec::new();
+    while mine.contains(&0) || (delivered.len() as u64) < total {
+        let frame = c.next().await;
+        match frame["type"].as_str().unwrap() {
+            "reply" => {
+                mine[frame["id"].as_u64().unwrap() as usize] =
+                    frame["data"]["seq"].as_u64().unwrap()
+            }
+            "message:new" => delivered.push(frame["seq"].as_u64().unwrap()),
+            "user:joined" => {}
+            _ => panic!("unexpected {frame}"),
+        }
+    }
+    (mine, delivered)
+}
+
 async fn concurrent_senders_get_unique_consecutive_seqs(backend: Backend) {
     let db = TestDb::new(backend);
     let server = Server::start_on(&db, "");
@@ -317,21 +350,7 @@ async fn concurrent_senders_get_unique_consecutive_seqs(backend: Backend) {
         .into_iter()
         .map(|mut c| {
             actix_rt::spawn(async move {
-                for j in 0..50 {
-                    // Pipelined: commands go out without waiting for answers.
-                    c.send(json!({"type": "message:send", "room": "busy", "content": format!("{j}"), "id": j})).await;
-                }
-                let mut mine = vec![0u64; 50];
-                let mut delivered = Vec::new();
-                while mine.contains(&0) || delivered.len() < 200 {
-                    let frame = c.next().await;
-                    match frame["type"].as_str().unwrap() {
-                        "reply" => mine[frame["id"].as_u64().unwrap() as usize] = frame["data"]["seq"].as_u64().unwrap(),
-                        "message:new" => delivered.push(frame["seq"].as_u64().unwrap()),
-                        "user:joined" => {}
-                        _ => panic!("unexpected {frame}"),
-                    }
-                }
+                let (mine, delivered) = send_pipelined(&mut c, "busy", 50, 200).await;
                 // The connection lives on until every sender is done: a
                 // sender that left early would send the others user:left.
                 (mine, delivered, c)
@@ -380,20 +399,7 @@ async fn two_writers_keep_every_rooms_seqs_consecutive(backend: Backend) {
         .into_iter()
         .map(|(room, mut c)| {
             actix_rt::spawn(async move {
-                for j in 0..EACH {
-                    c.send(json!({"type": "message:send", "room": room, "content": format!("{j}"), "id": j})).await;
-                }
-                let mut mine = vec![0u64; EACH as usize];
-                let mut delivered = Vec::new();
-                while mine.contains(&0) || (delivered.len() as u64) < 2 * EACH {
-                    let frame = c.next().await;
-                    match frame["type"].as_str().unwrap() {
-                        "reply" => mine[frame["id"].as_u64().unwrap() as usize] = frame["data"]["seq"].as_u64().unwrap(),
-                        "message:new" => delivered.push(frame["seq"].as_u64().unwrap()),
-                        "user:joined" => {}
-                        _ => panic!("unexpected {frame}"),
-                    }
-                }
+                let (mine, delivered) = send_pipelined(&mut c, &room, EACH, 2 * EACH).await;
                 (room, mine, delivered, c)
             })
         })
