@@ -5,11 +5,18 @@
 //! (and of the user's personal room), as the `/ws` wire frames; each
 //! subscription names a topic, and a frame goes to every subscription whose
 //! topic it matches. Plain data, unit-tested below; the socket actor owns it.
+//!
+//! A frame is handed on as the text the registry shared between its
+//! receivers (a reference count, no copy); each subscription reads it into
+//! its own type once it has it, so no `serde_json::Value` is built on the
+//! way (docs/benchmarks.md, GraphQL).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use serde_json::Value;
+use bytestring::ByteString;
+use serde::Deserialize;
 use tokio::sync::mpsc;
 
 /// What one subscription listens to.
@@ -74,7 +81,17 @@ impl Topic {
     }
 }
 
-type Subscriber = (Topic, mpsc::UnboundedSender<Value>);
+type Subscriber = (Topic, mpsc::UnboundedSender<ByteString>);
+
+/// What routing needs of a frame: its type and room, read without
+/// building the rest.
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    room: Option<Cow<'a, str>>,
+}
 
 /// The subscriptions of one socket.
 #[derive(Default)]
@@ -84,7 +101,7 @@ pub struct Router {
 
 impl Router {
     /// A new subscription to `topic`: its id and the events' receiver.
-    pub fn add(&self, topic: Topic) -> (u64, mpsc::UnboundedReceiver<Value>) {
+    pub fn add(&self, topic: Topic) -> (u64, mpsc::UnboundedReceiver<ByteString>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut subs = self.subs.lock().unwrap_or_else(|p| p.into_inner());
         subs.0 += 1;
@@ -104,17 +121,16 @@ impl Router {
     }
 
     /// Hands one wire frame to the subscriptions it matches; a frame that
-    /// is not JSON (it always is) is dropped. Returns how many got it.
-    pub fn route(&self, frame: &str) -> usize {
-        let Ok(event) = serde_json::from_str::<Value>(frame) else {
+    /// is not JSON with a `type` (it always is) is dropped. Returns how
+    /// many got it.
+    pub fn route(&self, frame: &ByteString) -> usize {
+        let Ok(head) = serde_json::from_str::<Head>(frame) else {
             return 0;
         };
-        let kind = event.get("type").and_then(Value::as_str).unwrap_or("");
-        let room = event.get("room").and_then(Value::as_str);
         let subs = self.subs.lock().unwrap_or_else(|p| p.into_inner());
         let mut sent = 0;
         for (topic, tx) in subs.1.values() {
-            if topic.matches(kind, room) && tx.send(event.clone()).is_ok() {
+            if topic.matches(&head.kind, head.room.as_deref()) && tx.send(frame.clone()).is_ok() {
                 sent += 1;
             }
         }
@@ -134,20 +150,35 @@ impl Router {
 mod tests {
     use super::*;
 
+    fn frame(text: &'static str) -> ByteString {
+        ByteString::from_static(text)
+    }
+
     #[test]
     fn frames_reach_the_subscriptions_of_their_topic_only() {
         let router = Router::default();
         let (_, mut a) = router.add(Topic::Messages("a".into()));
         let (_, mut b) = router.add(Topic::Messages("b".into()));
         let (_, mut n) = router.add(Topic::Notifications);
-        let sent = router.route(r#"{"type":"message:new","room":"a","seq":1}"#);
-        assert_eq!(sent, 1);
-        assert_eq!(a.try_recv().unwrap()["seq"], 1);
+        let new = r#"{"type":"message:new","room":"a","seq":1,"content":"x"}"#;
+        assert_eq!(router.route(&frame(new)), 1);
+        assert_eq!(&*a.try_recv().unwrap(), new);
         assert!(b.try_recv().is_err());
         assert!(n.try_recv().is_err());
-        assert_eq!(router.route(r#"{"type":"notification","title":"t"}"#), 1);
-        assert_eq!(n.try_recv().unwrap()["title"], "t");
-        assert_eq!(router.route("not json"), 0);
+        let note = r#"{"title":"t","type":"notification"}"#;
+        assert_eq!(router.route(&frame(note)), 1);
+        assert_eq!(&*n.try_recv().unwrap(), note);
+        assert_eq!(router.route(&frame("not json")), 0);
+        assert_eq!(router.route(&frame(r#"{"room":"a"}"#)), 0);
+    }
+
+    #[test]
+    fn a_room_name_with_escapes_is_read_as_its_text() {
+        let router = Router::default();
+        let (_, mut a) = router.add(Topic::Messages("a\"b".into()));
+        let sent = router.route(&frame(r#"{"type":"message:new","room":"a\"b","seq":1}"#));
+        assert_eq!(sent, 1);
+        assert!(a.try_recv().is_ok());
     }
 
     #[test]

@@ -9,13 +9,14 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
 use async_graphql::{Context, Result, Subscription};
+use bytestring::ByteString;
 use futures_util::stream::{self, Stream, StreamExt};
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::router::{Router, Topic};
 use super::types::{
-    convert, from_wire, Message, MessageChange, Notification, PresenceEvent, RoomEvent, TypingEvent,
+    convert, from_text, Message, MessageChange, Notification, PresenceEvent, RoomEvent, TypingEvent,
 };
 use super::Viewer;
 use crate::actors::messages::{Join, JoinReply, Leave};
@@ -28,15 +29,15 @@ pub struct SubscriptionRoot;
 /// A subscription's events; ending it (the client's `complete`, or the
 /// socket closing) forgets it and leaves the room if nothing else needs it.
 struct Feed {
-    rx: mpsc::UnboundedReceiver<Value>,
+    rx: mpsc::UnboundedReceiver<ByteString>,
     id: u64,
     router: Arc<Router>,
     leave: Option<(Mailbox<RoomRegistry>, uuid::Uuid)>,
 }
 
 impl Stream for Feed {
-    type Item = Value;
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Value>> {
+    type Item = ByteString;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<ByteString>> {
         self.rx.poll_recv(cx)
     }
 }
@@ -87,11 +88,12 @@ impl Viewer {
     }
 }
 
+/// The feed's frames, each read as the subscription's type.
 fn typed<T: Send + 'static>(
     feed: Feed,
-    read: fn(Value) -> Option<T>,
+    read: fn(&str) -> Option<T>,
 ) -> impl Stream<Item = T> + Send {
-    feed.filter_map(move |event| std::future::ready(read(event)))
+    feed.filter_map(move |frame| std::future::ready(read(&frame)))
 }
 
 #[Subscription(name = "Subscription")]
@@ -110,7 +112,7 @@ impl SubscriptionRoot {
             .map(|j| j.missed.iter().filter_map(|m| convert(&**m)).collect())
             .unwrap_or_default();
         let last = missed.last().map(|m| m.seq);
-        let live = typed(feed, from_wire::<Message>)
+        let live = typed(feed, from_text::<Message>)
             .filter(move |m| std::future::ready(last.is_none_or(|seq| m.seq > seq)));
         Ok(stream::iter(missed).chain(live))
     }
@@ -145,7 +147,7 @@ impl SubscriptionRoot {
     ) -> Result<impl Stream<Item = TypingEvent>> {
         let viewer = Viewer::of(ctx)?;
         let (feed, _) = viewer.subscribe(Topic::Typing(room), None).await?;
-        Ok(typed(feed, from_wire::<TypingEvent>))
+        Ok(typed(feed, from_text::<TypingEvent>))
     }
 
     /// The user's notifications as they are sent.
@@ -155,7 +157,7 @@ impl SubscriptionRoot {
     ) -> Result<impl Stream<Item = Notification>> {
         let viewer = Viewer::of(ctx)?;
         let (feed, _) = viewer.subscribe(Topic::Notifications, None).await?;
-        Ok(typed(feed, from_wire::<Notification>))
+        Ok(typed(feed, from_text::<Notification>))
     }
 
     /// Changes to managed room `room`: its settings, deletion, members.

@@ -18,6 +18,17 @@ pub fn from_wire<T: DeserializeOwned>(value: Value) -> Option<T> {
     }
 }
 
+/// As [`from_wire`], from a frame's text: read straight into the type.
+pub fn from_text<T: DeserializeOwned>(text: &str) -> Option<T> {
+    match serde_json::from_str(text) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            log::warn!("graphql: an event did not fit its type: {e}");
+            None
+        }
+    }
+}
+
 /// As [`from_wire`], from anything the protocol serialises.
 pub fn convert<S: Serialize, T: DeserializeOwned>(s: &S) -> Option<T> {
     from_wire(serde_json::to_value(s).ok()?)
@@ -60,7 +71,8 @@ pub struct MessageChange {
 }
 
 impl MessageChange {
-    pub fn from_event(event: Value) -> Option<Self> {
+    pub fn from_event(text: &str) -> Option<Self> {
+        let event: Value = from_text(text)?;
         let deleted = event.get("type").and_then(Value::as_str) == Some("message:deleted");
         let mut change: MessageChange = from_wire(event)?;
         change.deleted = deleted;
@@ -101,7 +113,8 @@ pub struct PresenceEvent {
 }
 
 impl PresenceEvent {
-    pub fn from_event(event: Value) -> Option<Self> {
+    pub fn from_event(text: &str) -> Option<Self> {
+        let event: Value = from_text(text)?;
         let kind = match event.get("type").and_then(Value::as_str)? {
             "user:joined" => "joined",
             "user:left" => "left",
@@ -169,7 +182,8 @@ pub struct RoomEvent {
 }
 
 impl RoomEvent {
-    pub fn from_event(mut event: Value) -> Option<Self> {
+    pub fn from_event(text: &str) -> Option<Self> {
+        let mut event: Value = from_text(text)?;
         let map = event.as_object_mut()?;
         let kind = map.remove("type")?.as_str()?.to_string();
         let room = map.remove("room")?.as_str()?.to_string();
@@ -203,17 +217,17 @@ mod tests {
     fn wire_events_become_schema_types() {
         let deleted = json!({"type": "message:deleted", "room": "r", "messageId": "m",
             "seq": 3, "deletedBy": "u"});
-        let change = MessageChange::from_event(deleted).unwrap();
+        let change = MessageChange::from_event(&deleted.to_string()).unwrap();
         assert!(change.deleted);
         assert_eq!(change.deleted_by.as_deref(), Some("u"));
         let joined = json!({"type": "user:joined", "room": "r", "userId": "u"});
-        let p = PresenceEvent::from_event(joined).unwrap();
+        let p = PresenceEvent::from_event(&joined.to_string()).unwrap();
         assert_eq!((p.kind.as_str(), p.room.as_deref()), ("joined", Some("r")));
         let updated = json!({"type": "room:updated", "room": "r", "data": {"name": "r"}});
-        let r = RoomEvent::from_event(updated).unwrap();
+        let r = RoomEvent::from_event(&updated.to_string()).unwrap();
         assert_eq!(r.data.0, json!({"name": "r"}));
         let removed = json!({"type": "member:removed", "room": "r", "userId": "u", "by": "a"});
-        let r = RoomEvent::from_event(removed).unwrap();
+        let r = RoomEvent::from_event(&removed.to_string()).unwrap();
         assert_eq!(r.data.0, json!({"userId": "u", "by": "a"}));
     }
 }
