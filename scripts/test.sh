@@ -22,28 +22,19 @@ install() {
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
 }
 
-# PostgreSQL at 127.0.0.1:5432: the machine's cluster, if installed.
-if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then
-  if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
-    $SUDO pg_ctlcluster "$(ls /etc/postgresql | head -n1)" main start || true
-    for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
-  fi
-fi
 # psql and the PostgreSQL server binaries (the tests start a private
-# cluster from them when none answers).
+# cluster from them when none answers), and redis-server (the fault tests
+# start private ones).
 command -v psql >/dev/null || install postgresql postgresql-client
-# redis-server: a shared one for the cluster tests (started when installed
-# but not running), and private ones for the fault tests.
 command -v redis-server >/dev/null || install redis-server
-if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
-  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
-    --dir /tmp --logfile /tmp/realtime-test-redis.log || true
-  for _ in $(seq 1 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 1; done
-fi
+# The machine's PostgreSQL and Redis, started if installed but not running.
+bash scripts/services.sh
 
 # Node.js and npm for the JavaScript client (tests/js_client.rs runs `npm ci`
 # itself); chromium for the browser tests of the client, demo and admin page.
 command -v npm >/dev/null || install nodejs npm
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+[ "$node_major" -ge 20 ] || echo "scripts/test.sh: the JavaScript client's tests need Node.js 20 or later (found: $(node --version 2>/dev/null || echo none)); they will fail" >&2
 command -v chromium >/dev/null || [ -x /usr/bin/chromium ] || install chromium
 # nginx for tests/proxies.rs (the shipped ops/nginx/realtime.conf).
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || install nginx

@@ -2,7 +2,7 @@
 //! demo page in a real browser (`npm run test:browser`, playwright-core with
 //! the system's chromium), both against this build's server binary. So
 //! `cargo test` runs them; they fail, never skip, when node, npm or
-//! chromium is missing (`.ci/run` installs chromium).
+//! chromium is missing (`scripts/test.sh` installs chromium).
 
 mod common;
 
