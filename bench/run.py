@@ -616,9 +616,9 @@ def fmt_pct(v):
 
 
 def ratio(a, b):
-    if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or not b:
-        return "-"
-    return f"{a / b:.2f}x"
+    """a / b for the table, or "-"."""
+    r = ratio_num(a, b)
+    return "-" if r is None else f"{r:.2f}x"
 
 
 def table(header, lines):

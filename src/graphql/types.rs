@@ -9,24 +9,19 @@ use serde_json::Value;
 
 /// Reads `value` (a record or event as `/ws` sends it) as a schema type.
 pub fn from_wire<T: DeserializeOwned>(value: Value) -> Option<T> {
-    match serde_json::from_value(value) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            log::warn!("graphql: an event did not fit its type: {e}");
-            None
-        }
-    }
+    fitted(serde_json::from_value(value))
 }
 
 /// As [`from_wire`], from a frame's text: read straight into the type.
 pub fn from_text<T: DeserializeOwned>(text: &str) -> Option<T> {
-    match serde_json::from_str(text) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            log::warn!("graphql: an event did not fit its type: {e}");
-            None
-        }
-    }
+    fitted(serde_json::from_str(text))
+}
+
+/// The value, or `None` with a warning: an event the schema type cannot
+/// hold is skipped, not an error for the subscriber.
+fn fitted<T>(read: serde_json::Result<T>) -> Option<T> {
+    read.map_err(|e| log::warn!("graphql: an event did not fit its type: {e}"))
+        .ok()
 }
 
 /// As [`from_wire`], from anything the protocol serialises.

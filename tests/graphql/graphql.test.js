@@ -95,6 +95,17 @@ async function waitForMember(base, token, room, user) {
   throw new Error(`${user} never showed as a member of ${room} on ${base}`);
 }
 
+/** Alice's subscription (`request`) on node A, live once node B lists her
+ * in `room` (asked with `token`): her client, the events, and the first
+ * event's promise (asked for before anything is sent). */
+async function subscribedOnA(request, room, token = BOB) {
+  const alice = client(NODE_A, { token: ALICE });
+  const events = alice.iterate(request);
+  const first = events.next();
+  await waitForMember(NODE_B, token, room, "alice");
+  return { alice, events, first };
+}
+
 /** A /ws client: `request(frame)` sends a command and resolves with its
  * reply (or error). */
 async function wsSession(base, token) {
@@ -142,18 +153,15 @@ async function admin(base, method, path, body) {
 }
 
 test("a subscription on one node receives messages sent on the other, over /ws and by mutation", async () => {
-  const alice = client(NODE_A, { token: ALICE });
-  const messages = alice.iterate({
+  // The subscriber is a member of the room, on the other node too.
+  const { alice, events: messages, first } = await subscribedOnA({
     query: `subscription($room: String!) {
       messageAdded(room: $room) {
         messageId seq room userId content threadId replyTo kind metadata timestamp editedAt deleted
       }
     }`,
     variables: { room: ROOM },
-  });
-  const first = messages.next();
-  // The subscriber is a member of the room, on the other node too.
-  await waitForMember(NODE_B, BOB, ROOM, "alice");
+  }, ROOM);
 
   const wsMetadata = { source: "ws", tags: ["a", "b"], n: 1 };
   const overWs = await sendOverWs(NODE_B, BOB, ROOM, "sent over /ws", wsMetadata);
@@ -200,15 +208,12 @@ test("a subscription on one node receives messages sent on the other, over /ws a
 });
 
 test("edits and deletions reach messageChanged on the other node", async () => {
-  const alice = client(NODE_A, { token: ALICE });
-  const changes = alice.iterate({
+  const { alice, events: changes, first } = await subscribedOnA({
     query: `subscription($room: String!) {
       messageChanged(room: $room) { room messageId seq deleted content editedAt deletedBy }
     }`,
     variables: { room: ROOM },
-  });
-  const first = changes.next();
-  await waitForMember(NODE_B, BOB, ROOM, "alice");
+  }, ROOM);
   const sent = await post(NODE_B, BOB, `mutation($room: String!) { sendMessage(room: $room, content: "draft") { messageId } }`, { room: ROOM });
   const id = sent.data.sendMessage.messageId;
   const edited = await post(NODE_B, BOB, `mutation($room: String!, $id: String!) {
@@ -255,13 +260,10 @@ test("the socket closes with 4001 when its token expires", async () => {
 });
 
 test("presence changes reach presenceChanged across nodes", async () => {
-  const alice = client(NODE_A, { token: ALICE });
-  const presence = alice.iterate({
+  const { alice, events: presence, first } = await subscribedOnA({
     query: "subscription($room: String!) { presenceChanged(room: $room) { kind room userId } }",
     variables: { room: ROOM },
-  });
-  const first = presence.next();
-  await waitForMember(NODE_B, BOB, ROOM, "alice");
+  }, ROOM);
   // Carol joins over /ws on the other node (and sends, then leaves).
   const CAROL = env("GQL_TOKEN_CAROL");
   await sendOverWs(NODE_B, CAROL, ROOM, "hello from carol");
@@ -274,13 +276,10 @@ test("presence changes reach presenceChanged across nodes", async () => {
 });
 
 test("typing over /ws on one node reaches typing on the other", async () => {
-  const alice = client(NODE_A, { token: ALICE });
-  const typing = alice.iterate({
+  const { alice, events: typing, first } = await subscribedOnA({
     query: "subscription($room: String!) { typing(room: $room) { room threadId users } }",
     variables: { room: ROOM },
-  });
-  const first = typing.next();
-  await waitForMember(NODE_B, BOB, ROOM, "alice");
+  }, ROOM);
   const bob = await wsSession(NODE_B, BOB);
   const joined = await bob.request({ type: "room:join", id: "j", room: ROOM });
   assert.equal(joined.type, "reply", JSON.stringify(joined));
@@ -294,13 +293,10 @@ test("typing over /ws on one node reaches typing on the other", async () => {
 });
 
 test("POST /admin/notify on one node reaches notificationReceived on the other", async () => {
-  const alice = client(NODE_A, { token: ALICE });
-  const received = alice.iterate({
-    query: "subscription { notificationReceived { notificationId kind title body data readAt } }",
-  });
-  const first = received.next();
   // The subscription is live once alice's personal room has her on node B.
-  await waitForMember(NODE_B, ALICE, "user:alice", "alice");
+  const { alice, events: received, first } = await subscribedOnA({
+    query: "subscription { notificationReceived { notificationId kind title body data readAt } }",
+  }, "user:alice", ALICE);
   const [status, sent] = await admin(NODE_B, "POST", "/admin/notify", {
     userId: "alice",
     kind: "warning",
@@ -328,13 +324,10 @@ test("PATCH /admin/rooms/{room} on one node reaches roomUpdated on the other", a
     members: [{ userId: "alice" }],
   });
   assert.equal(created, 201, JSON.stringify(body));
-  const alice = client(NODE_A, { token: ALICE });
-  const updates = alice.iterate({
+  const { alice, events: updates, first } = await subscribedOnA({
     query: "subscription($room: String!) { roomUpdated(room: $room) { kind room data } }",
     variables: { room },
-  });
-  const first = updates.next();
-  await waitForMember(NODE_B, ALICE, room, "alice");
+  }, room, ALICE);
   const [status, patched] = await admin(NODE_B, "PATCH", `/admin/rooms/${encodeURIComponent(room)}`, {
     title: "Renamed",
     metadata: { topic: "graphql" },
